@@ -1,0 +1,37 @@
+# The two commands of the README. Both install what is missing first.
+#   make demo   run the appliance on its embedded defaults with the demo corpus ingested
+#   make test   run the whole test suite
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/sanctum-target
+export SANCTUM_MODELS_DIR ?= $(CURDIR)/.sanctum/models
+SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
+DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
+
+.PHONY: setup build demo test bench-retrieval bench-scale clean-demo
+
+setup:
+	./scripts/setup.sh
+
+build: setup
+	cargo build --bin sanctum
+
+$(DEMO_CONFIG):
+	mkdir -p .sanctum
+	printf 'data_dir = "%s"\n\n[models]\ndir = "%s"\n' "$(CURDIR)/.sanctum/demo" "$(SANCTUM_MODELS_DIR)" > $@
+
+demo: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) ingest deploy/demo
+	$(SANCTUM) --config $(DEMO_CONFIG) search "How many visitors may be at a bedside in intensive care?" --k 3
+	$(SANCTUM) --config $(DEMO_CONFIG) search "when should staff wash hands with soap instead of alcohol rub" --k 3 --groups clinical
+	$(SANCTUM) --config $(DEMO_CONFIG) doctor
+
+test: build
+	cargo test --workspace -- --test-threads 2
+
+bench-retrieval: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench retrieval --dataset ../shared/bench/scifact --json
+
+bench-scale: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench scale --chunks 100000 --dataset ../shared/bench/scifact --json
+
+clean-demo:
+	rm -rf .sanctum/demo $(DEMO_CONFIG)

@@ -1,0 +1,120 @@
+//! The running appliance: configuration, the database, the original store, and (loaded on
+//! first use) the retrieval engine with its indexes and models. Service functions take a
+//! `&Sanctum`; the CLI, and later the REST API and web pages, build one and call them.
+//!
+//! Whoever opens a `Sanctum` holds the data-directory lock: the index writers and the
+//! embedded cluster belong to exactly one process at a time.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::embed::{self, Embedder};
+use crate::error::{Error, Result};
+use crate::retrieve::keyword::TantivyIndex;
+use crate::retrieve::rerank::{CrossEncoder, Reranker};
+use crate::retrieve::vector::EdgeIndex;
+use crate::retrieve::Retriever;
+use crate::store::OriginalStore;
+
+/// Exclusive ownership of a data directory for the life of the process.
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock> {
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+        let path = data_dir.join("sanctum.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::DataDirInUse(data_dir.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        file.set_len(0).ok();
+        writeln!(file, "{}", std::process::id()).ok();
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// The retrieval engine and what ingest needs besides it.
+pub struct Engine {
+    pub retriever: Retriever,
+    pub keyword: Arc<TantivyIndex>,
+    pub vector: Arc<EdgeIndex>,
+    pub tokenizer: tokenizers::Tokenizer,
+}
+
+pub struct Sanctum {
+    pub config: Config,
+    pub db: Database,
+    pub store: OriginalStore,
+    engine: OnceCell<Engine>,
+    _lock: DataDirLock,
+}
+
+impl Sanctum {
+    /// Takes the data directory, opens the database (starting the embedded cluster when
+    /// no URL is configured) and migrates it.
+    pub async fn open(config: Config) -> Result<Sanctum> {
+        let lock = DataDirLock::acquire(&config.data_dir)?;
+        let db = Database::open(&config).await?;
+        let store = OriginalStore::new(config.originals_dir());
+        Ok(Sanctum { config, db, store, engine: OnceCell::new(), _lock: lock })
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.db.pool
+    }
+
+    /// The retrieval engine, loading models and opening indexes on first use.
+    pub async fn engine(&self) -> Result<&Engine> {
+        self.engine
+            .get_or_try_init(|| async {
+                let config = self.config.clone();
+                tokio::task::spawn_blocking(move || load_engine(&config))
+                    .await
+                    .map_err(|e| Error::Internal(format!("loading the engine failed: {e}")))?
+            })
+            .await
+    }
+
+    /// Stops the embedded database if this process started it.
+    pub async fn close(self) -> Result<()> {
+        self.db.close().await
+    }
+}
+
+fn load_engine(config: &Config) -> Result<Engine> {
+    let embedder = Arc::new(Embedder::load(config)?);
+    let tokenizer = embed::load_tokenizer(config)?;
+    let keyword = Arc::new(TantivyIndex::open(&config.keyword_index_dir())?);
+    let vector = Arc::new(EdgeIndex::open(&config.vector_index_dir(), embedder.dimension())?);
+    let reranker: Option<Arc<dyn Reranker>> = match &config.search.reranker {
+        Some(name) if !name.is_empty() => {
+            let env = embed::init_onnxruntime(&config.onnxruntime_path())?;
+            Some(Arc::new(CrossEncoder::load(&config.models_dir().join(name), env)?))
+        }
+        _ => None,
+    };
+    let retriever = Retriever {
+        keyword: keyword.clone(),
+        vector: vector.clone(),
+        embedder,
+        reranker,
+        candidates: config.search.candidates,
+        rrf_k: config.search.rrf_k,
+    };
+    Ok(Engine { retriever, keyword, vector, tokenizer })
+}

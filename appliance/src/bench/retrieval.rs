@@ -1,0 +1,131 @@
+//! `sanctum bench retrieval --dataset DIR`: ingest a BEIR dataset into a fresh data
+//! directory on the real components, then score BM25, dense and hybrid rankings against
+//! the judgements (nDCG@10, Recall@100, MRR@10), and report ingest throughput and search
+//! latency.
+//!
+//! Rankings are per document (a document ranks where its best chunk ranks), as BEIR
+//! judges documents. Latency is measured on the search service itself (`retrieve::search`,
+//! hybrid, k = 10), query embedding included, and also without it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{beir, fresh_config, metrics, p50_p99, round};
+use crate::app::Sanctum;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::library::{self, Outcome};
+use crate::retrieve::{self, Mode, SearchFilter, SearchRequest};
+
+pub struct Options {
+    pub dataset: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// Score only the first N queries.
+    pub limit: Option<usize>,
+}
+
+/// Chunks taken from each retriever before documents are deduplicated.
+const DEPTH: usize = 300;
+
+pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
+    let dataset = beir::load(&opts.dataset)?;
+    let (config, _guard) = fresh_config(base, opts.data_dir.clone()).map_err(|e| Error::io(&base.data_dir, e))?;
+    log(&format!("data directory {}", config.data_dir.display()));
+    let ctx = Sanctum::open(config).await?;
+    let result = run_in(&ctx, &dataset, opts, log).await;
+    ctx.close().await?;
+    result
+}
+
+async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
+    // Ingest.
+    let started = Instant::now();
+    let outcomes = library::submit_path(ctx, &dataset.corpus, &Default::default()).await?;
+    let rejected: Vec<&Outcome> = outcomes.iter().filter(|o| matches!(o, Outcome::Rejected { .. })).collect();
+    if let Some(Outcome::Rejected { name, reason }) = rejected.first() {
+        log(&format!("{} corpus lines rejected, first: {name}: {reason}", rejected.len()));
+    }
+    log(&format!("accepted {} documents in {:.1} s; ingesting", outcomes.len() - rejected.len(), started.elapsed().as_secs_f64()));
+    let report = library::run_until_idle(ctx, &|p| {
+        if p.done % 512 < 64 {
+            log(&format!("  {} documents, {} chunks", p.done, p.chunks));
+        }
+    })
+    .await?;
+    let ingest_s = started.elapsed().as_secs_f64();
+    log(&format!(
+        "ingested {} documents ({} chunks, {} failed) in {ingest_s:.1} s",
+        report.documents, report.chunks, report.failed
+    ));
+
+    // Map document ids to the corpus ids the judgements use.
+    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as("SELECT id, source_id FROM documents").fetch_all(ctx.pool()).await?;
+    let corpus_id: HashMap<Uuid, String> = rows.into_iter().filter_map(|(id, s)| Some((id, s?))).collect();
+
+    let engine = ctx.engine().await?;
+    let retriever = &engine.retriever;
+    let modes = [("bm25", Mode::Bm25), ("dense", Mode::Dense), ("hybrid", Mode::Hybrid)];
+    let mut sums: HashMap<&str, [f64; 3]> = HashMap::new();
+    let (mut search_ms, mut retrieve_ms, mut embed_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let queries: Vec<&(String, String)> = dataset.queries.iter().take(opts.limit.unwrap_or(usize::MAX)).collect();
+    for (i, (qid, text)) in queries.iter().enumerate() {
+        let qrels = &dataset.qrels[qid.as_str()];
+        let vector = retriever.embedder.clone();
+        let t = text.clone();
+        let v = tokio::task::spawn_blocking(move || vector.embed(&[t.as_str()]))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??
+            .remove(0);
+        for (name, mode) in modes {
+            let (ranked, _) = retriever.rank(text, Some(v.clone()), &SearchFilter::default(), mode, DEPTH).await?;
+            let mut seen = HashSet::new();
+            let docs: Vec<String> = ranked
+                .iter()
+                .filter_map(|h| corpus_id.get(&h.document_id))
+                .filter(|d| seen.insert(d.as_str()))
+                .take(100)
+                .cloned()
+                .collect();
+            let s = sums.entry(name).or_default();
+            s[0] += metrics::ndcg_at(&docs, qrels, 10);
+            s[1] += metrics::recall_at(&docs, qrels, 100);
+            s[2] += metrics::mrr_at(&docs, qrels, 10);
+        }
+        // Latency of the real search service, as a caller sees it.
+        let request = SearchRequest { query: text.clone(), k: 10, filter: SearchFilter::default(), mode: Mode::Hybrid };
+        let s = Instant::now();
+        let results = retrieve::search(retriever, ctx.pool(), &request).await?;
+        search_ms.push(s.elapsed().as_secs_f64() * 1000.0);
+        embed_ms.push(results.timings.embed_ms);
+        retrieve_ms.push(s.elapsed().as_secs_f64() * 1000.0 - results.timings.embed_ms);
+        if (i + 1) % 100 == 0 {
+            log(&format!("  scored {} of {} queries", i + 1, queries.len()));
+        }
+    }
+    let n = queries.len() as f64;
+    let mut out = serde_json::Map::new();
+    for (name, _) in modes {
+        let s = sums[name];
+        out.insert(name.into(), json!({"ndcg@10": round(s[0] / n), "recall@100": round(s[1] / n), "mrr@10": round(s[2] / n)}));
+    }
+    out.insert(
+        "ingest".into(),
+        json!({
+            "documents": report.documents, "chunks": report.chunks, "failed": report.failed,
+            "seconds": round(ingest_s),
+            "docs_per_s": round(report.documents as f64 / ingest_s),
+            "chunks_per_s": round(report.chunks as f64 / ingest_s),
+            "embed_chunks_per_s": round(report.chunks as f64 / report.embed_seconds.max(1e-9)),
+        }),
+    );
+    out.insert("search_ms".into(), p50_p99(&mut search_ms));
+    out.insert("search_without_embedding_ms".into(), p50_p99(&mut retrieve_ms));
+    out.insert("query_embedding_ms".into(), p50_p99(&mut embed_ms));
+    out.insert("queries".into(), json!(queries.len()));
+    out.insert("dataset".into(), json!(dataset.dir.display().to_string()));
+    Ok(serde_json::Value::Object(out))
+}

@@ -1,0 +1,222 @@
+//! `sanctum bench scale --chunks N --dataset DIR`: search latency with N chunks indexed.
+//!
+//! Embedding N real texts would take hours on a small CPU, so the index is built around
+//! real embedded chunks: the first `--base-docs` documents of the dataset are ingested
+//! for real (parsed, chunked, embedded, stored), then the remaining chunks are
+//! synthesised from them: each synthetic chunk's text joins sentences of two real
+//! chunks, and its vector is a real chunk's vector plus Gaussian noise (renormalised;
+//! cosine to its source ~0.9), so the vector space keeps the real data's clusters. Every
+//! chunk gets a document with random groups, region and labels, written to PostgreSQL and
+//! both indexes exactly as ingest writes them. The HNSW graph is then built
+//! (`optimize`), and the dataset's queries are run through the search service.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{beir, fresh_config, p50_p99, round};
+use crate::app::Sanctum;
+use crate::config::Config;
+use crate::db::chunks::{self, ChunkRow};
+use crate::error::{Error, Result};
+use crate::library;
+use crate::retrieve::{self, IndexedChunk, KeywordIndex, Mode, SearchFilter, SearchRequest, VectorIndex};
+
+pub struct Options {
+    pub dataset: PathBuf,
+    pub chunks: usize,
+    pub base_docs: usize,
+    pub data_dir: Option<PathBuf>,
+    /// Query passes over the dataset's queries.
+    pub rounds: usize,
+}
+
+/// Small deterministic PRNG (xorshift64*), so runs are repeatable.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box-Muller).
+    fn gauss(&mut self) -> f32 {
+        let (u1, u2) = (self.unit().max(1e-12), self.unit());
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+const GROUPS: &[&str] = &["clinical", "billing", "research", "hr", "legal", "it", "quality", "pharmacy"];
+const REGIONS: &[&str] = &["eu", "us", "uk", "ca"];
+const LABELS: &[&str] = &["phi", "pii", "confidential"];
+
+pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
+    let dataset = beir::load(&opts.dataset)?;
+    let (config, _guard) = fresh_config(base, opts.data_dir.clone()).map_err(|e| Error::io(&base.data_dir, e))?;
+    log(&format!("data directory {}", config.data_dir.display()));
+    let ctx = Sanctum::open(config).await?;
+    let result = run_in(&ctx, &dataset, opts, log).await;
+    ctx.close().await?;
+    result
+}
+
+async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
+    // 1. Real documents.
+    let corpus = std::fs::read_to_string(&dataset.corpus).map_err(|e| Error::io(&dataset.corpus, e))?;
+    let head: String = corpus.lines().take(opts.base_docs).map(|l| format!("{l}\n")).collect();
+    library::submit_bytes(ctx, "corpus.jsonl", head.as_bytes(), &Default::default()).await?;
+    let started = Instant::now();
+    let report = library::run_until_idle(ctx, &|_| {}).await?;
+    log(&format!("ingested {} real documents ({} chunks) in {:.1} s", report.documents, report.chunks, started.elapsed().as_secs_f64()));
+    let real: Vec<(String, Vec<f32>)> = sqlx::query_as("SELECT text, embedding FROM chunks ORDER BY id").fetch_all(ctx.pool()).await?;
+    if real.is_empty() {
+        return Err(Error::invalid("--base-docs", "no chunks were ingested"));
+    }
+
+    // 2. Synthetic chunks around them.
+    let engine = ctx.engine().await?;
+    let mut rng = Rng(0x5eed_5a17_c7u64);
+    let target = opts.chunks.max(real.len());
+    let synthetic = target - real.len();
+    let started = Instant::now();
+    let per_doc = 10;
+    let mut made = 0;
+    while made < synthetic {
+        let n_docs = ((synthetic - made).div_ceil(per_doc)).min(200);
+        let mut rows = Vec::new();
+        let mut indexed = Vec::new();
+        let mut tx = ctx.pool().begin().await?;
+        for _ in 0..n_docs {
+            let doc_id = Uuid::new_v4();
+            let groups = vec![GROUPS[rng.below(GROUPS.len())].to_string()];
+            let region = REGIONS[rng.below(REGIONS.len())].to_string();
+            let labels: Vec<String> = if rng.below(4) == 0 { vec![LABELS[rng.below(LABELS.len())].to_string()] } else { vec![] };
+            sqlx::query(
+                "INSERT INTO documents (id, sha256, name, format, size_bytes, title, groups, region, labels, state)
+                 VALUES ($1, $2, 'synthetic.txt', 'text', 0, $3, $4, $5, $6, 'indexed')",
+            )
+            .bind(doc_id)
+            .bind(format!("synthetic-{doc_id}"))
+            .bind(format!("Synthetic document {}", made / per_doc))
+            .bind(&groups)
+            .bind(&region)
+            .bind(&labels)
+            .execute(&mut *tx)
+            .await?;
+            for ordinal in 0..per_doc.min(synthetic - made) {
+                let (a, b) = (&real[rng.below(real.len())], &real[rng.below(real.len())]);
+                let text = mix(&a.0, &b.0);
+                let mut v: Vec<f32> = a.1.iter().map(|x| x + 0.025 * rng.gauss()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                let id = chunks::chunk_id(doc_id, ordinal as u32);
+                indexed.push(IndexedChunk {
+                    id,
+                    document_id: doc_id,
+                    title: None,
+                    text: text.clone(),
+                    groups: groups.clone(),
+                    region: Some(region.clone()),
+                    labels: labels.clone(),
+                    embedding: v.clone(),
+                });
+                rows.push(ChunkRow {
+                    id,
+                    document_id: doc_id,
+                    ordinal: ordinal as i32,
+                    char_start: 0,
+                    char_end: text.chars().count() as i32,
+                    text,
+                    heading: None,
+                    page_start: None,
+                    page_end: None,
+                    token_count: 0,
+                    embedding: v,
+                });
+                made += 1;
+            }
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.document_id).collect();
+        chunks::replace(&mut tx, &ids, &rows).await?;
+        tx.commit().await?;
+        let (k, v) = (engine.keyword.clone(), engine.vector.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            k.replace(&[], &indexed)?;
+            v.replace(&[], &indexed)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        if made % 10_000 < per_doc * n_docs {
+            log(&format!("  {} of {} synthetic chunks written", made, synthetic));
+        }
+    }
+    let write_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let v = engine.vector.clone();
+    tokio::task::spawn_blocking(move || v.optimize()).await.map_err(|e| Error::Internal(e.to_string()))??;
+    let optimize_s = started.elapsed().as_secs_f64();
+    let total = chunks::count(ctx.pool()).await?;
+    log(&format!(
+        "{total} chunks: synthetic written in {write_s:.1} s, HNSW built in {optimize_s:.1} s ({} of {} vectors in the graph)",
+        engine.vector.indexed_vectors()?,
+        engine.vector.count()?
+    ));
+
+    // 3. Queries through the search service, unfiltered and filtered.
+    let filtered = SearchFilter {
+        groups: Some(vec!["clinical".into(), "research".into()]),
+        regions: Some(vec!["eu".into()]),
+        exclude_labels: vec!["phi".into()],
+    };
+    let mut results = serde_json::Map::new();
+    for (name, filter) in [("unfiltered", SearchFilter::default()), ("filtered", filtered)] {
+        let (mut total_ms, mut retrieve_ms, mut embed_ms) = (Vec::new(), Vec::new(), Vec::new());
+        // one warm-up pass is not measured
+        for round_no in 0..=opts.rounds {
+            for (_, text) in &dataset.queries {
+                let request = SearchRequest { query: text.clone(), k: 10, filter: filter.clone(), mode: Mode::Hybrid };
+                let s = Instant::now();
+                let r = retrieve::search(&engine.retriever, ctx.pool(), &request).await?;
+                let ms = s.elapsed().as_secs_f64() * 1000.0;
+                if round_no > 0 {
+                    total_ms.push(ms);
+                    embed_ms.push(r.timings.embed_ms);
+                    retrieve_ms.push(ms - r.timings.embed_ms);
+                }
+            }
+        }
+        let n = total_ms.len();
+        results.insert(
+            name.into(),
+            json!({
+                "queries": n,
+                "search_ms": p50_p99(&mut total_ms),
+                "search_without_embedding_ms": p50_p99(&mut retrieve_ms),
+                "query_embedding_ms": p50_p99(&mut embed_ms),
+            }),
+        );
+    }
+    Ok(json!({
+        "chunks": total,
+        "real_chunks": real.len(),
+        "base_documents": report.documents,
+        "build": {"synthetic_write_s": round(write_s), "hnsw_optimize_s": round(optimize_s)},
+        "hybrid": results,
+    }))
+}
+
+/// Text of a synthetic chunk: the first half of `a` and the second half of `b`, cut at
+/// whitespace.
+fn mix(a: &str, b: &str) -> String {
+    let cut = |s: &str| s.char_indices().filter(|(_, c)| c.is_whitespace()).map(|(i, _)| i).nth(s.split_whitespace().count() / 2).unwrap_or(s.len());
+    format!("{} {}", &a[..cut(a)], &b[cut(b)..])
+}

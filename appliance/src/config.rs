@@ -1,0 +1,316 @@
+//! One typed configuration for the whole appliance: `sanctum.toml` overlaid with
+//! `SANCTUM_*` environment variables, validated at start with errors that name the key.
+//!
+//! Environment overrides: `SANCTUM_DATA_DIR`, `SANCTUM_DATABASE_URL`, and
+//! `SANCTUM_<SECTION>__<KEY>` for keys inside a section (for example
+//! `SANCTUM_INGEST__WORKERS=2`). `SANCTUM_CONFIG` names the file and `SANCTUM_LOG` the log
+//! filter; other `SANCTUM_*` variables that name no key are refused, so a typo is not
+//! silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration problems, each naming the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Everything the appliance writes lives under this directory.
+    pub data_dir: PathBuf,
+    /// External PostgreSQL; empty or absent means the embedded private cluster.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub embedded_postgres: EmbeddedPostgresConfig,
+    #[serde(default)]
+    pub models: ModelsConfig,
+    #[serde(default)]
+    pub embedding: EmbeddingConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub search: SearchConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedPostgresConfig {
+    /// Directory with initdb, pg_ctl and postgres; found automatically when empty.
+    pub bin_dir: Option<PathBuf>,
+    /// OS user that runs the cluster when Sanctum itself runs as root (PostgreSQL refuses
+    /// to run as root). Defaults to `postgres`.
+    pub run_as: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Where `deploy/install-models.sh` put the model files; default `<data_dir>/models`.
+    pub dir: Option<PathBuf>,
+    /// The ONNX Runtime shared library; default `<models.dir>/libonnxruntime.so`.
+    pub onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    /// Name of the model folder inside the models directory.
+    pub model: String,
+    /// Longest input in tokens, special tokens included.
+    pub max_length: usize,
+    /// Texts per ONNX Runtime call.
+    pub batch_size: usize,
+    /// Intra-op threads; 0 = all cores.
+    pub threads: usize,
+    /// Embedding sessions kept for concurrent queries.
+    pub sessions: usize,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self { model: "all-minilm-l6-v2".into(), max_length: 256, batch_size: 16, threads: 0, sessions: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub max_file_bytes: u64,
+    /// Largest expanded size of an archive format (DOCX), against zip bombs.
+    pub max_expanded_bytes: u64,
+    /// Documents processed per worker batch (one index commit per batch).
+    pub batch_documents: usize,
+    /// Chunk size in model tokens, and overlap between neighbours.
+    pub chunk_tokens: usize,
+    pub chunk_overlap: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { max_file_bytes: 64 << 20, max_expanded_bytes: 256 << 20, batch_documents: 64, chunk_tokens: 254, chunk_overlap: 32 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Results each retriever contributes to fusion.
+    pub candidates: usize,
+    /// Reciprocal rank fusion constant.
+    pub rrf_k: f32,
+    /// Results returned when the caller does not say.
+    pub default_k: usize,
+    /// Cross-encoder reranker model folder (none ships today; empty = no reranking).
+    pub reranker: Option<String>,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self { candidates: 100, rrf_k: 60.0, default_k: 10, reranker: None }
+    }
+}
+
+const NON_KEY_VARS: &[&str] = &["SANCTUM_CONFIG", "SANCTUM_LOG"];
+
+impl Config {
+    /// Loads `path` (if given) and applies the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Loads `path` (if given) and applies the `SANCTUM_*` variables among `env`.
+    pub fn load_with_env(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let (mut table, source) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: p.display().to_string(), message: e.to_string() })?;
+                (table, p.display().to_string())
+            }
+            None => (toml::Table::new(), "(defaults)".to_string()),
+        };
+        let mut env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("SANCTUM_")).collect();
+        env.sort();
+        for (var, value) in env {
+            if NON_KEY_VARS.contains(&var.as_str()) || var.starts_with("SANCTUM_TEST_") {
+                continue;
+            }
+            let key = var["SANCTUM_".len()..].to_ascii_lowercase();
+            let path: Vec<&str> = key.split("__").collect();
+            let value = parse_env_value(&value);
+            set_path(&mut table, &path, value).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+        }
+        // serde_path_to_error names the key (`embedding.batch_size`) in type errors.
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = if key == "." { e.inner().to_string() } else { format!("key {key}: {}", e.inner()) };
+            ConfigError::Parse { path: source.clone(), message }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Semantic checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", "must not be empty");
+        }
+        if let Some(url) = &self.database_url {
+            if !url.is_empty() && !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return bad("database_url", "must start with postgres:// or postgresql://");
+            }
+        }
+        if self.embedding.max_length < 16 || self.embedding.max_length > 512 {
+            return bad("embedding.max_length", "must be between 16 and 512");
+        }
+        if self.embedding.batch_size == 0 {
+            return bad("embedding.batch_size", "must be at least 1");
+        }
+        if self.embedding.sessions == 0 {
+            return bad("embedding.sessions", "must be at least 1");
+        }
+        if self.ingest.max_file_bytes == 0 {
+            return bad("ingest.max_file_bytes", "must be at least 1");
+        }
+        if self.ingest.batch_documents == 0 {
+            return bad("ingest.batch_documents", "must be at least 1");
+        }
+        if self.ingest.chunk_tokens < 32 || self.ingest.chunk_tokens + 2 > self.embedding.max_length {
+            return bad("ingest.chunk_tokens", "must be at least 32 and leave 2 tokens below embedding.max_length");
+        }
+        if self.ingest.chunk_overlap >= self.ingest.chunk_tokens / 2 {
+            return bad("ingest.chunk_overlap", "must be less than half of ingest.chunk_tokens");
+        }
+        if self.search.candidates == 0 || self.search.candidates > 1000 {
+            return bad("search.candidates", "must be between 1 and 1000");
+        }
+        if self.search.rrf_k <= 0.0 {
+            return bad("search.rrf_k", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// A config for `data_dir` with every other key at its default.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            database_url: None,
+            embedded_postgres: Default::default(),
+            models: Default::default(),
+            embedding: Default::default(),
+            ingest: Default::default(),
+            search: Default::default(),
+        }
+    }
+
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.models.dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    pub fn onnxruntime_path(&self) -> PathBuf {
+        self.models.onnxruntime.clone().unwrap_or_else(|| self.models_dir().join("libonnxruntime.so"))
+    }
+
+    pub fn originals_dir(&self) -> PathBuf {
+        self.data_dir.join("originals")
+    }
+
+    pub fn keyword_index_dir(&self) -> PathBuf {
+        self.data_dir.join("index").join("keyword")
+    }
+
+    pub fn vector_index_dir(&self) -> PathBuf {
+        self.data_dir.join("index").join("vector")
+    }
+
+    pub fn postgres_dir(&self) -> PathBuf {
+        self.data_dir.join("postgres")
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        if raw.contains('.') {
+            return toml::Value::Float(f);
+        }
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut cur = table;
+    for p in parents {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("{p} is not a section"))?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_file_and_nested_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sanctum.toml");
+        std::fs::write(&file, "data_dir = \"/var/lib/a\"\n[ingest]\nbatch_documents = 8\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&file),
+            env(&[("SANCTUM_DATA_DIR", "/srv/b"), ("SANCTUM_SEARCH__CANDIDATES", "50"), ("HOME", "/root")]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/b"));
+        assert_eq!(c.ingest.batch_documents, 8);
+        assert_eq!(c.search.candidates, 50);
+        assert_eq!(c.database_url(), None);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Config::load_with_env(None, env(&[("SANCTUM_DATA_DIR", "/d"), ("SANCTUM_INGEST__BATCH_DOCUMENTS", "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("ingest.batch_documents"), "{err}");
+        let err = Config::load_with_env(None, env(&[("SANCTUM_DATA_DIR", "/d"), ("SANCTUM_SEARCH__CANDIDATS", "5")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("candidats"), "{err}");
+        let err = Config::load_with_env(None, env(&[("SANCTUM_DATA_DIR", "/d"), ("SANCTUM_EMBEDDING__BATCH_SIZE", "many")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("batch_size"), "{err}");
+        let err = Config::load_with_env(None, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("data_dir"), "{err}");
+        let err = Config::load_with_env(None, env(&[("SANCTUM_DATA_DIR", "/d"), ("SANCTUM_DATABASE_URL", "mysql://x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database_url"), "{err}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The `documents` table: one row per accepted original, keyed by content hash.
+
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::error::Result;
+
+/// A document as stored.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct DocumentRow {
+    pub id: Uuid,
+    pub sha256: String,
+    pub name: String,
+    pub source_id: Option<String>,
+    pub format: String,
+    pub size_bytes: i64,
+    pub title: Option<String>,
+    pub groups: Vec<String>,
+    pub region: Option<String>,
+    pub labels: Vec<String>,
+    pub state: String,
+}
+
+/// What a new document row needs.
+pub struct NewDocument<'a> {
+    pub sha256: &'a str,
+    pub name: &'a str,
+    pub source_id: Option<&'a str>,
+    pub format: &'a str,
+    pub size_bytes: i64,
+    pub title: Option<&'a str>,
+    pub groups: &'a [String],
+    pub region: Option<&'a str>,
+    pub labels: &'a [String],
+}
+
+/// Inserts the document unless its content is already present. Returns the new id, or
+/// `None` for a duplicate.
+pub async fn insert(tx: &mut Transaction<'_, Postgres>, doc: &NewDocument<'_>) -> Result<Option<Uuid>> {
+    let id = Uuid::new_v4();
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO documents (id, sha256, name, source_id, format, size_bytes, title, groups, region, labels)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (sha256) DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(doc.sha256)
+    .bind(doc.name)
+    .bind(doc.source_id)
+    .bind(doc.format)
+    .bind(doc.size_bytes)
+    .bind(doc.title)
+    .bind(doc.groups)
+    .bind(doc.region)
+    .bind(doc.labels)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(inserted)
+}
+
+macro_rules! select_documents {
+    ($rest:literal) => {
+        concat!("SELECT id, sha256, name, source_id, format, size_bytes, title, groups, region, labels, state FROM documents ", $rest)
+    };
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<DocumentRow>> {
+    Ok(sqlx::query_as(select_documents!("WHERE id = $1")).bind(id).fetch_optional(pool).await?)
+}
+
+pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DocumentRow>> {
+    Ok(sqlx::query_as(select_documents!("WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await?)
+}
+
+pub async fn by_sha256(pool: &PgPool, sha256: &str) -> Result<Option<DocumentRow>> {
+    Ok(sqlx::query_as(select_documents!("WHERE sha256 = $1")).bind(sha256).fetch_optional(pool).await?)
+}
+
+pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<DocumentRow>> {
+    Ok(sqlx::query_as(select_documents!("ORDER BY created_at DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Counts of documents by state.
+pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT state, count(*) FROM documents GROUP BY state ORDER BY state").fetch_all(pool).await?)
+}

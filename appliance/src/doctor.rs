@@ -1,0 +1,123 @@
+//! `sanctum doctor`: checks everything the appliance depends on and says what to fix.
+//! Each check is independent, so one failure does not hide the others.
+
+use serde::Serialize;
+
+use crate::app::Sanctum;
+use crate::config::Config;
+use crate::models::{self, FileState};
+use crate::retrieve::{KeywordIndex, VectorIndex};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do when the check fails.
+    pub fix: Option<String>,
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    Check { name, ok: true, detail: detail.into(), fix: None }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check { name, ok: false, detail: detail.into(), fix: Some(fix.into()) }
+}
+
+/// Runs every check.
+pub async fn run(config: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let missing = crate::cpu::missing_features();
+    checks.push(if missing.is_empty() {
+        ok("cpu", "x86-64-v3 baseline (AVX2, FMA, BMI2) supported")
+    } else {
+        fail("cpu", format!("missing {}", missing.join(", ")), "run Sanctum on a CPU with AVX2 and FMA (any x86 server since ~2015)")
+    });
+    checks.push(disk(config));
+    checks.push(model_files(config));
+    checks.push(match crate::embed::init_onnxruntime(&config.onnxruntime_path()) {
+        Ok(_) => ok("onnxruntime", format!("loaded {}", config.onnxruntime_path().display())),
+        Err(e) => fail("onnxruntime", e.to_string(), "run deploy/install-models.sh, or set models.onnxruntime"),
+    });
+    match Sanctum::open(config.clone()).await {
+        Err(e) => checks.push(fail(
+            "postgresql",
+            e.to_string(),
+            if config.database_url().is_some() {
+                "check database_url and that the server accepts connections".to_string()
+            } else {
+                "install the PostgreSQL server binaries (apt-get install postgresql) or set database_url".to_string()
+            },
+        )),
+        Ok(ctx) => {
+            let mode = if ctx.db.is_embedded() { "embedded cluster" } else { "database_url" };
+            let version: Result<String, _> = sqlx::query_scalar("SHOW server_version").fetch_one(ctx.pool()).await;
+            checks.push(match version {
+                Ok(v) => ok("postgresql", format!("{mode}, PostgreSQL {v}, migrations applied")),
+                Err(e) => fail("postgresql", e.to_string(), "check the database"),
+            });
+            checks.push(indexes(&ctx).await);
+            if let Err(e) = ctx.close().await {
+                checks.push(fail("postgresql-stop", e.to_string(), "stop the embedded cluster with pg_ctl"));
+            }
+        }
+    }
+    checks
+}
+
+fn disk(config: &Config) -> Check {
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        return fail("data_dir", format!("{}: {e}", config.data_dir.display()), "make data_dir writable or choose another");
+    }
+    match nix::sys::statvfs::statvfs(&config.data_dir) {
+        Ok(s) => {
+            let free = s.blocks_available() as u64 * s.fragment_size() as u64;
+            let gib = free as f64 / (1u64 << 30) as f64;
+            if gib < 1.0 {
+                fail("data_dir", format!("{}: only {gib:.2} GiB free", config.data_dir.display()), "free disk space (at least 1 GiB)")
+            } else {
+                ok("data_dir", format!("{} ({gib:.1} GiB free)", config.data_dir.display()))
+            }
+        }
+        Err(e) => fail("data_dir", format!("{}: {e}", config.data_dir.display()), "check the data directory"),
+    }
+}
+
+fn model_files(config: &Config) -> Check {
+    let dir = config.models_dir();
+    match models::verify(&dir) {
+        Err(e) => fail("models", e.to_string(), "rebuild sanctum"),
+        Ok(states) => {
+            let bad: Vec<String> = states
+                .iter()
+                .filter(|(_, s)| *s != FileState::Ok)
+                .map(|(f, s)| match s {
+                    FileState::Missing => format!("{} missing", f.dest),
+                    _ => format!("{} has the wrong sha256", f.dest),
+                })
+                .collect();
+            if bad.is_empty() {
+                ok("models", format!("{} files verified in {}", states.len(), dir.display()))
+            } else {
+                fail("models", format!("{}: {}", dir.display(), bad.join("; ")), format!("run deploy/install-models.sh {}", dir.display()))
+            }
+        }
+    }
+}
+
+async fn indexes(ctx: &Sanctum) -> Check {
+    let engine = match ctx.engine().await {
+        Ok(e) => e,
+        Err(e) => return fail("indexes", e.to_string(), "fix the models check above, then run `sanctum reindex`"),
+    };
+    let chunks = crate::db::chunks::count(ctx.pool()).await.unwrap_or(-1);
+    let keyword = engine.keyword.count().map(|c| c as i64).unwrap_or(-1);
+    let vector = engine.vector.count().map(|c| c as i64).unwrap_or(-1);
+    let detail = format!("chunks: {chunks} in PostgreSQL, {keyword} in the keyword index, {vector} in the vector index");
+    if chunks == keyword && chunks == vector {
+        ok("indexes", detail)
+    } else {
+        fail("indexes", detail, "run `sanctum reindex` to rebuild both indexes from PostgreSQL")
+    }
+}

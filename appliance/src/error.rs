@@ -1,0 +1,72 @@
+//! The one error type of the appliance. Each variant has a stable machine `code`, and a
+//! message that names the offending input and says what to do; the CLI prints it as is,
+//! and the HTTP layer will map it to a status and one JSON shape.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("embedded PostgreSQL: {0}")]
+    Postgres(String),
+    #[error("models: {0}")]
+    Models(String),
+    #[error("embedding: {0}")]
+    Embedding(String),
+    #[error("index: {0}")]
+    Index(String),
+    #[error("{input}: {message}")]
+    InvalidInput { input: String, message: String },
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the data directory {0} is in use by another sanctum process; stop it first")]
+    DataDirInUse(PathBuf),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "invalid_config",
+            Error::Database(_) => "database_error",
+            Error::Postgres(_) => "embedded_postgres_error",
+            Error::Models(_) => "model_unavailable",
+            Error::Embedding(_) => "embedding_failed",
+            Error::Index(_) => "index_error",
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::NotFound { .. } => "not_found",
+            Error::Io { .. } => "io_error",
+            Error::DataDirInUse(_) => "data_dir_in_use",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn invalid(input: impl Into<String>, message: impl std::fmt::Display) -> Error {
+        Error::InvalidInput { input: input.into(), message: message.to_string() }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(e.to_string())
+    }
+}
+
+impl From<crate::config::ConfigError> for Error {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Error::Config(e.to_string())
+    }
+}

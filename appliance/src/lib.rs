@@ -1,0 +1,27 @@
+//! # sanctum — the appliance
+//!
+//! Orchestration of the on-prem RAG appliance (see `shared/DESIGN.md` for the map):
+//! configuration, PostgreSQL (external or an embedded private cluster), the document
+//! library with its durable ingest jobs, local embeddings, the keyword and vector indexes,
+//! hybrid search, and the benchmarks. The pure parsing and chunking live in the `ingest`
+//! crate.
+//!
+//! Every operation is one service function taking a [`app::Sanctum`]; the CLI in
+//! `main.rs` only parses arguments, calls it, and prints.
+
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod cpu;
+pub mod db;
+pub mod doctor;
+pub mod embed;
+pub mod error;
+pub mod library;
+pub mod models;
+pub mod retrieve;
+pub mod store;
+
+pub use app::Sanctum;
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,60 @@
+//! Rebuilding both indexes from PostgreSQL, the source of truth. Embeddings are stored
+//! with the chunks, so this needs no model inference.
+
+use serde::Serialize;
+
+use crate::app::Sanctum;
+use crate::db::chunks;
+use crate::error::{Error, Result};
+use crate::retrieve::{IndexedChunk, KeywordIndex, VectorIndex};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReindexReport {
+    pub chunks: u64,
+    pub seconds: f64,
+}
+
+/// Empties both indexes and refills them from the `chunks` table.
+pub async fn reindex(ctx: &Sanctum, on_progress: &(dyn Fn(u64) + Sync)) -> Result<ReindexReport> {
+    let started = std::time::Instant::now();
+    let engine = ctx.engine().await?;
+    let (keyword, vector) = (engine.keyword.clone(), engine.vector.clone());
+    let (k, v) = (keyword.clone(), vector.clone());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        k.clear()?;
+        v.clear()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let mut after = None;
+    let mut total = 0u64;
+    loop {
+        let page = chunks::index_page(ctx.pool(), after, 2000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        total += page.len() as u64;
+        let batch: Vec<IndexedChunk> = page
+            .into_iter()
+            .map(|r| IndexedChunk {
+                id: r.id,
+                document_id: r.document_id,
+                title: r.title,
+                text: r.text,
+                groups: r.groups,
+                region: r.region,
+                labels: r.labels,
+                embedding: r.embedding,
+            })
+            .collect();
+        let (k, v) = (keyword.clone(), vector.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            k.replace(&[], &batch)?;
+            v.replace(&[], &batch)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        on_progress(total);
+    }
+    tokio::task::spawn_blocking(move || vector.optimize()).await.map_err(|e| Error::Internal(e.to_string()))??;
+    Ok(ReindexReport { chunks: total, seconds: started.elapsed().as_secs_f64() })
+}

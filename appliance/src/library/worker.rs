@@ -1,0 +1,219 @@
+//! Ingest workers: claim a batch of queued jobs, parse and chunk each document, embed all
+//! chunks of the batch together, write the chunks to PostgreSQL, then to both indexes, and
+//! only then mark the jobs done. Every step rewrites the same rows and ids, so a batch cut
+//! short by a crash is simply done again on restart, with nothing lost or duplicated.
+
+use std::time::Instant;
+
+use ingest::{Chunker, ChunkerConfig, Format, ParseLimits, TokenCounter};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::app::{Engine, Sanctum};
+use crate::db::chunks::{self, ChunkRow};
+use crate::db::documents::DocumentRow;
+use crate::db::{documents, jobs};
+use crate::error::{Error, Result};
+use crate::retrieve::IndexedChunk;
+
+/// Where a drain stands, for progress bars.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub done: u64,
+    pub failed: u64,
+    pub chunks: u64,
+}
+
+/// What one drain of the queue did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerReport {
+    pub documents: u64,
+    pub failed: u64,
+    pub chunks: u64,
+    pub requeued_orphans: u64,
+    pub seconds: f64,
+    pub embed_seconds: f64,
+}
+
+/// One document parsed and chunked, ready to embed.
+struct Prepared {
+    job: jobs::Claimed,
+    doc: DocumentRow,
+    title: Option<String>,
+    text: String,
+    chunks: Vec<ingest::Chunk>,
+}
+
+/// Processes queued jobs until none are left. Jobs another process left `running` are
+/// requeued first (see [`jobs::requeue_orphans`]).
+pub async fn run_until_idle(ctx: &Sanctum, on_progress: &(dyn Fn(Progress) + Sync)) -> Result<WorkerReport> {
+    let started = Instant::now();
+    let engine = ctx.engine().await?;
+    let mut report = WorkerReport { requeued_orphans: jobs::requeue_orphans(ctx.pool()).await?, ..Default::default() };
+    loop {
+        let claimed = jobs::claim(ctx.pool(), ctx.config.ingest.batch_documents as i64).await?;
+        if claimed.is_empty() {
+            break;
+        }
+        process_batch(ctx, engine, claimed, &mut report).await?;
+        on_progress(Progress { done: report.documents, failed: report.failed, chunks: report.chunks });
+    }
+    if report.documents > 0 {
+        let vector = engine.vector.clone();
+        tokio::task::spawn_blocking(move || crate::retrieve::VectorIndex::optimize(&*vector))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn process_batch(ctx: &Sanctum, engine: &Engine, claimed: Vec<jobs::Claimed>, report: &mut WorkerReport) -> Result<()> {
+    let ids: Vec<Uuid> = claimed.iter().map(|j| j.document_id).collect();
+    let docs = documents::get_many(ctx.pool(), &ids).await?;
+    let mut prepared = Vec::with_capacity(claimed.len());
+    for job in &claimed {
+        let Some(doc) = docs.iter().find(|d| d.id == job.document_id).cloned() else {
+            jobs::fail(ctx.pool(), *job, "the document row is missing").await?;
+            report.failed += 1;
+            continue;
+        };
+        match prepare(ctx, engine, *job, doc).await {
+            Ok(p) => prepared.push(p),
+            Err(reason) => {
+                jobs::fail(ctx.pool(), *job, &reason).await?;
+                report.failed += 1;
+            }
+        }
+    }
+    if prepared.is_empty() {
+        return Ok(());
+    }
+    let job_ids: Vec<i64> = prepared.iter().map(|p| p.job.id).collect();
+    match write_batch(ctx, engine, &prepared, report).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // not the documents' fault: put them back for the next run, and stop
+            jobs::release(ctx.pool(), &job_ids, &e.to_string()).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Reads, parses and chunks one document. An error is the document's own fault and is
+/// returned as the reason its job failed.
+async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: DocumentRow) -> std::result::Result<Prepared, String> {
+    let store = ctx.store.clone();
+    let limits = ParseLimits { max_file_bytes: ctx.config.ingest.max_file_bytes, max_expanded_bytes: ctx.config.ingest.max_expanded_bytes };
+    let chunker_config = ChunkerConfig {
+        max_tokens: ctx.config.ingest.chunk_tokens,
+        overlap_tokens: ctx.config.ingest.chunk_overlap,
+        min_tokens: ctx.config.ingest.chunk_tokens / 4,
+    };
+    let tokenizer = engine.tokenizer.clone();
+    let doc2 = doc.clone();
+    let result = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+        let bytes = store.get(&doc2.sha256).map_err(|e| e.to_string())?;
+        let format = Format::parse_name(&doc2.format).ok_or_else(|| format!("unknown stored format {}", doc2.format))?;
+        let parsed = ingest::parse(format, &bytes, &doc2.name, &limits).map_err(|e| e.to_string())?;
+        let title = doc2.title.clone().or(parsed.title.clone());
+        let reserved = title.as_deref().map(|t| tokenizer.count(t).min(48) + 1).unwrap_or(0);
+        let chunks = Chunker::new(&tokenizer, chunker_config).chunk(&parsed, reserved);
+        if chunks.is_empty() {
+            return Err(ingest::IngestError::NoText.to_string());
+        }
+        Ok((title, parsed.text, chunks))
+    })
+    .await
+    .map_err(|e| format!("the parser crashed: {e}"))??;
+    let (title, text, chunks) = result;
+    Ok(Prepared { job, doc, title, text, chunks })
+}
+
+/// What the embedder sees for a chunk: the document title (context the chunk may lack),
+/// then the chunk.
+fn embedding_text(title: Option<&str>, chunk: &str) -> String {
+    match title {
+        Some(t) if !chunk.starts_with(t) => format!("{t}\n{chunk}"),
+        _ => chunk.to_string(),
+    }
+}
+
+async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], report: &mut WorkerReport) -> Result<()> {
+    let texts: Vec<String> = prepared
+        .iter()
+        .flat_map(|p| p.chunks.iter().map(|c| embedding_text(p.title.as_deref(), &c.text)))
+        .collect();
+    let embedder = engine.retriever.embedder.clone();
+    let started = Instant::now();
+    let vectors = tokio::task::spawn_blocking(move || embedder.embed(&texts))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    report.embed_seconds += started.elapsed().as_secs_f64();
+    let mut vectors = vectors.into_iter();
+    let mut rows = Vec::new();
+    let mut indexed = Vec::new();
+    for p in prepared {
+        for c in &p.chunks {
+            let embedding = vectors.next().ok_or_else(|| Error::Embedding("fewer vectors than chunks".into()))?;
+            let id = chunks::chunk_id(p.doc.id, c.ordinal);
+            indexed.push(IndexedChunk {
+                id,
+                document_id: p.doc.id,
+                title: p.title.clone(),
+                text: c.text.clone(),
+                groups: p.doc.groups.clone(),
+                region: p.doc.region.clone(),
+                labels: p.doc.labels.clone(),
+                embedding: embedding.clone(),
+            });
+            rows.push(ChunkRow {
+                id,
+                document_id: p.doc.id,
+                ordinal: c.ordinal as i32,
+                text: c.text.clone(),
+                char_start: c.char_start as i32,
+                char_end: c.char_end as i32,
+                heading: c.heading.clone(),
+                page_start: c.page_start.map(|p| p as i32),
+                page_end: c.page_end.map(|p| p as i32),
+                token_count: c.token_count as i32,
+                embedding,
+            });
+        }
+    }
+    let doc_ids: Vec<Uuid> = prepared.iter().map(|p| p.doc.id).collect();
+    // 1. PostgreSQL, the source of truth: chunks and parsed text.
+    let mut tx = ctx.pool().begin().await?;
+    chunks::replace(&mut tx, &doc_ids, &rows).await?;
+    for p in prepared {
+        sqlx::query("UPDATE documents SET text = $2, title = COALESCE(title, $3) WHERE id = $1")
+            .bind(p.doc.id)
+            .bind(&p.text)
+            .bind(&p.title)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    // 2. Both indexes (derived state), each replacing the documents' chunks wholesale.
+    let (keyword, vector) = (engine.keyword.clone(), engine.vector.clone());
+    let ids2 = doc_ids.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        crate::retrieve::KeywordIndex::replace(&*keyword, &ids2, &indexed)?;
+        crate::retrieve::VectorIndex::replace(&*vector, &ids2, &indexed)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    // 3. Done.
+    let job_ids: Vec<i64> = prepared.iter().map(|p| p.job.id).collect();
+    let mut tx = ctx.pool().begin().await?;
+    jobs::finish(&mut tx, &job_ids).await?;
+    sqlx::query("UPDATE documents SET state = 'indexed', indexed_at = now() WHERE id = ANY($1)")
+        .bind(&doc_ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    report.documents += prepared.len() as u64;
+    report.chunks += rows.len() as u64;
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Hybrid search: BM25 (keyword index) and dense vectors (vector index) run in parallel
+//! under the same filter, their rankings are combined by reciprocal rank fusion, an
+//! optional cross-encoder reorders the top, and the winners come back as passages with
+//! their document, span and each retriever's rank and score.
+//!
+//! The two indexes sit behind small traits so a Qdrant cluster (or another keyword
+//! engine) can replace the embedded ones without touching the search logic. Both are
+//! derived state: PostgreSQL holds everything needed to rebuild them.
+
+pub mod filter;
+pub mod fusion;
+pub mod keyword;
+pub mod rerank;
+pub mod vector;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use filter::SearchFilter;
+
+use crate::db::chunks;
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+
+/// A chunk as both indexes store it.
+#[derive(Debug, Clone)]
+pub struct IndexedChunk {
+    pub id: Uuid,
+    pub document_id: Uuid,
+    pub title: Option<String>,
+    pub text: String,
+    pub groups: Vec<String>,
+    pub region: Option<String>,
+    pub labels: Vec<String>,
+    pub embedding: Vec<f32>,
+}
+
+/// One retriever's result: a chunk and its score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub score: f32,
+}
+
+/// A chunk in the fused ranking, with each retriever's (rank, score) where it ranked it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankedHit {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub score: f32,
+    pub bm25: Option<(u32, f32)>,
+    pub dense: Option<(u32, f32)>,
+    pub rerank: Option<f32>,
+}
+
+impl RankedHit {
+    fn new(h: &Hit) -> Self {
+        RankedHit { chunk_id: h.chunk_id, document_id: h.document_id, score: 0.0, bm25: None, dense: None, rerank: None }
+    }
+}
+
+/// Full-text index over chunks.
+pub trait KeywordIndex: Send + Sync {
+    /// Replaces every chunk of `documents` with `chunks` (atomically, in one commit).
+    fn replace(&self, documents: &[Uuid], chunks: &[IndexedChunk]) -> Result<()>;
+    fn delete_documents(&self, documents: &[Uuid]) -> Result<()>;
+    fn clear(&self) -> Result<()>;
+    fn search(&self, query: &str, filter: &SearchFilter, limit: usize) -> Result<Vec<Hit>>;
+    fn count(&self) -> Result<u64>;
+}
+
+/// Nearest-neighbour index over chunk embeddings.
+pub trait VectorIndex: Send + Sync {
+    /// Replaces every chunk of `documents` with `chunks` (idempotent by chunk id).
+    fn replace(&self, documents: &[Uuid], chunks: &[IndexedChunk]) -> Result<()>;
+    fn delete_documents(&self, documents: &[Uuid]) -> Result<()>;
+    fn clear(&self) -> Result<()>;
+    fn search(&self, vector: &[f32], filter: &SearchFilter, limit: usize) -> Result<Vec<Hit>>;
+    fn count(&self) -> Result<u64>;
+    /// Builds or updates the ANN structures; may take minutes on large indexes.
+    fn optimize(&self) -> Result<()>;
+}
+
+/// Which retrievers a search uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Hybrid,
+    Bm25,
+    Dense,
+}
+
+/// A search as a caller asks for it.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub k: usize,
+    pub filter: SearchFilter,
+    pub mode: Mode,
+}
+
+/// Where the time of one search went, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub embed_ms: f64,
+    pub bm25_ms: f64,
+    pub dense_ms: f64,
+    pub fuse_ms: f64,
+    pub rerank_ms: f64,
+    /// Retrieval without query embedding.
+    pub retrieve_ms: f64,
+    pub total_ms: f64,
+}
+
+/// A passage returned to the caller.
+#[derive(Debug, Clone, Serialize)]
+pub struct Passage {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub document_name: String,
+    pub source_id: Option<String>,
+    pub title: Option<String>,
+    pub text: String,
+    pub ordinal: i32,
+    pub char_start: i32,
+    pub char_end: i32,
+    pub heading: Option<String>,
+    pub page_start: Option<i32>,
+    pub page_end: Option<i32>,
+    pub score: f32,
+    pub bm25: Option<(u32, f32)>,
+    pub dense: Option<(u32, f32)>,
+    pub rerank: Option<f32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResults {
+    pub passages: Vec<Passage>,
+    pub timings: Timings,
+}
+
+/// The retrieval engine: both indexes, the embedder and the optional reranker.
+pub struct Retriever {
+    pub keyword: Arc<dyn KeywordIndex>,
+    pub vector: Arc<dyn VectorIndex>,
+    pub embedder: Arc<Embedder>,
+    pub reranker: Option<Arc<dyn rerank::Reranker>>,
+    pub candidates: usize,
+    pub rrf_k: f32,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("search task failed: {e}")))?
+}
+
+impl Retriever {
+    /// The fused candidate ranking for `query` (`depth` results from each retriever).
+    /// `vector` skips embedding when the caller already has the query vector.
+    pub async fn rank(
+        &self,
+        query: &str,
+        vector: Option<Vec<f32>>,
+        filter: &SearchFilter,
+        mode: Mode,
+        depth: usize,
+    ) -> Result<(Vec<RankedHit>, Timings)> {
+        let started = Instant::now();
+        let mut t = Timings::default();
+        let bm25 = {
+            let (index, q, f) = (self.keyword.clone(), query.to_string(), filter.clone());
+            async move {
+                if mode == Mode::Dense {
+                    return Ok((Vec::new(), 0.0));
+                }
+                blocking(move || {
+                    let s = Instant::now();
+                    Ok((index.search(&q, &f, depth)?, ms(s)))
+                })
+                .await
+            }
+        };
+        let dense = {
+            let (index, embedder, q, f) = (self.vector.clone(), self.embedder.clone(), query.to_string(), filter.clone());
+            async move {
+                if mode == Mode::Bm25 {
+                    return Ok((Vec::new(), 0.0, 0.0));
+                }
+                blocking(move || {
+                    let s = Instant::now();
+                    let v = match vector {
+                        Some(v) => v,
+                        None => embedder.embed(&[q.as_str()])?.remove(0),
+                    };
+                    let embed_ms = ms(s);
+                    let s = Instant::now();
+                    Ok((index.search(&v, &f, depth)?, embed_ms, ms(s)))
+                })
+                .await
+            }
+        };
+        let (bm25, dense) = tokio::join!(bm25, dense);
+        let (bm25, bm25_ms) = bm25?;
+        let (dense, embed_ms, dense_ms) = dense?;
+        t.bm25_ms = bm25_ms;
+        t.embed_ms = embed_ms;
+        t.dense_ms = dense_ms;
+        let s = Instant::now();
+        let ranked = match mode {
+            Mode::Hybrid => fusion::reciprocal_rank_fusion(&bm25, &dense, self.rrf_k),
+            Mode::Bm25 => fusion::single(&bm25, false),
+            Mode::Dense => fusion::single(&dense, true),
+        };
+        t.fuse_ms = ms(s);
+        t.total_ms = ms(started);
+        t.retrieve_ms = (t.total_ms - t.embed_ms).max(0.0);
+        Ok((ranked, t))
+    }
+}
+
+/// The search service: what the CLI (and later REST and web) call.
+pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, request: &SearchRequest) -> Result<SearchResults> {
+    if request.query.trim().is_empty() {
+        return Err(Error::invalid("query", "must not be empty"));
+    }
+    if request.k == 0 || request.k > 1000 {
+        return Err(Error::invalid("k", "expected an integer between 1 and 1000"));
+    }
+    let started = Instant::now();
+    let depth = retriever.candidates.max(request.k);
+    let (mut ranked, mut timings) = retriever.rank(&request.query, None, &request.filter, request.mode, depth).await?;
+    let top_n = if retriever.reranker.is_some() { ranked.len().min(depth) } else { request.k };
+    ranked.truncate(top_n);
+    let ids: Vec<Uuid> = ranked.iter().map(|h| h.chunk_id).collect();
+    let rows = chunks::passages(pool, &ids).await?;
+    let mut by_id: std::collections::HashMap<Uuid, chunks::PassageRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    if let Some(reranker) = &retriever.reranker {
+        let s = Instant::now();
+        let texts: Vec<String> = ranked.iter().map(|h| by_id.get(&h.chunk_id).map(|r| r.text.clone()).unwrap_or_default()).collect();
+        let (reranker, q) = (reranker.clone(), request.query.clone());
+        let scores = blocking(move || reranker.score(&q, &texts.iter().map(String::as_str).collect::<Vec<_>>())).await?;
+        for (h, s) in ranked.iter_mut().zip(scores) {
+            h.rerank = Some(s);
+        }
+        ranked.sort_by(|a, b| b.rerank.unwrap_or(f32::MIN).total_cmp(&a.rerank.unwrap_or(f32::MIN)));
+        ranked.truncate(request.k);
+        timings.rerank_ms = ms(s);
+    }
+    let passages = ranked
+        .into_iter()
+        .filter_map(|h| {
+            let r = by_id.remove(&h.chunk_id)?;
+            Some(Passage {
+                chunk_id: h.chunk_id,
+                document_id: h.document_id,
+                document_name: r.name,
+                source_id: r.source_id,
+                title: r.title,
+                text: r.text,
+                ordinal: r.ordinal,
+                char_start: r.char_start,
+                char_end: r.char_end,
+                heading: r.heading,
+                page_start: r.page_start,
+                page_end: r.page_end,
+                score: h.score,
+                bm25: h.bm25,
+                dense: h.dense,
+                rerank: h.rerank,
+            })
+        })
+        .collect();
+    timings.total_ms = ms(started);
+    Ok(SearchResults { passages, timings })
+}
