@@ -2,7 +2,7 @@
 #   make demo   run the appliance on its embedded defaults with the demo corpus ingested
 #   make test   run the whole test suite
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/sanctum-target
-export SANCTUM_MODELS_DIR ?= $(CURDIR)/.sanctum/models
+export SANCTUM_MODELS__DIR ?= $(CURDIR)/.sanctum/models
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
@@ -16,7 +16,7 @@ build: setup
 
 $(DEMO_CONFIG):
 	mkdir -p .sanctum
-	printf 'data_dir = "%s"\n\n[models]\ndir = "%s"\n' "$(CURDIR)/.sanctum/demo" "$(SANCTUM_MODELS_DIR)" > $@
+	printf 'data_dir = "%s"\n\n[models]\ndir = "%s"\n' "$(CURDIR)/.sanctum/demo" "$(SANCTUM_MODELS__DIR)" > $@
 
 demo: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) ingest deploy/demo

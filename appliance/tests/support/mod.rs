@@ -8,7 +8,7 @@ use sanctum::config::Config;
 
 /// The installed models (`make test` installs them; so does `deploy/install-models.sh`).
 pub fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("SANCTUM_MODELS_DIR")
+    let dir = std::env::var_os("SANCTUM_MODELS__DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sanctum/models"));
     assert!(
