@@ -109,10 +109,19 @@ impl Embedder {
                 pool = self.available.wait(pool).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let out = session.embed(texts, Some(self.batch_size));
+        // Batches are padded to their longest text: embedding in order of length wastes
+        // far less compute on padding. The results are put back in the caller's order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].as_ref().len()));
+        let sorted: Vec<&str> = order.iter().map(|&i| texts[i].as_ref()).collect();
+        let out = session.embed(&sorted, Some(self.batch_size));
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(session);
         self.available.notify_one();
-        let mut vectors = out.map_err(|e| Error::Embedding(e.to_string()))?;
+        let sorted_vectors = out.map_err(|e| Error::Embedding(e.to_string()))?;
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for (v, &i) in sorted_vectors.into_iter().zip(&order) {
+            vectors[i] = v;
+        }
         for v in &mut vectors {
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             if norm > 0.0 {

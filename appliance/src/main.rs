@@ -76,6 +76,9 @@ enum BenchCommand {
         /// Data directory to use (must be empty; default: a temporary one).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Reuse a --data-dir from an earlier run instead of ingesting again.
+        #[arg(long, requires = "data_dir")]
+        reuse: bool,
         #[arg(long)]
         json: bool,
     },
@@ -231,8 +234,8 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
         Command::Bench { command } => {
             let log = |m: &str| eprintln!("{m}");
             let (result, json) = match command {
-                BenchCommand::Retrieval { dataset, limit, data_dir, json } => {
-                    let opts = bench::retrieval::Options { dataset, data_dir, limit };
+                BenchCommand::Retrieval { dataset, limit, data_dir, reuse, json } => {
+                    let opts = bench::retrieval::Options { dataset, data_dir, limit, reuse };
                     (bench::retrieval::run(&config, &opts, &log).await?, json)
                 }
                 BenchCommand::Scale { chunks, dataset, base_docs, rounds, data_dir, json } => {

@@ -7,16 +7,21 @@ pub mod metrics;
 pub mod retrieval;
 pub mod scale;
 
+use std::future::Future;
 use std::path::PathBuf;
 
+use crate::app::Sanctum;
 use crate::config::Config;
+use crate::error::{Error, Result};
 
 /// A fresh, private configuration for a benchmark run: a new data directory (temporary
 /// unless given), the embedded PostgreSQL, and the caller's models and tuning.
-pub fn fresh_config(base: &Config, data_dir: Option<PathBuf>) -> std::io::Result<(Config, Option<tempfile::TempDir>)> {
+/// With `reuse`, a named data directory may already hold an earlier run's data (for
+/// experiments on retrieval settings without ingesting again).
+pub fn fresh_config(base: &Config, data_dir: Option<PathBuf>, reuse: bool) -> std::io::Result<(Config, Option<tempfile::TempDir>)> {
     let (dir, guard) = match data_dir {
         Some(d) => {
-            if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
+            if !reuse && d.exists() && std::fs::read_dir(&d)?.next().is_some() {
                 return Err(std::io::Error::other(format!("{} is not empty; a benchmark needs a fresh data directory", d.display())));
             }
             (d, None)
@@ -32,6 +37,30 @@ pub fn fresh_config(base: &Config, data_dir: Option<PathBuf>) -> std::io::Result
     config.data_dir = dir;
     config.database_url = None;
     Ok((config, guard))
+}
+
+/// Runs `body` on a freshly opened appliance over a fresh data directory, then stops it
+/// (and removes the directory unless the caller named it).
+pub async fn with_fresh_appliance<T, F, Fut>(
+    base: &Config,
+    data_dir: Option<PathBuf>,
+    reuse: bool,
+    log: &(dyn Fn(&str) + Sync),
+    body: F,
+) -> Result<T>
+where
+    F: FnOnce(std::sync::Arc<Sanctum>) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let (config, _guard) = fresh_config(base, data_dir, reuse).map_err(|e| Error::io(&base.data_dir, e))?;
+    log(&format!("data directory {}", config.data_dir.display()));
+    let ctx = std::sync::Arc::new(Sanctum::open(config).await?);
+    let result = body(ctx.clone()).await;
+    match std::sync::Arc::into_inner(ctx) {
+        Some(ctx) => ctx.close().await?,
+        None => return Err(Error::Internal("the benchmark kept the appliance open".into())),
+    }
+    result
 }
 
 /// Percentile (0..=100) of `values` (sorted in place), nearest-rank.

@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{beir, fresh_config, metrics, p50_p99, round};
+use super::{beir, metrics, p50_p99, round};
 use crate::app::Sanctum;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -26,6 +26,9 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Score only the first N queries.
     pub limit: Option<usize>,
+    /// Allow `data_dir` to hold an earlier run's data (its documents are then duplicates
+    /// and the ingest figures say nothing).
+    pub reuse: bool,
 }
 
 /// Chunks taken from each retriever before documents are deduplicated.
@@ -33,12 +36,7 @@ const DEPTH: usize = 300;
 
 pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
     let dataset = beir::load(&opts.dataset)?;
-    let (config, _guard) = fresh_config(base, opts.data_dir.clone()).map_err(|e| Error::io(&base.data_dir, e))?;
-    log(&format!("data directory {}", config.data_dir.display()));
-    let ctx = Sanctum::open(config).await?;
-    let result = run_in(&ctx, &dataset, opts, log).await;
-    ctx.close().await?;
-    result
+    super::with_fresh_appliance(base, opts.data_dir.clone(), opts.reuse, log, |ctx| async move { run_in(&ctx, &dataset, opts, log).await }).await
 }
 
 async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{beir, fresh_config, p50_p99, round};
+use super::{beir, p50_p99, round};
 use crate::app::Sanctum;
 use crate::config::Config;
 use crate::db::chunks::{self, ChunkRow};
@@ -61,12 +61,7 @@ const LABELS: &[&str] = &["phi", "pii", "confidential"];
 
 pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
     let dataset = beir::load(&opts.dataset)?;
-    let (config, _guard) = fresh_config(base, opts.data_dir.clone()).map_err(|e| Error::io(&base.data_dir, e))?;
-    log(&format!("data directory {}", config.data_dir.display()));
-    let ctx = Sanctum::open(config).await?;
-    let result = run_in(&ctx, &dataset, opts, log).await;
-    ctx.close().await?;
-    result
+    super::with_fresh_appliance(base, opts.data_dir.clone(), false, log, |ctx| async move { run_in(&ctx, &dataset, opts, log).await }).await
 }
 
 async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {

@@ -2,6 +2,9 @@
 //! stemming analyser, and raw-token filter fields (groups, region, labels) so a filtered
 //! search never scores a chunk outside the filter.
 //!
+//! The analyser is Lucene's English one (as Anserini uses for BEIR's BM25 baselines):
+//! simple tokenizer, lowercase, Lucene's English stop words, Snowball English stemming.
+//!
 //! One writer per index directory (tantivy's own lock); readers reload after each commit
 //! so a search sees what was just written.
 
@@ -11,6 +14,7 @@ use std::sync::Mutex;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
 use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
+use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use uuid::Uuid;
 
@@ -42,10 +46,21 @@ pub struct TantivyIndex {
     parser: QueryParser,
 }
 
+/// Name of the English analyser in the schema.
+const ANALYZER: &str = "sanctum_en";
+
+fn analyzer() -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
+    match StopWordFilter::new(Language::English) {
+        Some(stop) => builder.filter(stop).filter(Stemmer::new(Language::English)).build(),
+        None => builder.filter(Stemmer::new(Language::English)).build(),
+    }
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let stemmed = TextOptions::default()
-        .set_indexing_options(TextFieldIndexing::default().set_tokenizer("en_stem").set_index_option(IndexRecordOption::WithFreqsAndPositions));
+        .set_indexing_options(TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqsAndPositions));
     let fields = Fields {
         chunk_id: b.add_text_field("chunk_id", STRING | STORED),
         document_id: b.add_text_field("document_id", STRING | STORED),
@@ -64,7 +79,20 @@ impl TantivyIndex {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let (schema, fields) = schema();
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
-        let index = Index::open_or_create(directory, schema).map_err(err)?;
+        let index = match Index::open_or_create(directory, schema.clone()) {
+            Ok(index) => index,
+            Err(tantivy::TantivyError::SchemaError(e)) => {
+                // An index written with an older schema: it is derived state, so start it
+                // afresh; `sanctum doctor` then reports it empty and `sanctum reindex` refills it.
+                tracing::warn!("keyword index schema changed ({e}); recreating it empty, run `sanctum reindex`");
+                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
+                Index::create(directory, schema, Default::default()).map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
+        index.tokenizers().register(ANALYZER, analyzer());
         let writer = index.writer(64 << 20).map_err(|e| match e {
             tantivy::TantivyError::LockFailure(..) => Error::DataDirInUse(dir.to_path_buf()),
             e => err(e),
