@@ -136,6 +136,10 @@ async fn filters_are_pushed_into_both_indexes() {
     ];
     let engine = ctx.engine().await.unwrap();
     for (filter, allowed) in cases {
+        // the reference semantics agree with the expectation
+        let mut admitted: Vec<&str> = docs.iter().filter(|(_, m)| filter.admits(&m.groups, m.region.as_deref(), &m.labels)).map(|(n, _)| *n).collect();
+        admitted.sort();
+        assert_eq!(admitted, allowed, "admits {filter:?}");
         for mode in [Mode::Hybrid, Mode::Bm25, Mode::Dense] {
             let mut found: Vec<String> = search(&ctx, "chemotherapy infusion scheduling", 50, filter.clone(), mode).await.into_iter().map(|p| p.document_name).collect();
             found.sort();

@@ -88,13 +88,19 @@ pub async fn pending(pool: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM ingest_jobs WHERE state IN ('queued', 'running')").fetch_one(pool).await?)
 }
 
+/// Jobs with their document's display name (`name#source_id` for corpus records).
+macro_rules! select_jobs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT j.id, j.document_id, j.state, j.attempts, j.error, d.name || COALESCE('#' || d.source_id, '') AS name, ",
+            "j.created_at, j.finished_at FROM ingest_jobs j JOIN documents d ON d.id = j.document_id ",
+            $rest
+        )
+    };
+}
+
 pub async fn list(pool: &PgPool, state: Option<&str>, limit: i64) -> Result<Vec<JobRow>> {
-    Ok(sqlx::query_as(
-        "SELECT j.id, j.document_id, j.state, j.attempts, j.error, d.name || COALESCE('#' || d.source_id, '') AS name,
-                j.created_at, j.finished_at
-         FROM ingest_jobs j JOIN documents d ON d.id = j.document_id
-         WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.id DESC LIMIT $2",
-    )
+    Ok(sqlx::query_as(select_jobs!("WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.id DESC LIMIT $2"))
     .bind(state)
     .bind(limit)
     .fetch_all(pool)
@@ -102,11 +108,7 @@ pub async fn list(pool: &PgPool, state: Option<&str>, limit: i64) -> Result<Vec<
 }
 
 pub async fn get(pool: &PgPool, ids: &[i64]) -> Result<Vec<JobRow>> {
-    Ok(sqlx::query_as(
-        "SELECT j.id, j.document_id, j.state, j.attempts, j.error, d.name || COALESCE('#' || d.source_id, '') AS name,
-                j.created_at, j.finished_at
-         FROM ingest_jobs j JOIN documents d ON d.id = j.document_id WHERE j.id = ANY($1) ORDER BY j.id",
-    )
+    Ok(sqlx::query_as(select_jobs!("WHERE j.id = ANY($1) ORDER BY j.id"))
     .bind(ids)
     .fetch_all(pool)
     .await?)
