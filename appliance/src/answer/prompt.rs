@@ -66,7 +66,6 @@ pub fn build_prompt(question: &str, passages: &[PromptPassage], budget: usize, c
             if c <= remaining {
                 if cut * 4 >= p.text.len() {
                     body.push_str(&part);
-                    remaining -= c;
                     included += 1;
                     truncated = true;
                 }

@@ -64,26 +64,10 @@ macro_rules! select_documents {
     };
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<DocumentRow>> {
-    Ok(sqlx::query_as(select_documents!("WHERE id = $1")).bind(id).fetch_optional(pool).await?)
-}
-
 pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DocumentRow>> {
     Ok(sqlx::query_as(select_documents!("WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await?)
 }
 
 pub async fn by_sha256(pool: &PgPool, sha256: &str) -> Result<Option<DocumentRow>> {
     Ok(sqlx::query_as(select_documents!("WHERE sha256 = $1")).bind(sha256).fetch_optional(pool).await?)
-}
-
-pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<DocumentRow>> {
-    Ok(sqlx::query_as(select_documents!("ORDER BY created_at DESC LIMIT $1"))
-        .bind(limit)
-        .fetch_all(pool)
-        .await?)
-}
-
-/// Counts of documents by state.
-pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as("SELECT state, count(*) FROM documents GROUP BY state ORDER BY state").fetch_all(pool).await?)
 }

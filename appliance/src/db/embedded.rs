@@ -258,10 +258,6 @@ impl EmbeddedPostgres {
         self.base_options().database(DATABASE)
     }
 
-    pub fn socket_dir(&self) -> &Path {
-        &self.socket_dir
-    }
-
     /// Stops the cluster (fast shutdown: open transactions roll back, data is safe).
     pub async fn stop(self) -> Result<()> {
         tokio::task::spawn_blocking(move || {

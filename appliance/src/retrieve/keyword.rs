@@ -39,7 +39,6 @@ struct Fields {
 
 /// tantivy-backed [`KeywordIndex`].
 pub struct TantivyIndex {
-    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
@@ -100,7 +99,7 @@ impl TantivyIndex {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(err)?;
         let mut parser = QueryParser::for_index(&index, vec![fields.title, fields.text]);
         parser.set_field_boost(fields.title, 1.0);
-        Ok(TantivyIndex { index, reader, writer: Mutex::new(writer), fields, parser })
+        Ok(TantivyIndex { reader, writer: Mutex::new(writer), fields, parser })
     }
 
     fn filter_clauses(&self, filter: &SearchFilter) -> Vec<(Occur, Box<dyn Query>)> {
@@ -191,11 +190,5 @@ impl KeywordIndex for TantivyIndex {
 
     fn count(&self) -> Result<u64> {
         Ok(self.reader.searcher().num_docs())
-    }
-}
-
-impl TantivyIndex {
-    pub fn index(&self) -> &Index {
-        &self.index
     }
 }
