@@ -3,6 +3,9 @@
 #   make test   run the whole test suite
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/sanctum-target
 export SANCTUM_MODELS__DIR ?= $(CURDIR)/.sanctum/models
+# slm: the in-process language model (mistralrs). One feature set for build and test, so
+# dependencies are compiled once.
+FEATURES ?= sanctum/slm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
@@ -12,7 +15,7 @@ setup:
 	./scripts/setup.sh
 
 build: setup
-	cargo build --bin sanctum
+	cargo build --bin sanctum --features $(FEATURES)
 
 $(DEMO_CONFIG):
 	mkdir -p .sanctum
@@ -25,7 +28,7 @@ demo: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) doctor
 
 test: build
-	cargo test --workspace -- --test-threads 2
+	cargo test --workspace --features $(FEATURES) -- --test-threads 2
 
 bench-retrieval: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench retrieval --dataset ../shared/bench/scifact --json

@@ -7,6 +7,8 @@
 //! backends (in-process mistralrs, an OpenAI-compatible on-prem host) plug in on top.
 
 pub mod citations;
+pub mod generate;
+pub mod gguf;
 pub mod prompt;
 
 pub use citations::{Citation, CitationCheck, check_citations};
