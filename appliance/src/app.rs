@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
+use crate::answer::{self, Generator};
 use crate::config::Config;
+use crate::egress::EgressClient;
 use crate::db::Database;
 use crate::embed::{self, Embedder};
 use crate::error::{Error, Result};
@@ -60,7 +62,10 @@ pub struct Sanctum {
     pub config: Config,
     pub db: Database,
     pub store: OriginalStore,
+    /// The one client for outbound connections.
+    pub egress: Arc<EgressClient>,
     engine: OnceCell<Engine>,
+    generator: OnceCell<Arc<dyn Generator>>,
     _lock: DataDirLock,
 }
 
@@ -68,10 +73,11 @@ impl Sanctum {
     /// Takes the data directory, opens the database (starting the embedded cluster when
     /// no URL is configured) and migrates it.
     pub async fn open(config: Config) -> Result<Sanctum> {
+        let egress = Arc::new(EgressClient::new(&config.egress)?);
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let db = Database::open(&config).await?;
         let store = OriginalStore::new(config.originals_dir());
-        Ok(Sanctum { config, db, store, engine: OnceCell::new(), _lock: lock })
+        Ok(Sanctum { config, db, store, egress, engine: OnceCell::new(), generator: OnceCell::new(), _lock: lock })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -88,6 +94,14 @@ impl Sanctum {
                     .map_err(|e| Error::Internal(format!("loading the engine failed: {e}")))?
             })
             .await
+    }
+
+    /// The configured answer model, loaded on first use.
+    pub async fn generator(&self) -> Result<Arc<dyn Generator>> {
+        self.generator
+            .get_or_try_init(|| answer::load_generator(&self.config, self.egress.clone(), self.config.answer.backend, &self.config.answer.model))
+            .await
+            .cloned()
     }
 
     /// Stops the embedded database if this process started it.

@@ -42,6 +42,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub search: SearchConfig,
+    #[serde(default)]
+    pub answer: AnswerConfig,
+    #[serde(default)]
+    pub egress: EgressConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -119,6 +123,106 @@ pub struct SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         Self { candidates: 100, rrf_k: 60.0, default_k: 10, reranker: None }
+    }
+}
+
+/// Which engine generates answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerBackend {
+    /// llama.cpp in this process: the fast CPU backend.
+    #[default]
+    LlamaCpp,
+    /// mistralrs in this process: the GPU backend (`cuda` build); also runs on CPU.
+    Mistralrs,
+    /// An OpenAI-compatible inference host on the local network, through the egress client.
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerDevice {
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU (needs a `cuda` build).
+    Cuda,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerConfig {
+    pub backend: AnswerBackend,
+    /// The GGUF model file, relative to the models directory (a base model, or a merged
+    /// fine-tuned one).
+    pub model: String,
+    /// An optional GGUF LoRA adapter applied on top of `model` (llama_cpp backend).
+    pub adapter: Option<String>,
+    pub device: AnswerDevice,
+    /// Context window in tokens (prompt and answer together).
+    pub context_tokens: usize,
+    /// Generation threads; 0 = all cores.
+    pub threads: usize,
+    /// Longest answer in tokens.
+    pub max_tokens: usize,
+    /// Passages retrieved and offered to the model, best first.
+    pub passages: usize,
+    /// A passage counts as evidence only when its embedding similarity to the question
+    /// reaches this; with none, the answer is "the documents do not say" and the model is
+    /// not called.
+    pub min_similarity: f32,
+    /// The remote host for `backend = "http"`.
+    pub http: Option<HttpGeneratorConfig>,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        Self {
+            backend: AnswerBackend::LlamaCpp,
+            model: "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
+            adapter: None,
+            device: AnswerDevice::Cpu,
+            context_tokens: 4096,
+            threads: 0,
+            max_tokens: 384,
+            passages: 6,
+            min_similarity: 0.3,
+            http: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGeneratorConfig {
+    /// Base URL of the OpenAI-compatible server, e.g. `https://gpu1.internal:8000`; it
+    /// must also be listed in `egress.allow`.
+    pub endpoint: String,
+    /// The model name the server knows.
+    pub model: String,
+    /// Environment variable holding the bearer token, if the server needs one.
+    pub api_key_env: Option<String>,
+    /// The server's context window in tokens.
+    #[serde(default = "default_remote_context")]
+    pub context_tokens: usize,
+}
+
+fn default_remote_context() -> usize {
+    8192
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Endpoints (scheme://host[:port]) the appliance may connect to. Empty: none.
+    pub allow: Vec<String>,
+    /// Extra PEM CA certificate for on-prem endpoints with an internal CA.
+    pub ca_file: Option<PathBuf>,
+    pub timeout_s: u64,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self { allow: Vec::new(), ca_file: None, timeout_s: 300 }
     }
 }
 
@@ -200,6 +304,28 @@ impl Config {
         if self.search.rrf_k <= 0.0 {
             return bad("search.rrf_k", "must be positive");
         }
+        let a = &self.answer;
+        if a.model.trim().is_empty() && a.backend != AnswerBackend::Http {
+            return bad("answer.model", "must name a GGUF file in the models directory");
+        }
+        if a.context_tokens < 512 {
+            return bad("answer.context_tokens", "must be at least 512");
+        }
+        if a.max_tokens == 0 || a.max_tokens * 2 > a.context_tokens {
+            return bad("answer.max_tokens", "must be at least 1 and at most half of answer.context_tokens");
+        }
+        if a.passages == 0 || a.passages > 50 {
+            return bad("answer.passages", "must be between 1 and 50");
+        }
+        if !(-1.0..=1.0).contains(&a.min_similarity) {
+            return bad("answer.min_similarity", "must be between -1 and 1");
+        }
+        if a.backend == AnswerBackend::Http && a.http.is_none() {
+            return bad("answer.http", "is required when answer.backend = \"http\" (endpoint and model)");
+        }
+        if self.egress.timeout_s == 0 {
+            return bad("egress.timeout_s", "must be at least 1");
+        }
         Ok(())
     }
 
@@ -213,6 +339,8 @@ impl Config {
             embedding: Default::default(),
             ingest: Default::default(),
             search: Default::default(),
+            answer: Default::default(),
+            egress: Default::default(),
         }
     }
 

@@ -36,6 +36,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     });
     checks.push(disk(config));
     checks.push(model_files(config));
+    checks.push(answer_model(config));
     checks.push(match crate::embed::init_onnxruntime(&config.onnxruntime_path()) {
         Ok(_) => ok("onnxruntime", format!("loaded {}", config.onnxruntime_path().display())),
         Err(e) => fail("onnxruntime", e.to_string(), "run deploy/install-models.sh, or set models.onnxruntime"),
@@ -64,6 +65,34 @@ pub async fn run(config: &Config) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// The answer model: present, a GGUF, and an architecture the backend runs.
+fn answer_model(config: &Config) -> Check {
+    use crate::config::AnswerBackend;
+    let a = &config.answer;
+    match a.backend {
+        AnswerBackend::Http => match &a.http {
+            Some(h) => match crate::egress::EgressClient::new(&config.egress).and_then(|e| e.check(&h.endpoint, "answer generation")) {
+                Ok(_) => ok("answer-model", format!("{} at {} (allowed by egress.allow)", h.model, h.endpoint)),
+                Err(e) => fail("answer-model", e.to_string(), "add the endpoint to egress.allow"),
+            },
+            None => fail("answer-model", "answer.backend = \"http\" without answer.http", "set answer.http.endpoint and answer.http.model"),
+        },
+        backend => {
+            let path = config.models_dir().join(&a.model);
+            let arch = if backend == AnswerBackend::Mistralrs {
+                crate::answer::gguf::check_supported(&path)
+            } else {
+                crate::answer::gguf::architecture(&path)
+            };
+            match arch {
+                Ok(_) if !cfg!(feature = "slm") => fail("answer-model", "this build has no in-process model", "build with --features slm, or use answer.backend = \"http\""),
+                Ok(arch) => ok("answer-model", format!("{} ({arch}, {backend:?})", a.model)),
+                Err(e) => fail("answer-model", e.to_string(), "run deploy/install-models.sh, or set answer.model"),
+            }
+        }
+    }
 }
 
 fn disk(config: &Config) -> Check {

@@ -28,6 +28,10 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("the data directory {0} is in use by another sanctum process; stop it first")]
     DataDirInUse(PathBuf),
+    #[error("outbound connection to {url} refused: {reason}")]
+    EgressDenied { url: String, reason: String },
+    #[error("upstream {url}: {message}")]
+    Upstream { url: String, message: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -46,6 +50,8 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Io { .. } => "io_error",
             Error::DataDirInUse(_) => "data_dir_in_use",
+            Error::EgressDenied { .. } => "egress_denied",
+            Error::Upstream { .. } => "upstream_error",
             Error::Internal(_) => "internal",
         }
     }

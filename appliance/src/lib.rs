@@ -16,6 +16,7 @@ pub mod config;
 pub mod cpu;
 pub mod db;
 pub mod doctor;
+pub mod egress;
 pub mod embed;
 pub mod error;
 pub mod library;

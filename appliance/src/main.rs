@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use ingest::DocumentMeta;
 use sanctum::bench;
-use sanctum::config::Config;
+use sanctum::answer::AskRequest;
+use sanctum::config::{AnswerBackend, Config};
 use sanctum::db::jobs;
 use sanctum::error::{Error, Result};
 use sanctum::library::{self, Outcome};
@@ -30,6 +31,13 @@ enum Command {
     Ingest(IngestArgs),
     /// Hybrid search over the indexed passages.
     Search(SearchArgs),
+    /// Answer a question from the documents, with numbered citations (streamed).
+    Ask(AskArgs),
+    /// Training data for an answer adapter.
+    Finetune {
+        #[command(subcommand)]
+        command: FinetuneCommand,
+    },
     /// List ingest jobs.
     Jobs {
         #[arg(long)]
@@ -59,6 +67,21 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum FinetuneCommand {
+    /// Write supervised chat examples (question, passages, cited answer) as JSONL in the
+    /// `messages` format PEFT/TRL, Axolotl and Unsloth read.
+    Export {
+        /// A SciFact-style BEIR dataset (claims with annotated evidence).
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ModelsCommand {
     /// Check the installed model files against deploy/models.toml.
     Verify,
@@ -79,6 +102,33 @@ enum BenchCommand {
         /// Reuse a --data-dir from an earlier run instead of ingesting again.
         #[arg(long, requires = "data_dir")]
         reuse: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answers on SciFact claims: verdict accuracy, citation precision, answer rate, time to
+    /// first token, prefill/decode tokens/s and peak memory, per model and backend.
+    Answer {
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Claims scored.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Distractor abstracts added to the library besides the claims' own.
+        #[arg(long, default_value_t = 200)]
+        distractors: usize,
+        /// Model files relative to the models directory (default: every installed GGUF).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Backends to compare (default: llama-cpp and mistralrs).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [AnswerBackend::LlamaCpp, AnswerBackend::Mistralrs])]
+        backends: Vec<AnswerBackend>,
+        #[arg(long, default_value_t = 128)]
+        max_tokens: usize,
+        /// Prompt budget in tokens (passages trimmed to fit), so speed is comparable.
+        #[arg(long, default_value_t = 600)]
+        prompt_tokens: usize,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -121,11 +171,9 @@ struct IngestArgs {
     json: bool,
 }
 
+/// Who is searching and what to leave out (pushed down into both indexes).
 #[derive(Args)]
-struct SearchArgs {
-    query: String,
-    #[arg(long)]
-    k: Option<usize>,
+struct FilterArgs {
     /// Search as a member of these groups.
     #[arg(long, value_delimiter = ',')]
     groups: Option<Vec<String>>,
@@ -135,8 +183,39 @@ struct SearchArgs {
     /// Leave out documents with these labels.
     #[arg(long, value_delimiter = ',')]
     exclude_labels: Vec<String>,
+}
+
+impl FilterArgs {
+    fn into_filter(self) -> SearchFilter {
+        SearchFilter { groups: self.groups, regions: self.regions, exclude_labels: self.exclude_labels }
+    }
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    query: String,
+    #[arg(long)]
+    k: Option<usize>,
+    #[command(flatten)]
+    filter: FilterArgs,
     #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
     mode: Mode,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct AskArgs {
+    question: String,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Passages offered to the model (default: answer.passages).
+    #[arg(long)]
+    passages: Option<usize>,
+    /// Longest answer in tokens (default: answer.max_tokens).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Print the whole answer as one JSON object at the end instead of streaming text.
     #[arg(long)]
     json: bool,
 }
@@ -179,6 +258,20 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
     match command {
         Command::Ingest(args) => ingest(config, args).await,
         Command::Search(args) => search(config, args).await,
+        Command::Ask(args) => ask(config, args).await,
+        Command::Finetune { command: FinetuneCommand::Export { dataset, out, limit } } => {
+            let report = sanctum::answer::finetune::export(&dataset, &out, limit).await?;
+            println!(
+                "wrote {} examples to {} ({} supported, {} contradicted, {} not enough information; {} skipped)",
+                report.examples,
+                out.display(),
+                report.supported,
+                report.contradicted,
+                report.not_enough_info,
+                report.skipped
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Jobs { state, limit, json } => {
             let ctx = Sanctum::open(config).await?;
             let rows = jobs::list(ctx.pool(), state.as_deref(), limit).await;
@@ -237,6 +330,10 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                 BenchCommand::Retrieval { dataset, limit, data_dir, reuse, json } => {
                     let opts = bench::retrieval::Options { dataset, data_dir, limit, reuse };
                     (bench::retrieval::run(&config, &opts, &log).await?, json)
+                }
+                BenchCommand::Answer { dataset, limit, distractors, models, backends, max_tokens, prompt_tokens, data_dir, json } => {
+                    let opts = bench::answer::Options { dataset, limit, distractors, models, backends, max_tokens, prompt_tokens, data_dir };
+                    (bench::answer::run(&config, &opts, &log).await?, json)
                 }
                 BenchCommand::Scale { chunks, dataset, base_docs, rounds, data_dir, json } => {
                     let opts = bench::scale::Options { dataset, chunks, base_docs, data_dir, rounds };
@@ -363,7 +460,7 @@ async fn search(config: Config, args: SearchArgs) -> Result<ExitCode> {
     let request = SearchRequest {
         query: args.query,
         k,
-        filter: SearchFilter { groups: args.groups, regions: args.regions, exclude_labels: args.exclude_labels },
+        filter: args.filter.into_filter(),
         mode: args.mode,
     };
     let result = match ctx.engine().await {
@@ -390,5 +487,61 @@ async fn search(config: Config, args: SearchArgs) -> Result<ExitCode> {
     }
     let t = &results.timings;
     println!("({:.1} ms: embedding {:.1}, bm25 {:.1}, dense {:.1})", t.total_ms, t.embed_ms, t.bm25_ms, t.dense_ms);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ask(config: Config, args: AskArgs) -> Result<ExitCode> {
+    use std::io::Write;
+    let ctx = Sanctum::open(config).await?;
+    let request = AskRequest {
+        question: args.question,
+        filter: args.filter.into_filter(),
+        passages: args.passages,
+        max_tokens: args.max_tokens,
+    };
+    let stream = !args.json;
+    let mut sink = |piece: &str| {
+        if stream {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+    };
+    let result = sanctum::answer::ask(&ctx, &request, &mut sink).await;
+    ctx.close().await?;
+    let answer = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&answer).map_err(|e| Error::Internal(e.to_string()))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if answer.no_evidence {
+        println!("{}", answer.text);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    println!();
+    if answer.ungrounded {
+        println!("warning: this answer cites no passage it was given; do not rely on it");
+    }
+    if !answer.invalid_citations.is_empty() {
+        let n: Vec<String> = answer.invalid_citations.iter().map(|n| format!("[{n}]")).collect();
+        println!("warning: cited {} but no such passage was given", n.join(" "));
+    }
+    println!("Sources:");
+    let cited: std::collections::HashSet<usize> = answer.citations.iter().map(|c| c.number).collect();
+    for s in &answer.sources {
+        let title = s.title.clone().unwrap_or_else(|| s.document_name.clone());
+        let page = s.page_start.map(|n| format!(", p. {n}")).unwrap_or_default();
+        let mark = if cited.contains(&s.number) { "cited" } else { "not cited" };
+        println!("  [{}] {title}{page} (chars {}-{}; {mark})", s.number, s.char_start, s.char_end);
+    }
+    if let (Some(m), Some(g)) = (&answer.model, &answer.generation) {
+        println!(
+            "({m}; {} prompt tokens, first token after {:.1} s, {:.1} tokens/s)",
+            g.prompt_tokens,
+            g.time_to_first_token_ms / 1000.0,
+            g.decode_tokens_per_s
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
-//! Text generation backends behind one trait. The in-process backend runs a GGUF model
-//! (optionally with a LoRA adapter) with mistralrs, on CPU or, with the `cuda` feature, on
-//! an NVIDIA GPU. Tokens are streamed to a sink as they are produced.
+//! Text generation behind one trait. Backends: llama.cpp in process (the CPU backend),
+//! mistralrs in process (the GPU backend with the `cuda` feature; it also runs on CPU),
+//! and an OpenAI-compatible HTTP host on the customer's network, reached only through the
+//! egress client. Tokens are streamed to a sink as they are produced.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,136 +26,108 @@ pub struct Generation {
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
     pub total_ms: f64,
+    /// The model stopped because it reached `max_tokens`.
+    pub truncated: bool,
+}
+
+/// Which model produced an answer: recorded with every answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// The model file (relative to the models directory) or the remote model name.
+    pub model: String,
+    /// The LoRA adapter applied on top, if any.
+    pub adapter: Option<String>,
+    /// `llama.cpp`, `mistralrs` or `http`.
+    pub backend: &'static str,
+    /// The GGUF architecture, for local models.
+    pub architecture: Option<String>,
+}
+
+impl std::fmt::Display for ModelInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.model)?;
+        if let Some(a) = &self.adapter {
+            write!(f, " + {a}")?;
+        }
+        write!(f, " ({}", self.backend)?;
+        if let Some(a) = &self.architecture {
+            write!(f, ", {a}")?;
+        }
+        write!(f, ")")
+    }
 }
 
 /// A language model that answers a prompt.
 pub trait Generator: Send + Sync {
-    /// The model (and adapter) this generator runs, recorded with every answer.
-    fn model_id(&self) -> &str;
+    /// The model (and adapter) this generator runs.
+    fn info(&self) -> &ModelInfo;
+    /// Tokens the model can attend to (prompt and answer together).
+    fn context_tokens(&self) -> usize;
+    /// The number of tokens of each text under the model's tokenizer.
+    fn count_tokens<'a>(&'a self, texts: Vec<String>) -> BoxFuture<'a, Result<Vec<usize>>>;
     /// Generates at most `max_tokens` tokens for `prompt` (greedy), streaming to `sink`.
     fn generate<'a>(&'a self, prompt: &'a Prompt, max_tokens: usize, sink: TokenSink<'a>) -> BoxFuture<'a, Result<Generation>>;
 }
 
-#[cfg(feature = "slm")]
-pub use in_process::InProcess;
+/// Turns a byte stream of token pieces into text without splitting a UTF-8 sequence
+/// across two emissions.
+#[derive(Default)]
+pub struct Utf8Pieces {
+    pending: Vec<u8>,
+}
 
-#[cfg(feature = "slm")]
-mod in_process {
-    use std::num::NonZeroUsize;
-    use std::path::Path;
-    use std::time::Instant;
-
-    use mistralrs::{RequestBuilder, Response, TextMessageRole};
-    use mistralrs_core::{
-        AddModelConfig, AutoDeviceMapParams, DefaultSchedulerMethod, DeviceMapSetting, EngineConfig, GGUFLoaderBuilder,
-        GGUFSpecificConfig, ModelDType, SchedulerConfig, TokenSource,
-    };
-
-    use super::{BoxFuture, Generation, Generator, TokenSink};
-    use crate::answer::prompt::Prompt;
-    use crate::error::{Error, Result};
-
-    /// mistralrs running a local GGUF model in this process.
-    pub struct InProcess {
-        model: mistralrs::Model,
-        id: String,
-    }
-
-    impl InProcess {
-        /// Loads `file` (a GGUF inside `dir`) with F32 activations on CPU: mistralrs's
-        /// `GgufModelBuilder` always asks for `ModelDType::Auto`, which picks a half type
-        /// on CPU and runs several times slower.
-        pub async fn load(dir: &Path, file: &str, force_cpu: bool) -> Result<InProcess> {
-            let arch = crate::answer::gguf::check_supported(&dir.join(file))?;
-            let loader = GGUFLoaderBuilder::new(
-                None,
-                None,
-                dir.display().to_string(),
-                vec![file.to_string()],
-                GGUFSpecificConfig { topology: None },
-                false,
-                None,
-            )
-            .build();
-            let device = mistralrs::best_device(force_cpu).map_err(|e| Error::Models(format!("no device: {e}")))?;
-            let dtype = if device.is_cpu() { ModelDType::F32 } else { ModelDType::Auto };
-            let pipeline = loader
-                .load_model_from_hf(
-                    None,
-                    TokenSource::None,
-                    &dtype,
-                    &device,
-                    true,
-                    DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
-                    None,
-                    None,
-                )
-                .map_err(|e| Error::Models(format!("cannot load {}: {e}", dir.join(file).display())))?;
-            let scheduler = SchedulerConfig::DefaultScheduler {
-                method: DefaultSchedulerMethod::Fixed(NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN)),
-            };
-            let engine = EngineConfig { throughput_logging_enabled: false, ..Default::default() };
-            let model = mistralrs::model_builder_trait::build_model_from_pipeline(pipeline, scheduler, AddModelConfig::new(engine)).await;
-            Ok(InProcess { model, id: format!("{file} ({arch})") })
+impl Utf8Pieces {
+    /// Adds bytes; returns the text that is now complete.
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        match std::str::from_utf8(&self.pending) {
+            Ok(s) => {
+                let out = s.to_string();
+                self.pending.clear();
+                out
+            }
+            Err(e) if e.error_len().is_none() => {
+                // an incomplete sequence at the end: keep it for the next piece
+                let valid = e.valid_up_to();
+                let out = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+                self.pending.drain(..valid);
+                out
+            }
+            Err(_) => {
+                let out = String::from_utf8_lossy(&self.pending).into_owned();
+                self.pending.clear();
+                out
+            }
         }
     }
 
-    impl Generator for InProcess {
-        fn model_id(&self) -> &str {
-            &self.id
-        }
+    /// Whatever is left at the end (lossily).
+    pub fn finish(&mut self) -> String {
+        let out = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        out
+    }
+}
 
-        fn generate<'a>(&'a self, prompt: &'a Prompt, max_tokens: usize, sink: TokenSink<'a>) -> BoxFuture<'a, Result<Generation>> {
-            Box::pin(async move {
-                let request = RequestBuilder::new()
-                    .add_message(TextMessageRole::System, &prompt.system)
-                    .add_message(TextMessageRole::User, &prompt.user)
-                    .set_deterministic_sampler()
-                    .set_sampler_max_len(max_tokens);
-                let started = Instant::now();
-                let mut stream = self
-                    .model
-                    .stream_chat_request(request)
-                    .await
-                    .map_err(|e| Error::Internal(format!("generation failed to start: {e}")))?;
-                let mut out = Generation::default();
-                let mut first: Option<f64> = None;
-                while let Some(response) = stream.next().await {
-                    match response {
-                        Response::Chunk(chunk) => {
-                            for choice in &chunk.choices {
-                                if let Some(text) = &choice.delta.content {
-                                    if first.is_none() {
-                                        first = Some(started.elapsed().as_secs_f64() * 1000.0);
-                                    }
-                                    out.text.push_str(text);
-                                    sink(text);
-                                }
-                            }
-                            if let Some(usage) = &chunk.usage {
-                                out.prompt_tokens = usage.prompt_tokens;
-                                out.completion_tokens = usage.completion_tokens;
-                                out.prefill_tokens_per_s = usage.avg_prompt_tok_per_sec as f64;
-                                out.decode_tokens_per_s = usage.avg_compl_tok_per_sec as f64;
-                            }
-                        }
-                        Response::Done(done) => {
-                            out.prompt_tokens = done.usage.prompt_tokens;
-                            out.completion_tokens = done.usage.completion_tokens;
-                            out.prefill_tokens_per_s = done.usage.avg_prompt_tok_per_sec as f64;
-                            out.decode_tokens_per_s = done.usage.avg_compl_tok_per_sec as f64;
-                            break;
-                        }
-                        Response::InternalError(e) => return Err(Error::Internal(format!("generation failed: {e}"))),
-                        Response::ValidationError(e) => return Err(Error::Internal(format!("generation refused: {e}"))),
-                        Response::ModelError(e, _) => return Err(Error::Internal(format!("model error: {e}"))),
-                        _ => {}
-                    }
-                }
-                out.total_ms = started.elapsed().as_secs_f64() * 1000.0;
-                out.time_to_first_token_ms = first.unwrap_or(out.total_ms);
-                Ok(out)
-            })
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_sequences_split_across_pieces_are_joined() {
+        let mut p = Utf8Pieces::default();
+        let e = "é".as_bytes();
+        assert_eq!(p.push(b"caf"), "caf");
+        assert_eq!(p.push(&e[..1]), "");
+        assert_eq!(p.push(&e[1..]), "é");
+        assert_eq!(p.push(&[0xff, b'a']), "\u{fffd}a");
+        assert_eq!(p.push(&e[..1]), "");
+        assert_eq!(p.finish(), "\u{fffd}");
+    }
+
+    #[test]
+    fn model_info_names_model_adapter_and_backend() {
+        let info = ModelInfo { model: "m.gguf".into(), adapter: Some("a.gguf".into()), backend: "llama.cpp", architecture: Some("qwen2".into()) };
+        assert_eq!(info.to_string(), "m.gguf + a.gguf (llama.cpp, qwen2)");
     }
 }

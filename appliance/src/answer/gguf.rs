@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// GGUF architectures the in-process backend (mistralrs 0.8.1) can run.
+/// GGUF architectures the mistralrs backend (0.8.1) can run; llama.cpp runs many more and
+/// reports an unknown one as a load error.
 pub const SUPPORTED: &[&str] = &["llama", "mistral3", "phi2", "phi3", "starcoder2", "qwen2", "qwen3", "qwen3moe"];
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> Error {
@@ -96,7 +97,7 @@ pub fn check_supported(path: &Path) -> Result<String> {
         Ok(arch)
     } else {
         Err(Error::Models(format!(
-            "{}: architecture {arch:?} is not supported by the in-process backend (supported: {})",
+            "{}: architecture {arch:?} is not supported by the mistralrs backend (supported: {})",
             path.display(),
             SUPPORTED.join(", ")
         )))

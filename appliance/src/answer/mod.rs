@@ -1,15 +1,66 @@
 //! Grounded answers: turning retrieved passages into a prompt the model can answer from,
-//! and checking what it answered against what it was given.
-//!
-//! This module owns prompt assembly (numbered passages within a token budget, the
-//! instructions never trimmed) and citation handling (parsing `[n]` markers, validating
-//! them against the passages given, returning them as structured data). Generation
-//! backends (in-process mistralrs, an OpenAI-compatible on-prem host) plug in on top.
+//! generating (llama.cpp or mistralrs in process, or an on-prem OpenAI-compatible host
+//! through the egress client), and checking what the model said against what it was given.
 
+pub mod ask;
 pub mod citations;
+pub mod finetune;
 pub mod generate;
 pub mod gguf;
+#[cfg(feature = "slm")]
+pub mod llama;
+#[cfg(feature = "slm")]
+pub mod mistral;
 pub mod prompt;
+pub mod remote;
 
+use std::sync::Arc;
+
+pub use ask::{Answer, AskRequest, Source, ask};
 pub use citations::{Citation, CitationCheck, check_citations};
+pub use generate::{Generation, Generator, ModelInfo};
 pub use prompt::{Prompt, PromptPassage, build_prompt};
+
+use crate::config::{AnswerBackend, AnswerDevice, Config};
+use crate::egress::EgressClient;
+use crate::error::{Error, Result};
+
+/// Loads the generator `config.answer` names. `model` overrides `answer.model` and
+/// `backend` overrides `answer.backend` (the benchmark runs several).
+pub async fn load_generator(config: &Config, egress: Arc<EgressClient>, backend: AnswerBackend, model: &str) -> Result<Arc<dyn Generator>> {
+    let a = &config.answer;
+    match backend {
+        AnswerBackend::Http => {
+            let http = a.http.as_ref().ok_or_else(|| Error::Config("answer.http must be set for backend \"http\"".into()))?;
+            Ok(Arc::new(remote::Remote::new(http, egress)?))
+        }
+        #[cfg(feature = "slm")]
+        AnswerBackend::LlamaCpp => {
+            let gpu = a.device == AnswerDevice::Cuda;
+            if gpu && !cfg!(feature = "cuda") {
+                return Err(Error::Config("answer.device = \"cuda\" needs a build with the cuda feature".into()));
+            }
+            let (dir, model, adapter) = (config.models_dir(), model.to_string(), a.adapter.clone());
+            let (context, threads) = (a.context_tokens, a.threads);
+            let g = tokio::task::spawn_blocking(move || llama::LlamaCpp::load(&dir, &model, adapter.as_deref(), context, threads, gpu))
+                .await
+                .map_err(|e| Error::Internal(format!("loading the model failed: {e}")))??;
+            Ok(Arc::new(g))
+        }
+        #[cfg(feature = "slm")]
+        AnswerBackend::Mistralrs => {
+            let cpu = a.device == AnswerDevice::Cpu;
+            if !cpu && !cfg!(feature = "cuda") {
+                return Err(Error::Config("answer.device = \"cuda\" needs a build with the cuda feature".into()));
+            }
+            Ok(Arc::new(mistral::MistralRs::load(&config.models_dir(), model, a.adapter.as_deref(), a.context_tokens, cpu).await?))
+        }
+        #[cfg(not(feature = "slm"))]
+        other => {
+            let _ = (egress, model, AnswerDevice::Cpu);
+            Err(Error::Config(format!(
+                "answer.backend = {other:?} runs the model in process, and this build has no in-process model; build with `--features slm`, or use answer.backend = \"http\""
+            )))
+        }
+    }
+}

@@ -3,12 +3,23 @@
 //! does not fit whole is cut at a sentence end if at least a useful part of it fits, and
 //! otherwise left out, with every later one.
 
+use std::future::Future;
+
 use serde::Serialize;
 
-/// The rules the model answers under. Kept short: small models follow short rules better.
-pub const INSTRUCTIONS: &str = "You answer questions for staff using only the numbered passages below. \
-Every sentence of your answer must cite the passages it relies on, like [1] or [2][3]. \
-If the passages do not contain the answer, say: \"The documents do not say.\" Do not use any other knowledge.";
+use crate::error::Result;
+
+/// The model's role (the system message). Kept short: small models follow short rules
+/// better.
+pub const INSTRUCTIONS: &str =
+    "You are a careful assistant. You answer questions from the numbered passages the user provides, and you cite the passage numbers.";
+
+/// The task, stated after the question where small models heed it most. It deliberately
+/// offers no "the documents do not say" way out: measured on Qwen2.5-Coder 0.5B and 1.5B,
+/// such a clause made them refuse questions the passages answer. Whether there is evidence
+/// at all is decided before the model is called (see `ask`), and an answer without a valid
+/// citation is flagged.
+pub const TASK: &str = "Answer the question using the passages. Put the number of the passage you used in square brackets after each sentence, like [1].";
 
 /// A passage offered to the model.
 #[derive(Debug, Clone)]
@@ -37,47 +48,62 @@ fn render(number: usize, p: &PromptPassage, text: &str) -> String {
     }
 }
 
+/// Tokens the chat template adds around the messages (role markers), reserved from the
+/// budget on top of the counted text.
+pub const TEMPLATE_RESERVE: usize = 32;
+
 /// Builds the prompt for `question` from `passages` (best first) within `budget` tokens,
-/// counting with `count` (the generating model's tokenizer).
-pub fn build_prompt(question: &str, passages: &[PromptPassage], budget: usize, count: &dyn Fn(&str) -> usize) -> Prompt {
+/// counting with `count` (the generating model's tokenizer, given a batch of texts).
+pub async fn build_prompt<F, Fut>(question: &str, passages: &[PromptPassage], budget: usize, count: F) -> Result<Prompt>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: Future<Output = Result<Vec<usize>>>,
+{
     let system = INSTRUCTIONS.to_string();
     let head = "Passages:\n\n";
-    let tail = format!("Question: {}\nAnswer with citations:", question.trim());
-    let fixed = count(&system) + count(head) + count(&tail);
+    let tail = format!("Question: {}\n\n{TASK}", question.trim());
+    let mut texts = vec![system.clone(), head.to_string(), tail.clone()];
+    texts.extend(passages.iter().enumerate().map(|(i, p)| render(i + 1, p, &p.text)));
+    let counts = count(texts.clone()).await?;
+    let fixed = counts[0] + counts[1] + counts[2];
     let mut remaining = budget.saturating_sub(fixed);
-    let mut body = String::new();
-    let mut included = 0;
+    let mut parts: Vec<String> = Vec::new();
     let mut truncated = false;
-    for p in passages {
-        let whole = render(included + 1, p, &p.text);
-        let cost = count(&whole);
-        if cost <= remaining {
-            body.push_str(&whole);
+    for (p, cost) in passages.iter().zip(&counts[3..]) {
+        if *cost <= remaining {
+            parts.push(texts[3 + parts.len()].clone());
             remaining -= cost;
-            included += 1;
             continue;
         }
-        // Shorten at a sentence end, if at least a quarter of the passage fits.
+        // Shorten at a sentence end, keeping at least a quarter of the passage.
+        let mut cuts = Vec::new();
         let mut cut = p.text.len();
         while let Some(end) = p.text[..cut].trim_end().rfind(['.', '!', '?']) {
-            cut = end + 1;
-            let part = render(included + 1, p, &p.text[..cut]);
-            let c = count(&part);
-            if c <= remaining {
-                if cut * 4 >= p.text.len() {
-                    body.push_str(&part);
-                    included += 1;
-                    truncated = true;
-                }
+            if (end + 1) * 4 < p.text.len() {
                 break;
             }
+            cuts.push(end + 1);
             cut = end;
+        }
+        let shortened: Vec<String> = cuts.iter().map(|&c| render(parts.len() + 1, p, &p.text[..c])).collect();
+        let shortened_counts = count(shortened.clone()).await?;
+        if let Some(i) = shortened_counts.iter().position(|&c| c <= remaining) {
+            parts.push(shortened[i].clone());
+            truncated = true;
         }
         break;
     }
-    let user = format!("{head}{body}{tail}");
-    let tokens = count(&system) + count(&user);
-    Prompt { system, user, included, truncated, tokens }
+    // Pieces counted apart can tokenize a little differently once joined: count the whole
+    // and drop passages from the end until it fits (the instructions and question stay).
+    loop {
+        let user = format!("{head}{}{tail}", parts.concat());
+        let total: usize = count(vec![system.clone(), user.clone()]).await?.iter().sum();
+        if total <= budget || parts.is_empty() {
+            return Ok(Prompt { system, user, included: parts.len(), truncated, tokens: total });
+        }
+        parts.pop();
+        truncated = false;
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +114,14 @@ mod tests {
         s.split_whitespace().count()
     }
 
+    async fn count(texts: Vec<String>) -> Result<Vec<usize>> {
+        Ok(texts.iter().map(|t| words(t)).collect())
+    }
+
+    fn build(q: &str, ps: &[PromptPassage], budget: usize) -> Prompt {
+        futures_util::FutureExt::now_or_never(build_prompt(q, ps, budget, count)).unwrap().unwrap()
+    }
+
     fn passage(title: &str, text: &str) -> PromptPassage {
         PromptPassage { title: Some(title.into()), text: text.into() }
     }
@@ -95,12 +129,12 @@ mod tests {
     #[test]
     fn passages_are_numbered_best_first_and_instructions_kept() {
         let ps = [passage("Visitors", "Two visitors per bed."), passage("Hygiene", "Use alcohol rub.")];
-        let p = build_prompt("How many visitors?", &ps, 1000, &words);
+        let p = build("How many visitors?", &ps, 1000);
         assert_eq!(p.system, INSTRUCTIONS);
         assert_eq!(p.included, 2);
         assert!(!p.truncated);
         assert!(p.user.contains("[1] Visitors\nTwo visitors per bed.\n\n[2] Hygiene\nUse alcohol rub."), "{}", p.user);
-        assert!(p.user.ends_with("Question: How many visitors?\nAnswer with citations:"));
+        assert!(p.user.ends_with(&format!("Question: How many visitors?\n\n{TASK}")));
         assert_eq!(p.tokens, words(&p.system) + words(&p.user));
     }
 
@@ -108,16 +142,16 @@ mod tests {
     fn the_budget_trims_passages_never_the_instructions() {
         let long = "First sentence here. Second sentence follows here. Third sentence ends it.";
         let ps = [passage("A", "Alpha beta."), passage("B", long), passage("C", "Never included.")];
-        let fixed = build_prompt("Q?", &[], 10_000, &words).tokens;
+        let fixed = build("Q?", &[], 10_000).tokens;
         // room for passage 1 (4 words) and part of passage 2
-        let p = build_prompt("Q?", &ps, fixed + 4 + 2 + 7, &words);
+        let p = build("Q?", &ps, fixed + 4 + 2 + 7);
         assert_eq!(p.included, 2, "{}", p.user);
         assert!(p.truncated);
         assert!(p.user.contains("[2] B\nFirst sentence here. Second sentence follows here.\n\n"), "{}", p.user);
         assert!(!p.user.contains("Never included"));
         assert!(p.tokens <= fixed + 13);
         // no room at all: no passages, the instructions and question stay whole
-        let p = build_prompt("Q?", &ps, 3, &words);
+        let p = build("Q?", &ps, 3);
         assert_eq!(p.included, 0);
         assert_eq!(p.system, INSTRUCTIONS);
         assert!(p.user.contains("Question: Q?"));

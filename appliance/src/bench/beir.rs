@@ -53,3 +53,88 @@ pub fn load(dir: &Path) -> Result<Dataset> {
     }
     Ok(Dataset { dir: dir.to_path_buf(), corpus, queries, qrels })
 }
+
+/// The verdict on a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Supported,
+    Contradicted,
+    NotEnoughInfo,
+}
+
+/// A claim with its annotated evidence (SciFact's `metadata`: document id -> evidence
+/// sentences and label).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: String,
+    pub text: String,
+    pub verdict: Verdict,
+    /// Evidence documents and, for each, the indices of its evidence sentences.
+    pub evidence: Vec<(String, Vec<usize>)>,
+    /// Documents judged relevant in qrels.
+    pub relevant: Vec<String>,
+}
+
+/// The test claims of a SciFact-style dataset, in file order.
+pub fn load_claims(dataset: &Dataset) -> Result<Vec<Claim>> {
+    let path = dataset.dir.join("queries.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut claims = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::invalid(format!("{}:{}", path.display(), i + 1), e))?;
+        let id = match &v["_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        let Some(relevant) = dataset.qrels.get(&id) else { continue };
+        let mut evidence = Vec::new();
+        let mut labels = Vec::new();
+        if let Some(meta) = v["metadata"].as_object() {
+            for (doc, sets) in meta {
+                let mut sentences = Vec::new();
+                for set in sets.as_array().into_iter().flatten() {
+                    labels.push(set["label"].as_str().unwrap_or_default().to_string());
+                    sentences.extend(set["sentences"].as_array().into_iter().flatten().filter_map(|s| s.as_u64()).map(|s| s as usize));
+                }
+                sentences.sort_unstable();
+                sentences.dedup();
+                evidence.push((doc.clone(), sentences));
+            }
+        }
+        evidence.sort();
+        let verdict = if labels.iter().any(|l| l == "CONTRADICT") {
+            Verdict::Contradicted
+        } else if labels.iter().any(|l| l == "SUPPORT") {
+            Verdict::Supported
+        } else {
+            Verdict::NotEnoughInfo
+        };
+        let mut relevant: Vec<String> = relevant.keys().cloned().collect();
+        relevant.sort();
+        claims.push(Claim { id, text: v["text"].as_str().unwrap_or_default().to_string(), verdict, evidence, relevant });
+    }
+    Ok(claims)
+}
+
+/// A corpus document: (title, text).
+pub type CorpusDoc = (String, String);
+
+/// The documents of `corpus.jsonl` for which `keep(index, id)` holds.
+pub fn read_corpus(dataset: &Dataset, keep: &mut dyn FnMut(usize, &str) -> bool) -> Result<Vec<(String, CorpusDoc)>> {
+    let text = std::fs::read_to_string(&dataset.corpus).map_err(|e| Error::io(&dataset.corpus, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::invalid(format!("{}:{}", dataset.corpus.display(), i + 1), e))?;
+        let id = match &v["_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        if keep(i, &id) {
+            out.push((id, (v["title"].as_str().unwrap_or_default().to_string(), v["text"].as_str().unwrap_or_default().to_string())));
+        }
+    }
+    Ok(out)
+}

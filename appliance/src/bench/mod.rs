@@ -2,6 +2,7 @@
 //! end with one JSON object on the last line of stdout. They never assert timings; the
 //! latest figures and how they were produced live in BENCHMARKS.md.
 
+pub mod answer;
 pub mod beir;
 pub mod metrics;
 pub mod retrieval;

@@ -52,3 +52,62 @@ pub fn tempdir() -> tempfile::TempDir {
     std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     t
 }
+
+/// Writes a GGUF LoRA adapter (llama.cpp's format) for a llama-architecture model: low-rank
+/// matrices on every layer's `attn_q`, with `lora_b` filled by `b_value` (0 makes the adapter
+/// a no-op; anything else changes the model's output).
+pub fn write_lora_gguf(path: &Path, layers: usize, n_embd: usize, rank: usize, b_value: f32) {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+    let mut tensors: Vec<(String, [u64; 2], Vec<f32>)> = Vec::new();
+    for l in 0..layers {
+        // lora_a: ne = [n_embd, rank]; lora_b: ne = [rank, n_embd]
+        let a: Vec<f32> = (0..n_embd * rank).map(|i| ((i * 7919 + l * 31) % 17) as f32 / 17.0 - 0.5).collect();
+        tensors.push((format!("blk.{l}.attn_q.weight.lora_a"), [n_embd as u64, rank as u64], a));
+        tensors.push((format!("blk.{l}.attn_q.weight.lora_b"), [rank as u64, n_embd as u64], vec![b_value; n_embd * rank]));
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    let kvs: [(&str, Result<&str, f32>); 4] =
+        [("general.architecture", Ok("llama")), ("general.type", Ok("adapter")), ("adapter.type", Ok("lora")), ("adapter.lora.alpha", Err(rank as f32))];
+    out.extend((kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        string(&mut out, k);
+        match v {
+            Ok(s) => {
+                out.extend(8u32.to_le_bytes());
+                string(&mut out, s);
+            }
+            Err(f) => {
+                out.extend(6u32.to_le_bytes());
+                out.extend(f.to_le_bytes());
+            }
+        }
+    }
+    let mut offset = 0u64;
+    for (name, ne, data) in &tensors {
+        string(&mut out, name);
+        out.extend(2u32.to_le_bytes());
+        out.extend(ne[0].to_le_bytes());
+        out.extend(ne[1].to_le_bytes());
+        out.extend(0u32.to_le_bytes()); // F32
+        out.extend(offset.to_le_bytes());
+        offset += (data.len() as u64 * 4).div_ceil(32) * 32;
+    }
+    while out.len() % 32 != 0 {
+        out.push(0);
+    }
+    for (_, _, data) in &tensors {
+        let start = out.len();
+        for v in data {
+            out.extend(v.to_le_bytes());
+        }
+        while (out.len() - start) % 32 != 0 {
+            out.push(0);
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}

@@ -1,0 +1,203 @@
+//! `ask`: the question-answering service. Retrieve, keep only passages that are evidence,
+//! say "the documents do not say" without calling the model when none is, otherwise build
+//! the prompt within the model's budget, stream the answer, and check its citations.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::citations::{Citation, check_citations};
+use super::generate::{Generation, Generator, ModelInfo, TokenSink};
+use super::prompt::{Prompt, PromptPassage, TEMPLATE_RESERVE, build_prompt};
+use crate::app::Sanctum;
+use crate::config::AnswerConfig;
+use crate::error::{Error, Result};
+use crate::retrieve::{self, Mode, Passage, Retriever, SearchFilter, SearchRequest};
+
+/// What the caller asks.
+#[derive(Debug, Clone)]
+pub struct AskRequest {
+    pub question: String,
+    pub filter: SearchFilter,
+    /// Passages to retrieve (default: `answer.passages`).
+    pub passages: Option<usize>,
+    /// Longest answer in tokens (default: `answer.max_tokens`).
+    pub max_tokens: Option<usize>,
+}
+
+/// The answer text when no passage is relevant; the model is not called.
+pub const NO_EVIDENCE: &str = "The documents do not say: no passage relevant to the question was found.";
+
+/// A passage offered to the model, as the reader of the answer sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub number: usize,
+    pub document_id: Uuid,
+    pub chunk_id: Uuid,
+    pub document_name: String,
+    pub source_id: Option<String>,
+    pub title: Option<String>,
+    pub heading: Option<String>,
+    pub page_start: Option<i32>,
+    pub page_end: Option<i32>,
+    pub char_start: i32,
+    pub char_end: i32,
+    pub similarity: Option<f32>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub text: String,
+    /// No relevant passage was found; the model was not called.
+    pub no_evidence: bool,
+    /// The passages given to the model, numbered as it saw them.
+    pub sources: Vec<Source>,
+    /// Valid citations, in order of first use.
+    pub citations: Vec<Citation>,
+    /// Cited numbers that match no passage given.
+    pub invalid_citations: Vec<usize>,
+    /// Claims something without a valid citation.
+    pub ungrounded: bool,
+    /// Which model (and adapter) produced the answer.
+    pub model: Option<ModelInfo>,
+    pub generation: Option<Generation>,
+    pub prompt_tokens: usize,
+    /// The last passage offered was shortened to fit the budget.
+    pub prompt_truncated: bool,
+    pub retrieval_ms: f64,
+}
+
+/// Retrieved passages that count as evidence for `question`, best first.
+pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, config: &AnswerConfig, request: &AskRequest) -> Result<(Vec<Passage>, f64)> {
+    if request.question.trim().is_empty() {
+        return Err(Error::invalid("question", "must not be empty"));
+    }
+    let started = Instant::now();
+    let k = request.passages.unwrap_or(config.passages);
+    if k == 0 || k > 50 {
+        return Err(Error::invalid("passages", "expected an integer between 1 and 50"));
+    }
+    let search = SearchRequest { query: request.question.clone(), k, filter: request.filter.clone(), mode: Mode::Hybrid };
+    let results = retrieve::search(retriever, pool, &search).await?;
+    let evidence = results.passages.into_iter().filter(|p| p.dense.is_some_and(|(_, s)| s >= config.min_similarity)).collect();
+    Ok((evidence, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+fn no_evidence(retrieval_ms: f64) -> Answer {
+    Answer {
+        text: NO_EVIDENCE.to_string(),
+        no_evidence: true,
+        sources: Vec::new(),
+        citations: Vec::new(),
+        invalid_citations: Vec::new(),
+        ungrounded: false,
+        model: None,
+        generation: None,
+        prompt_tokens: 0,
+        prompt_truncated: false,
+        retrieval_ms,
+    }
+}
+
+/// The prompt for `question` over `evidence`, within `generator`'s budget (or the smaller
+/// `budget`, when given).
+pub async fn prompt_for(generator: &dyn Generator, question: &str, evidence: &[Passage], max_tokens: usize, budget: Option<usize>) -> Result<Prompt> {
+    let offered: Vec<PromptPassage> = evidence
+        .iter()
+        .map(|p| {
+            let title = p.title.clone().unwrap_or_else(|| p.document_name.clone());
+            let title = match &p.heading {
+                Some(h) if !h.is_empty() && *h != title => format!("{title} — {h}"),
+                _ => title,
+            };
+            PromptPassage { title: Some(title), text: p.text.clone() }
+        })
+        .collect();
+    let fits = generator.context_tokens().saturating_sub(max_tokens + TEMPLATE_RESERVE);
+    let budget = budget.map_or(fits, |b| b.min(fits));
+    build_prompt(question, &offered, budget, |texts| generator.count_tokens(texts)).await
+}
+
+/// How one answer is to be generated.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_tokens: usize,
+    /// A prompt budget below what the context allows (benchmarks use it to fix the prompt
+    /// size).
+    pub prompt_budget: Option<usize>,
+}
+
+/// Answers from `evidence` with `generator`, streaming the text to `sink`.
+pub async fn answer_from(
+    generator: &dyn Generator,
+    question: &str,
+    evidence: &[Passage],
+    limits: Limits,
+    retrieval_ms: f64,
+    sink: TokenSink<'_>,
+) -> Result<Answer> {
+    if evidence.is_empty() {
+        return Ok(no_evidence(retrieval_ms));
+    }
+    let max_tokens = limits.max_tokens;
+    let prompt = prompt_for(generator, question, evidence, max_tokens, limits.prompt_budget).await?;
+    let given = &evidence[..prompt.included];
+    let generation = generator.generate(&prompt, max_tokens, sink).await?;
+    let numbered: Vec<Citation> = given
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Citation { number: i + 1, document_id: p.document_id, chunk_id: p.chunk_id, char_start: p.char_start, char_end: p.char_end })
+        .collect();
+    let check = check_citations(&generation.text, &numbered);
+    let sources = given
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Source {
+            number: i + 1,
+            document_id: p.document_id,
+            chunk_id: p.chunk_id,
+            document_name: p.document_name.clone(),
+            source_id: p.source_id.clone(),
+            title: p.title.clone(),
+            heading: p.heading.clone(),
+            page_start: p.page_start,
+            page_end: p.page_end,
+            char_start: p.char_start,
+            char_end: p.char_end,
+            similarity: p.dense.map(|(_, s)| s),
+            text: p.text.clone(),
+        })
+        .collect();
+    Ok(Answer {
+        text: generation.text.clone(),
+        no_evidence: false,
+        sources,
+        citations: check.citations,
+        invalid_citations: check.invalid,
+        ungrounded: check.ungrounded,
+        model: Some(generator.info().clone()),
+        prompt_tokens: prompt.tokens,
+        prompt_truncated: prompt.truncated,
+        generation: Some(generation),
+        retrieval_ms,
+    })
+}
+
+/// Answers `request` from the library. The model is loaded (on first use) only when there
+/// is evidence to answer from.
+pub async fn ask(ctx: &Sanctum, request: &AskRequest, sink: TokenSink<'_>) -> Result<Answer> {
+    let engine = ctx.engine().await?;
+    let config = &ctx.config.answer;
+    let (evidence, retrieval_ms) = gather(&engine.retriever, ctx.pool(), config, request).await?;
+    if evidence.is_empty() {
+        return Ok(no_evidence(retrieval_ms));
+    }
+    let max_tokens = request.max_tokens.unwrap_or(config.max_tokens);
+    if max_tokens == 0 {
+        return Err(Error::invalid("max_tokens", "must be at least 1"));
+    }
+    let generator = ctx.generator().await?;
+    answer_from(generator.as_ref(), &request.question, &evidence, Limits { max_tokens, prompt_budget: None }, retrieval_ms, sink).await
+}

@@ -1,0 +1,127 @@
+//! Answers on the real components: the demo corpus ingested into real indexes on the
+//! embedded PostgreSQL, answered by real models on CPU. The command-line test runs
+//! `sanctum ask` inside a network namespace with no network at all.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use ingest::DocumentMeta;
+use sanctum::answer::{AskRequest, ask};
+use sanctum::library;
+use sanctum::retrieve::SearchFilter;
+use sanctum::Sanctum;
+
+const SMOLLM2: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+const QUESTION: &str = "How many visitors may be at a bedside in intensive care?";
+
+async fn ingest_demo(ctx: &Sanctum) {
+    for e in std::fs::read_dir(support::demo_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if !p.to_string_lossy().contains(".meta.") {
+            library::submit_path(ctx, &p, &DocumentMeta::default()).await.unwrap();
+        }
+    }
+    let report = library::run_until_idle(ctx, &|_| {}).await.unwrap();
+    assert_eq!(report.failed, 0);
+}
+
+fn request(q: &str) -> AskRequest {
+    AskRequest { question: q.into(), filter: SearchFilter::default(), passages: None, max_tokens: Some(48) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_evidence_is_said_without_loading_or_calling_the_model() {
+    let tmp = support::tempdir();
+    let mut config = support::config(&tmp.path().join("data"));
+    // a model that does not exist: any attempt to load it fails the request
+    config.answer.model = "absent/none.gguf".into();
+    let ctx = Sanctum::open(config).await.unwrap();
+    ingest_demo(&ctx).await;
+    let mut streamed = String::new();
+    let a = ask(&ctx, &request("What is the melting point of tungsten in kelvin?"), &mut |t: &str| streamed.push_str(t)).await.unwrap();
+    assert!(a.no_evidence, "{a:?}");
+    assert!(a.text.starts_with("The documents do not say"), "{}", a.text);
+    assert!(a.model.is_none() && a.generation.is_none() && a.sources.is_empty());
+    assert!(streamed.is_empty(), "nothing was generated");
+    // a question the documents do answer needs the model, and the missing one is named
+    let err = ask(&ctx, &request(QUESTION), &mut |_: &str| {}).await.err().expect("the model is missing");
+    assert!(err.to_string().contains("absent/none.gguf"), "{err}");
+    ctx.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_streams_a_checked_answer_and_records_the_model() {
+    let tmp = support::tempdir();
+    let mut config = support::config(&tmp.path().join("data"));
+    config.answer.model = SMOLLM2.into();
+    config.answer.context_tokens = 1024;
+    let ctx = Sanctum::open(config).await.unwrap();
+    ingest_demo(&ctx).await;
+    let mut streamed = String::new();
+    let a = ask(&ctx, &request(QUESTION), &mut |t: &str| streamed.push_str(t)).await.unwrap();
+    assert!(!a.no_evidence);
+    assert_eq!(streamed, a.text, "the answer was streamed whole");
+    let model = a.model.as_ref().unwrap();
+    assert_eq!((model.model.as_str(), model.backend, model.adapter.as_deref()), (SMOLLM2, "llama.cpp", None));
+    assert!(!a.sources.is_empty());
+    assert_eq!(a.sources[0].document_name, "visitor-policy.md", "best passage first");
+    for (i, s) in a.sources.iter().enumerate() {
+        assert_eq!(s.number, i + 1);
+        assert!(s.similarity.unwrap() >= 0.3, "only evidence is offered");
+    }
+    // every citation returned points at a passage that was given, with its span
+    for c in &a.citations {
+        let s = &a.sources[c.number - 1];
+        assert_eq!((c.chunk_id, c.document_id, c.char_start, c.char_end), (s.chunk_id, s.document_id, s.char_start, s.char_end));
+    }
+    assert!(a.citations.iter().all(|c| c.number <= a.sources.len()));
+    assert_eq!(a.ungrounded, a.citations.is_empty() && !sanctum::answer::citations::is_no_answer(&a.text));
+    let g = a.generation.as_ref().unwrap();
+    assert!(g.prompt_tokens + 48 <= 1024, "{g:?}");
+    assert!(g.completion_tokens > 0 && g.completion_tokens <= 48);
+    ctx.close().await.unwrap();
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("sanctum.toml");
+    let text = format!("data_dir = {:?}\n\n[models]\ndir = {:?}\n\n[embedding]\nthreads = 1\n", dir.join("data"), support::models_dir());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `sanctum ask` with the default model (Qwen2.5-Coder-0.5B on llama.cpp) in a network
+/// namespace with only a loopback interface: the answer cites the demo corpus correctly.
+#[test]
+fn ask_answers_offline_with_valid_citations() {
+    let tmp = support::tempdir();
+    let config = write_config(tmp.path());
+    let bin = env!("CARGO_BIN_EXE_sanctum");
+    let out = Command::new(bin).arg("--config").arg(&config).arg("ingest").arg(support::demo_dir()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // the namespace really has no network: only the loopback device exists
+    let probe = Command::new("unshare").args(["--net", "cat", "/proc/net/dev"]).output().expect("unshare (util-linux) is required for the offline test");
+    assert!(probe.status.success(), "cannot create a network namespace (needs root or user namespaces): {}", String::from_utf8_lossy(&probe.stderr));
+    let devices: Vec<String> = String::from_utf8_lossy(&probe.stdout).lines().skip(2).filter_map(|l| l.split(':').next()).map(|d| d.trim().to_string()).collect();
+    assert_eq!(devices, vec!["lo"], "the namespace must have no network interface");
+
+    let out = Command::new("unshare").arg("--net").arg(bin).arg("--config").arg(&config).args(["ask", QUESTION, "--json", "--max-tokens", "64"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let a: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(a["no_evidence"], false);
+    assert!(a["model"]["model"].as_str().unwrap().contains("qwen2.5-coder-0.5b"), "{a}");
+    let text = a["text"].as_str().unwrap();
+    assert!(text.to_lowercase().contains("two") || text.contains('2'), "{text}");
+    let citations = a["citations"].as_array().unwrap();
+    assert!(!citations.is_empty(), "no citation in {text:?}");
+    assert_eq!(a["invalid_citations"].as_array().unwrap().len(), 0, "{text}");
+    assert_eq!(a["ungrounded"], false);
+    let cited = citations[0]["number"].as_u64().unwrap() as usize;
+    let source = &a["sources"][cited - 1];
+    assert_eq!(source["document_name"], "visitor-policy.md", "{a}");
+    assert!(source["text"].as_str().unwrap().contains("At most two visitors"), "{a}");
+}
