@@ -174,3 +174,75 @@ fn retrieval_benchmark_prints_metrics_as_json_last() {
     assert!(last["search_ms"]["p50"].as_f64().unwrap() > 0.0);
     assert!(last["search_ms"]["p99"].as_f64().unwrap() >= last["search_ms"]["p50"].as_f64().unwrap());
 }
+
+/// A SciFact-style dataset: claims with evidence labels and sentence indices.
+fn claims_dataset(dir: &Path) -> PathBuf {
+    let ds = dir.join("claims");
+    std::fs::create_dir_all(ds.join("qrels")).unwrap();
+    support::write(&ds, "corpus.jsonl", [
+        r#"{"_id": "10", "title": "Aspirin trial", "text": "We studied 2,000 adults. Aspirin reduced the risk of heart attack by a quarter. Bleeding was rare."}"#,
+        r#"{"_id": "20", "title": "Vitamin D trial", "text": "We followed 5,000 adults. Vitamin D supplements did not prevent fractures. Falls were unchanged."}"#,
+        r#"{"_id": "30", "title": "Hand washing", "text": "Hand washing with soap reduces diarrhoeal disease in children. The effect was largest in schools."}"#,
+        r#"{"_id": "40", "title": "Sleep", "text": "Slow-wave sleep consolidates declarative memory in adults."}"#,
+    ].join("\n"));
+    support::write(&ds, "queries.jsonl", [
+        r#"{"_id": "1", "text": "Aspirin lowers the risk of heart attack.", "metadata": {"10": [{"sentences": [1], "label": "SUPPORT"}]}}"#,
+        r#"{"_id": "2", "text": "Vitamin D supplements prevent fractures.", "metadata": {"20": [{"sentences": [1], "label": "CONTRADICT"}]}}"#,
+        r#"{"_id": "3", "text": "Soap causes memory loss.", "metadata": {}}"#,
+    ].join("\n"));
+    support::write(&ds.join("qrels"), "test.tsv", "query-id\tcorpus-id\tscore\n1\t10\t1\n2\t20\t1\n3\t40\t1\n");
+    ds
+}
+
+#[test]
+fn finetune_export_writes_cited_chat_examples() {
+    let tmp = support::tempdir();
+    let config = write_config(tmp.path(), "");
+    let ds = claims_dataset(tmp.path());
+    let out_file = tmp.path().join("train.jsonl");
+    let out = sanctum(&config, &["finetune", "export", "--dataset", ds.to_str().unwrap(), "--out", out_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("wrote 3 examples") && text(&out).contains("(1 supported, 1 contradicted, 1 not enough information; 0 skipped)"), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    for (line, (verdict, evidence)) in lines.iter().zip([("SUPPORTED.", Some("Aspirin reduced the risk of heart attack by a quarter.")), ("CONTRADICTED.", Some("Vitamin D supplements did not prevent fractures.")), ("NOT ENOUGH INFORMATION.", None)]) {
+        let m = line["messages"].as_array().unwrap();
+        let roles: Vec<&str> = m.iter().map(|x| x["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["system", "user", "assistant"]);
+        let (user, answer) = (m[1]["content"].as_str().unwrap(), m[2]["content"].as_str().unwrap());
+        assert!(answer.starts_with(verdict), "{answer}");
+        if let Some(sentence) = evidence {
+            // the evidence sentence is quoted and cites the passage that holds it
+            assert!(answer.contains(sentence), "{answer}");
+            let n: usize = answer[answer.rfind('[').unwrap() + 1..answer.rfind(']').unwrap()].parse().unwrap();
+            let passage = user.split(&format!("[{n}] ")).nth(1).unwrap();
+            assert!(passage.split("\n\n[").next().unwrap().contains(sentence), "[{n}] does not hold the evidence: {user}");
+        } else {
+            assert!(answer.contains("The documents do not say."));
+        }
+    }
+}
+
+#[test]
+fn answer_benchmark_scores_verdicts_and_speed_as_json_last() {
+    let tmp = support::tempdir();
+    let config = write_config(tmp.path(), "");
+    let ds = claims_dataset(tmp.path());
+    let out = sanctum(&config, &[
+        "bench", "answer", "--dataset", ds.to_str().unwrap(), "--models", "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "--backends", "llama-cpp", "--max-tokens", "24", "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["claims"], 3);
+    let run = &last["runs"][0];
+    assert_eq!(run["backend"], "llama.cpp", "{last}");
+    for key in ["verdict_accuracy", "answer_rate"] {
+        let v = run[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key}: {run}");
+    }
+    assert!(run["ttft_ms"]["p50"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(run["decode_tokens_per_s"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(run["peak_rss_mib"].as_f64().unwrap() > 50.0, "{run}");
+}

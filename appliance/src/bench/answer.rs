@@ -114,7 +114,9 @@ async fn score_all(ctx: &Sanctum, claims: &[Claim], models: &[String], opts: &Op
                 }
             };
             let limits = ask::Limits { max_tokens: opts.max_tokens, prompt_budget: Some(opts.prompt_tokens) };
-            runs.push(score_model(generator, claims, &evidence, limits, log).await?);
+            let run = score_model(generator, claims, &evidence, limits, log).await?;
+            log(&format!("  {run}"));
+            runs.push(run);
         }
     }
     Ok(json!({
