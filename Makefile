@@ -9,7 +9,7 @@ FEATURES ?= sanctum/slm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo test bench-retrieval bench-scale clean-demo
+.PHONY: setup build demo test bench-retrieval bench-scale bench-answer clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -25,6 +25,7 @@ demo: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) ingest deploy/demo
 	$(SANCTUM) --config $(DEMO_CONFIG) search "How many visitors may be at a bedside in intensive care?" --k 3
 	$(SANCTUM) --config $(DEMO_CONFIG) search "when should staff wash hands with soap instead of alcohol rub" --k 3 --groups clinical
+	$(SANCTUM) --config $(DEMO_CONFIG) ask "How many visitors may be at a bedside in intensive care?"
 	$(SANCTUM) --config $(DEMO_CONFIG) doctor
 
 test: build
@@ -35,6 +36,9 @@ bench-retrieval: build $(DEMO_CONFIG)
 
 bench-scale: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench scale --chunks 100000 --dataset ../shared/bench/scifact --json
+
+bench-answer: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench answer --dataset ../shared/bench/scifact --limit 10 --json
 
 clean-demo:
 	rm -rf .sanctum/demo $(DEMO_CONFIG)

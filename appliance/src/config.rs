@@ -172,6 +172,13 @@ pub struct AnswerConfig {
     pub min_similarity: f32,
     /// The remote host for `backend = "http"`.
     pub http: Option<HttpGeneratorConfig>,
+    /// llama.cpp: use the AMX kernels on CPUs that report AMX (off by default: some
+    /// hypervisors report AMX without enabling it, and the first AMX instruction then kills
+    /// the process).
+    pub amx: bool,
+    /// llama.cpp: the directory of its CPU kernel modules (default: where the build put
+    /// them; a deploy bundle ships them beside the binary).
+    pub kernels_dir: Option<PathBuf>,
 }
 
 impl Default for AnswerConfig {
@@ -187,6 +194,8 @@ impl Default for AnswerConfig {
             passages: 6,
             min_similarity: 0.3,
             http: None,
+            amx: false,
+            kernels_dir: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use sanctum::answer::generate::Generator;
-use sanctum::answer::llama::LlamaCpp;
+use sanctum::answer::llama::{LlamaCpp, Options};
 use sanctum::answer::mistral::MistralRs;
 use sanctum::answer::{PromptPassage, build_prompt};
 
@@ -41,7 +41,7 @@ async fn streams_an_answer(generator: &dyn Generator) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_cpp_streams_an_answer_from_smollm2() {
-    let g = LlamaCpp::load(&support::models_dir(), MODEL, None, 2048, 2, false).unwrap();
+    let g = LlamaCpp::load(&support::models_dir(), MODEL, None, &Options::cpu(2048, 2)).unwrap();
     assert_eq!(g.info().backend, "llama.cpp");
     assert_eq!(g.info().architecture.as_deref(), Some("llama"));
     streams_an_answer(&g).await;
@@ -56,7 +56,7 @@ async fn mistralrs_streams_an_answer_from_smollm2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_is_counted_with_the_model_tokenizer() {
-    let g = LlamaCpp::load(&support::models_dir(), MODEL, None, 2048, 2, false).unwrap();
+    let g = LlamaCpp::load(&support::models_dir(), MODEL, None, &Options::cpu(2048, 2)).unwrap();
     // the tokenizer is the model's: a word it knows is one token, a made-up string several
     let counts = g.count_tokens(vec!["hospital".into(), "xqzvjkwpfh".into(), String::new()]).await.unwrap();
     assert_eq!(counts[2], 0);
@@ -93,7 +93,7 @@ async fn an_unsupported_architecture_is_refused_before_loading() {
     std::fs::write(tmp.path().join("g.gguf"), header).unwrap();
     let err = MistralRs::load(tmp.path(), "g.gguf", None, 2048, true).await.err().expect("must refuse").to_string();
     assert!(err.contains("\"gemma3\" is not supported") && err.contains("qwen2"), "{err}");
-    let err = LlamaCpp::load(tmp.path(), "g.gguf", None, 2048, 2, false).err().expect("must refuse").to_string();
+    let err = LlamaCpp::load(tmp.path(), "g.gguf", None, &Options::cpu(2048, 2)).err().expect("must refuse").to_string();
     assert!(err.contains("gemma3") && err.contains("g.gguf"), "{err}");
 }
 
@@ -112,14 +112,14 @@ async fn a_lora_adapter_is_applied_and_recorded() {
         let prompt = build_prompt("How many visitors may be at an ICU bedside?", &passages(), 1000, |t| g.count_tokens(t)).await.unwrap();
         (g.info().clone(), g.generate(&prompt, 16, &mut |_: &str| {}).await.unwrap().text)
     };
-    let (base_info, base) = answer(LlamaCpp::load(models, MODEL, None, 2048, 2, false).unwrap()).await;
+    let (base_info, base) = answer(LlamaCpp::load(models, MODEL, None, &Options::cpu(2048, 2)).unwrap()).await;
     assert_eq!(base_info.adapter, None);
-    let (zero_info, zero) = answer(LlamaCpp::load(models, MODEL, Some("zero.gguf"), 2048, 2, false).unwrap()).await;
+    let (zero_info, zero) = answer(LlamaCpp::load(models, MODEL, Some("zero.gguf"), &Options::cpu(2048, 2)).unwrap()).await;
     assert_eq!(zero_info.adapter.as_deref(), Some("zero.gguf"));
     assert!(zero_info.to_string().contains("+ zero.gguf"), "{zero_info}");
     assert_eq!(zero, base, "a zero adapter must not change the answer");
-    let (_, strong) = answer(LlamaCpp::load(models, MODEL, Some("strong.gguf"), 2048, 2, false).unwrap()).await;
+    let (_, strong) = answer(LlamaCpp::load(models, MODEL, Some("strong.gguf"), &Options::cpu(2048, 2)).unwrap()).await;
     assert_ne!(strong, base, "the adapter was not applied");
-    let err = LlamaCpp::load(models, MODEL, Some("missing.gguf"), 2048, 2, false).err().unwrap().to_string();
+    let err = LlamaCpp::load(models, MODEL, Some("missing.gguf"), &Options::cpu(2048, 2)).err().unwrap().to_string();
     assert!(err.contains("missing.gguf"), "{err}");
 }

@@ -72,7 +72,10 @@ fn parse_group(inner: &str) -> Option<Vec<usize>> {
 /// Whether the answer is the model saying the documents do not answer the question.
 pub fn is_no_answer(answer: &str) -> bool {
     let a = answer.to_ascii_lowercase();
-    a.contains("documents do not say") || a.contains("documents don't say") || a.contains("do not contain the answer")
+    a.contains("documents do not say")
+        || a.contains("documents don't say")
+        || a.contains("do not contain the answer")
+        || a.trim_start().starts_with("not enough information")
 }
 
 /// Checks `answer` against `given` (passage n is `given[n - 1]`).

@@ -3,8 +3,9 @@
 //! CPU backend: on two cores it prefills several times faster than mistralrs 0.8.1 (see
 //! BENCHMARKS.md). One generation runs at a time; each uses every configured thread.
 
+use std::ffi::CString;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -22,13 +23,35 @@ use crate::error::{Error, Result};
 /// Tokens evaluated per decode call during prefill.
 const BATCH: usize = 512;
 
-fn backend() -> Result<&'static LlamaBackend> {
+/// Where llama.cpp's CPU kernel modules are: `answer.kernels_dir`, or where this build put
+/// them.
+pub fn kernels_dir(configured: Option<&Path>) -> Result<PathBuf> {
+    configured
+        .map(Path::to_path_buf)
+        .or_else(|| llama_cpp_sys_2::BACKENDS_DIR.map(PathBuf::from))
+        .ok_or_else(|| Error::Config("answer.kernels_dir is not set and this build has no llama.cpp kernel directory".into()))
+}
+
+/// Starts llama.cpp once per process with the CPU kernel module chosen for this CPU.
+fn backend(kernels: &Path, allow_amx: bool) -> Result<&'static LlamaBackend> {
     static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
+            // before llama.cpp starts: with no kernels registered it would load the
+            // highest level the CPU reports, AMX included
+            let module = super::cpu_kernels::module(kernels, allow_amx).map_err(|e| e.to_string())?;
+            let c_path = CString::new(module.display().to_string()).map_err(|e| e.to_string())?;
+            // SAFETY: ggml_backend_load takes a NUL-terminated path that it only reads during
+            // the call; it returns null when the module cannot be loaded.
+            #[allow(unsafe_code)]
+            let registered = unsafe { llama_cpp_sys_2::ggml_backend_load(c_path.as_ptr()) };
+            if registered.is_null() {
+                return Err(format!("cannot load the llama.cpp CPU kernels {}", module.display()));
+            }
             let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
             // llama.cpp logs every tensor it loads to stderr; keep the terminal for answers
             b.void_logs();
+            tracing::debug!(kernels = %module.display(), "llama.cpp CPU kernels loaded");
             Ok(b)
         })
         .as_ref()
@@ -37,6 +60,7 @@ fn backend() -> Result<&'static LlamaBackend> {
 
 /// Where a generation runs.
 pub struct LlamaCpp {
+    backend: &'static LlamaBackend,
     model: Arc<LlamaModel>,
     template: LlamaChatTemplate,
     adapter: Arc<Mutex<Option<LlamaLoraAdapter>>>,
@@ -48,10 +72,11 @@ pub struct LlamaCpp {
 impl LlamaCpp {
     /// Loads `model` (and `adapter`), both paths relative to `models_dir`. `gpu` offloads
     /// every layer (only meaningful in a `cuda` build).
-    pub fn load(models_dir: &Path, model: &str, adapter: Option<&str>, context: usize, threads: usize, gpu: bool) -> Result<LlamaCpp> {
+    pub fn load(models_dir: &Path, model: &str, adapter: Option<&str>, options: &Options) -> Result<LlamaCpp> {
         let path = models_dir.join(model);
         let architecture = super::gguf::architecture(&path)?;
-        let backend = backend()?;
+        let backend = backend(&kernels_dir(options.kernels_dir.as_deref())?, options.amx)?;
+        let (context, threads, gpu) = (options.context, options.threads, options.gpu);
         let mut params = LlamaModelParams::default();
         if gpu {
             params = params.with_n_gpu_layers(1000);
@@ -78,6 +103,7 @@ impl LlamaCpp {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let context = context.min(loaded.n_ctx_train() as usize).max(256) as u32;
         Ok(LlamaCpp {
+            backend,
             model: Arc::new(loaded),
             template,
             adapter: Arc::new(Mutex::new(lora)),
@@ -99,7 +125,29 @@ impl LlamaCpp {
     }
 }
 
+/// How the model runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Context window in tokens (capped at what the model was trained for).
+    pub context: usize,
+    /// Threads; 0 = all cores.
+    pub threads: usize,
+    /// Offload every layer to the GPU (`cuda` builds).
+    pub gpu: bool,
+    /// Use the AMX kernels on CPUs that report AMX.
+    pub amx: bool,
+    /// Where the CPU kernel modules are (default: where this build put them).
+    pub kernels_dir: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn cpu(context: usize, threads: usize) -> Options {
+        Options { context, threads, gpu: false, amx: false, kernels_dir: None }
+    }
+}
+
 struct Run {
+    backend: &'static LlamaBackend,
     model: Arc<LlamaModel>,
     adapter: Arc<Mutex<Option<LlamaLoraAdapter>>>,
     text: String,
@@ -112,7 +160,7 @@ impl Run {
     /// Runs on a blocking thread; sends each piece of text to `tx` as it is decoded.
     fn go(self, tx: tokio::sync::mpsc::UnboundedSender<String>) -> Result<Generation> {
         let started = Instant::now();
-        let backend = backend()?;
+        let backend = self.backend;
         // The adapter lock also serialises generations: each one uses every thread.
         let mut adapter = self.adapter.lock().map_err(|_| Error::Internal("a previous generation panicked".into()))?;
         let vocab = self.model.vocab();
@@ -210,6 +258,7 @@ impl Generator for LlamaCpp {
     fn generate<'a>(&'a self, prompt: &'a Prompt, max_tokens: usize, sink: TokenSink<'a>) -> BoxFuture<'a, Result<Generation>> {
         Box::pin(async move {
             let run = Run {
+                backend: self.backend,
                 model: self.model.clone(),
                 adapter: self.adapter.clone(),
                 text: self.render(prompt)?,

@@ -4,6 +4,8 @@
 
 pub mod ask;
 pub mod citations;
+#[cfg(feature = "slm")]
+pub mod cpu_kernels;
 pub mod finetune;
 pub mod generate;
 pub mod gguf;
@@ -41,8 +43,8 @@ pub async fn load_generator(config: &Config, egress: Arc<EgressClient>, backend:
                 return Err(Error::Config("answer.device = \"cuda\" needs a build with the cuda feature".into()));
             }
             let (dir, model, adapter) = (config.models_dir(), model.to_string(), a.adapter.clone());
-            let (context, threads) = (a.context_tokens, a.threads);
-            let g = tokio::task::spawn_blocking(move || llama::LlamaCpp::load(&dir, &model, adapter.as_deref(), context, threads, gpu))
+            let options = llama::Options { context: a.context_tokens, threads: a.threads, gpu, amx: a.amx, kernels_dir: a.kernels_dir.clone() };
+            let g = tokio::task::spawn_blocking(move || llama::LlamaCpp::load(&dir, &model, adapter.as_deref(), &options))
                 .await
                 .map_err(|e| Error::Internal(format!("loading the model failed: {e}")))??;
             Ok(Arc::new(g))
