@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
 use ingest::DocumentMeta;
@@ -84,19 +83,12 @@ async fn ask_streams_a_checked_answer_and_records_the_model() {
     ctx.close().await.unwrap();
 }
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("sanctum.toml");
-    let text = format!("data_dir = {:?}\n\n[models]\ndir = {:?}\n\n[embedding]\nthreads = 1\n", dir.join("data"), support::models_dir());
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// `sanctum ask` with the default model (Qwen2.5-Coder-0.5B on llama.cpp) in a network
 /// namespace with only a loopback interface: the answer cites the demo corpus correctly.
 #[test]
 fn ask_answers_offline_with_valid_citations() {
     let tmp = support::tempdir();
-    let config = write_config(tmp.path());
+    let config = support::write_config(tmp.path(), "");
     let bin = env!("CARGO_BIN_EXE_sanctum");
     let out = Command::new(bin).arg("--config").arg(&config).arg("ingest").arg(support::demo_dir()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -7,19 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("sanctum.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = {:?}\n\n[models]\ndir = {:?}\n\n[embedding]\nthreads = 1\n{extra}",
-            dir.join("data"),
-            support::models_dir()
-        ),
-    )
-    .unwrap();
-    path
-}
 
 fn sanctum(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap()
@@ -32,7 +19,7 @@ fn text(o: &Output) -> String {
 #[test]
 fn ingest_reports_each_file_and_search_finds_the_rest() {
     let tmp = support::tempdir();
-    let config = write_config(tmp.path(), "");
+    let config = support::write_config(tmp.path(), "");
     let src = tmp.path().join("src");
     std::fs::create_dir_all(src.join("nested")).unwrap();
     support::write(&src, "fire.md", "# Fire safety\n\nFire doors must be kept closed at all times.");
@@ -80,7 +67,7 @@ async fn embedded_pool(data: &Path) -> Option<sqlx::PgPool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
     let tmp = support::tempdir();
-    let config = write_config(tmp.path(), "\n[ingest]\nbatch_documents = 4\n");
+    let config = support::write_config(tmp.path(), "\n[ingest]\nbatch_documents = 4\n");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
     const N: usize = 80;
@@ -149,7 +136,7 @@ async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
 #[test]
 fn retrieval_benchmark_prints_metrics_as_json_last() {
     let tmp = support::tempdir();
-    let config = write_config(tmp.path(), "");
+    let config = support::write_config(tmp.path(), "");
     let ds = tmp.path().join("beir");
     std::fs::create_dir_all(ds.join("qrels")).unwrap();
     support::write(&ds, "corpus.jsonl", [
@@ -197,7 +184,7 @@ fn claims_dataset(dir: &Path) -> PathBuf {
 #[test]
 fn finetune_export_writes_cited_chat_examples() {
     let tmp = support::tempdir();
-    let config = write_config(tmp.path(), "");
+    let config = support::write_config(tmp.path(), "");
     let ds = claims_dataset(tmp.path());
     let out_file = tmp.path().join("train.jsonl");
     let out = sanctum(&config, &["finetune", "export", "--dataset", ds.to_str().unwrap(), "--out", out_file.to_str().unwrap()]);
@@ -226,7 +213,7 @@ fn finetune_export_writes_cited_chat_examples() {
 #[test]
 fn answer_benchmark_scores_verdicts_and_speed_as_json_last() {
     let tmp = support::tempdir();
-    let config = write_config(tmp.path(), "");
+    let config = support::write_config(tmp.path(), "");
     let ds = claims_dataset(tmp.path());
     let out = sanctum(&config, &[
         "bench", "answer", "--dataset", ds.to_str().unwrap(), "--models", "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",

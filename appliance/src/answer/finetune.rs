@@ -137,7 +137,7 @@ pub async fn export(dataset: &Path, out: &Path, limit: Option<usize>) -> Result<
     if let Some(n) = limit {
         claims.truncate(n);
     }
-    let mut wanted: std::collections::HashSet<String> = claims.iter().flat_map(|c| c.evidence.iter().map(|(d, _)| d.clone()).chain(c.relevant.clone())).collect();
+    let mut wanted: std::collections::HashSet<String> = claims.iter().flat_map(Claim::documents).cloned().collect();
     // distractors: the first documents of the corpus that no chosen claim cites
     let mut distractors = Vec::new();
     let docs: HashMap<String, CorpusDoc> = beir::read_corpus(&data, &mut |i, id| {

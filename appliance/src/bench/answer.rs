@@ -72,7 +72,7 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
         return Err(Error::Models("no answer model is installed; run deploy/install-models.sh".into()));
     }
     // the library: every document the claims cite or were judged against, and distractors
-    let mut wanted: HashSet<String> = claims.iter().flat_map(|c| c.evidence.iter().map(|(d, _)| d.clone()).chain(c.relevant.clone())).collect();
+    let mut wanted: HashSet<String> = claims.iter().flat_map(Claim::documents).cloned().collect();
     let docs = beir::read_corpus(&dataset, &mut |i, id| i < opts.distractors || wanted.remove(id))?;
     let corpus_dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let corpus = corpus_dir.path().join("corpus.jsonl");

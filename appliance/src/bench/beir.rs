@@ -76,6 +76,13 @@ pub struct Claim {
     pub relevant: Vec<String>,
 }
 
+impl Claim {
+    /// Every document the claim names: its evidence, then those judged relevant.
+    pub fn documents(&self) -> impl Iterator<Item = &String> {
+        self.evidence.iter().map(|(d, _)| d).chain(&self.relevant)
+    }
+}
+
 /// The test claims of a SciFact-style dataset, in file order.
 pub fn load_claims(dataset: &Dataset) -> Result<Vec<Claim>> {
     let path = dataset.dir.join("queries.jsonl");

@@ -33,6 +33,15 @@ pub fn external_server_url() -> String {
     std::env::var("SANCTUM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// A `sanctum.toml` for the binary: data under `dir/data`, the installed models, one
+/// embedding thread, then `extra`.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("sanctum.toml");
+    let text = format!("data_dir = {:?}\n\n[models]\ndir = {:?}\n\n[embedding]\nthreads = 1\n{extra}", dir.join("data"), models_dir());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
