@@ -9,12 +9,17 @@ FEATURES ?= sanctum/slm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo test bench-retrieval bench-scale bench-answer clean-demo
+.PHONY: setup build demo test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers clean-demo
 
 setup:
 	./scripts/setup.sh
 
+# llama-cpp-sys-2 hard-links its shared libraries into the target directory and fails
+# ("File exists") when an earlier build left dangling links there: remove those first.
+CLEAN_LINKS := find $(CARGO_TARGET_DIR)/debug $(CARGO_TARGET_DIR)/debug/deps $(CARGO_TARGET_DIR)/debug/examples -maxdepth 1 -xtype l -name 'lib*.so*' -delete 2>/dev/null || true
+
 build: setup
+	$(CLEAN_LINKS)
 	cargo build --bin sanctum --features $(FEATURES)
 
 $(DEMO_CONFIG):
@@ -23,12 +28,16 @@ $(DEMO_CONFIG):
 
 demo: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) ingest deploy/demo
-	$(SANCTUM) --config $(DEMO_CONFIG) search "How many visitors may be at a bedside in intensive care?" --k 3
-	$(SANCTUM) --config $(DEMO_CONFIG) search "when should staff wash hands with soap instead of alcohol rub" --k 3 --groups clinical
-	$(SANCTUM) --config $(DEMO_CONFIG) ask "How many visitors may be at a bedside in intensive care?"
+	$(SANCTUM) --config $(DEMO_CONFIG) user add ana --roles analyst --region us --groups clinical --exist-ok
+	$(SANCTUM) --config $(DEMO_CONFIG) user add cole --roles clinician --region us --groups clinical --exist-ok
+	$(SANCTUM) --config $(DEMO_CONFIG) search "How many visitors may be at a bedside in intensive care?" --k 3 --as ana --purpose operations
+	$(SANCTUM) --config $(DEMO_CONFIG) search "when should staff wash hands with soap instead of alcohol rub" --k 3 --as ana
+	$(SANCTUM) --config $(DEMO_CONFIG) ask "How many visitors may be at a bedside in intensive care?" --as cole --purpose treatment
+	$(SANCTUM) --config $(DEMO_CONFIG) policy history
 	$(SANCTUM) --config $(DEMO_CONFIG) doctor
 
 test: build
+	$(CLEAN_LINKS)
 	cargo test --workspace --features $(FEATURES) -- --test-threads 2
 
 bench-retrieval: build $(DEMO_CONFIG)
@@ -39,6 +48,12 @@ bench-scale: build $(DEMO_CONFIG)
 
 bench-answer: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench answer --dataset ../shared/bench/scifact --limit 10 --json
+
+bench-policy: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench policy --json
+
+bench-identifiers: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench identifiers --json
 
 clean-demo:
 	rm -rf .sanctum/demo $(DEMO_CONFIG)

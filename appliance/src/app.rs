@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use ingest::identifiers::{Detector, DetectorConfig};
 use tokio::sync::OnceCell;
 
 use crate::answer::{self, Generator};
@@ -18,6 +19,7 @@ use crate::egress::EgressClient;
 use crate::db::Database;
 use crate::embed::{self, Embedder};
 use crate::error::{Error, Result};
+use crate::policy::Policies;
 use crate::retrieve::keyword::TantivyIndex;
 use crate::retrieve::rerank::{CrossEncoder, Reranker};
 use crate::retrieve::vector::EdgeIndex;
@@ -62,6 +64,10 @@ pub struct Sanctum {
     pub config: Config,
     pub db: Database,
     pub store: OriginalStore,
+    /// The active policy set, swapped atomically on activation.
+    pub policies: Arc<Policies>,
+    /// Finds identifiers (HIPAA Safe Harbor) in documents and answers.
+    pub detector: Arc<Detector>,
     /// The one client for outbound connections.
     pub egress: Arc<EgressClient>,
     engine: OnceCell<Engine>,
@@ -73,11 +79,22 @@ impl Sanctum {
     /// Takes the data directory, opens the database (starting the embedded cluster when
     /// no URL is configured) and migrates it.
     pub async fn open(config: Config) -> Result<Sanctum> {
-        let egress = Arc::new(EgressClient::new(&config.egress)?);
+        let detector = Arc::new(
+            Detector::new(&DetectorConfig { record_patterns: config.policy.record_patterns.clone() })
+                .map_err(|e| Error::Config(format!("policy.record_patterns: {e}")))?,
+        );
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let db = Database::open(&config).await?;
+        let policies = match Policies::open(&db.pool, &config.policy).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                db.close().await.ok();
+                return Err(e);
+            }
+        };
+        let egress = Arc::new(EgressClient::new(&config.egress, policies.clone())?);
         let store = OriginalStore::new(config.originals_dir());
-        Ok(Sanctum { config, db, store, egress, engine: OnceCell::new(), generator: OnceCell::new(), _lock: lock })
+        Ok(Sanctum { config, db, store, policies, detector, egress, engine: OnceCell::new(), generator: OnceCell::new(), _lock: lock })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -88,12 +105,24 @@ impl Sanctum {
     pub async fn engine(&self) -> Result<&Engine> {
         self.engine
             .get_or_try_init(|| async {
-                let config = self.config.clone();
-                tokio::task::spawn_blocking(move || load_engine(&config))
+                let (config, detector) = (self.config.clone(), self.detector.clone());
+                tokio::task::spawn_blocking(move || load_engine(&config, detector))
                     .await
                     .map_err(|e| Error::Internal(format!("loading the engine failed: {e}")))?
             })
             .await
+    }
+
+    /// The `retrieve` decision for `principal`: the only way to a search.
+    pub async fn authorize(&self, principal: &policies::Principal, purpose: Option<&str>) -> Result<policies::AuthorizedQuery> {
+        let active = self.policies.current(self.pool()).await?;
+        Ok(active.engine.authorize(principal, purpose)?)
+    }
+
+    /// The principal of the user `name`, authorized for `purpose`.
+    pub async fn authorize_user(&self, name: &str, purpose: Option<&str>) -> Result<policies::AuthorizedQuery> {
+        let principal = crate::users::principal(self, name).await?;
+        self.authorize(&principal, purpose).await
     }
 
     /// The configured answer model, loaded on first use.
@@ -110,7 +139,7 @@ impl Sanctum {
     }
 }
 
-fn load_engine(config: &Config) -> Result<Engine> {
+fn load_engine(config: &Config, detector: Arc<Detector>) -> Result<Engine> {
     let embedder = Arc::new(Embedder::load(config)?);
     let tokenizer = embed::load_tokenizer(config)?;
     let keyword = Arc::new(TantivyIndex::open(&config.keyword_index_dir())?);
@@ -127,6 +156,7 @@ fn load_engine(config: &Config) -> Result<Engine> {
         vector: vector.clone(),
         embedder,
         reranker,
+        detector,
         candidates: config.search.candidates,
         rrf_k: config.search.rrf_k,
     };

@@ -46,6 +46,8 @@ pub struct Config {
     pub answer: AnswerConfig,
     #[serde(default)]
     pub egress: EgressConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -235,7 +237,47 @@ impl Default for EgressConfig {
     }
 }
 
-const NON_KEY_VARS: &[&str] = &["SANCTUM_CONFIG", "SANCTUM_LOG"];
+/// Policy evaluation and identifier detection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The region this appliance stands in: residency rules decide what it may hold.
+    pub region: String,
+    /// Instruction budget of one decision, and the extra per document of a batch.
+    pub max_instructions: usize,
+    pub instructions_per_document: usize,
+    /// Wall-clock limit of one evaluation.
+    pub timeout_ms: u64,
+    /// Site-specific record number formats (medical record, account, health plan) for
+    /// identifier detection, e.g. `{ kind = "medical_record", pattern = "\\bH\\d{7}\\b" }`.
+    pub record_patterns: Vec<ingest::identifiers::RecordPattern>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let limits = policies::Limits::default();
+        Self {
+            region: "us".into(),
+            max_instructions: limits.instructions,
+            instructions_per_document: limits.instructions_per_document,
+            timeout_ms: limits.timeout.as_millis() as u64,
+            record_patterns: Vec::new(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub fn limits(&self) -> policies::Limits {
+        policies::Limits {
+            instructions: self.max_instructions,
+            instructions_per_document: self.instructions_per_document,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+        }
+    }
+}
+
+/// Variables read by the CLI itself, not configuration keys.
+const NON_KEY_VARS: &[&str] = &["SANCTUM_CONFIG", "SANCTUM_LOG", "SANCTUM_USER", "SANCTUM_PURPOSE"];
 
 impl Config {
     /// Loads `path` (if given) and applies the process environment.
@@ -332,6 +374,19 @@ impl Config {
         if a.backend == AnswerBackend::Http && a.http.is_none() {
             return bad("answer.http", "is required when answer.backend = \"http\" (endpoint and model)");
         }
+        let p = &self.policy;
+        if p.region.is_empty() || !p.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')) {
+            return bad("policy.region", "must be a lowercase region name such as us or eu");
+        }
+        if p.max_instructions < 1000 {
+            return bad("policy.max_instructions", "must be at least 1000");
+        }
+        if p.timeout_ms == 0 {
+            return bad("policy.timeout_ms", "must be at least 1");
+        }
+        if let Err(e) = ingest::identifiers::Detector::new(&ingest::identifiers::DetectorConfig { record_patterns: p.record_patterns.clone() }) {
+            return Err(ConfigError::Invalid { key: "policy.record_patterns", message: e.to_string() });
+        }
         if self.egress.timeout_s == 0 {
             return bad("egress.timeout_s", "must be at least 1");
         }
@@ -350,6 +405,7 @@ impl Config {
             search: Default::default(),
             answer: Default::default(),
             egress: Default::default(),
+            policy: Default::default(),
         }
     }
 

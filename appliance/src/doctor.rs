@@ -59,6 +59,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
                 Err(e) => fail("postgresql", e.to_string(), "check the database"),
             });
             checks.push(indexes(&ctx).await);
+            checks.push(policy(&ctx).await);
             if let Err(e) = ctx.close().await {
                 checks.push(fail("postgresql-stop", e.to_string(), "stop the embedded cluster with pg_ctl"));
             }
@@ -67,16 +68,38 @@ pub async fn run(config: &Config) -> Vec<Check> {
     checks
 }
 
+/// The active policy version: compiled (it is, or the appliance would not have opened),
+/// and its tests still pass under this build.
+async fn policy(ctx: &Sanctum) -> Check {
+    let active = ctx.policies.active();
+    let (set, region) = (active.set.clone(), ctx.config.policy.region.clone());
+    match tokio::task::spawn_blocking(move || policies::validate(&set, &region)).await {
+        Ok(v) if v.ok() => ok("policy", format!("version {} active for region {}, {} tests pass", active.version, ctx.config.policy.region, v.tests.len())),
+        Ok(v) => fail(
+            "policy",
+            format!("version {} fails validation: {} errors, {} failing tests", active.version, v.errors.len(), v.failed_tests().count()),
+            "run `sanctum policy validate --version N` and activate a version that passes",
+        ),
+        Err(e) => fail("policy", e.to_string(), "report this as a bug"),
+    }
+}
+
 /// The answer model: present, a GGUF, and an architecture the backend runs.
 fn answer_model(config: &Config) -> Check {
     use crate::config::AnswerBackend;
     let a = &config.answer;
     match a.backend {
         AnswerBackend::Http => match &a.http {
-            Some(h) => match crate::egress::EgressClient::new(&config.egress).and_then(|e| e.check(&h.endpoint, "answer generation")) {
-                Ok(_) => ok("answer-model", format!("{} at {} (allowed by egress.allow)", h.model, h.endpoint)),
-                Err(e) => fail("answer-model", e.to_string(), "add the endpoint to egress.allow"),
-            },
+            Some(h) => {
+                // checked against the default egress policy (the active one lives in the database)
+                let allowed = crate::policy::Policies::standalone(&config.policy)
+                    .and_then(|p| crate::egress::EgressClient::new(&config.egress, std::sync::Arc::new(p)))
+                    .and_then(|e| e.check(&h.endpoint, "answer generation", &policies::Content::default()));
+                match allowed {
+                    Ok(_) => ok("answer-model", format!("{} at {} (allowed by egress.allow and the egress policy)", h.model, h.endpoint)),
+                    Err(e) => fail("answer-model", e.to_string(), "name the endpoint in egress.allow; it must be on-prem"),
+                }
+            }
             None => fail("answer-model", "answer.backend = \"http\" without answer.http", "set answer.http.endpoint and answer.http.model"),
         },
         backend => {

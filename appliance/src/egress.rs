@@ -1,39 +1,42 @@
 //! The single egress client: every outbound connection the appliance makes goes through
-//! it, and it refuses any endpoint that is not explicitly allowed (default: none). An
-//! allowed endpoint is matched exactly on scheme, host and port; redirects are not
-//! followed (a redirect could lead outside the allow-list) and no proxy from the
-//! environment is used. The policies issue replaces the allow-list with the `egress` Rego
-//! policy; this type stays the only place where a connection is opened.
+//! it, and each one is a decision of the `egress` policy (default: deny). The policy sees
+//! the endpoint (matched exactly on scheme, host and port), the operator's named endpoints
+//! (`egress.allow`) and the labels and regions of the content to be sent; it allows only
+//! named on-prem endpoints and never PHI or residency-restricted content. Redirects are not
+//! followed (a redirect could lead elsewhere) and no proxy from the environment is used.
 
 use std::time::Duration;
 
 use reqwest::Url;
 
+use std::sync::Arc;
+
+use policies::{Content, Endpoint};
+
 use crate::config::EgressConfig;
 use crate::error::{Error, Result};
-
-/// scheme, host, port
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Endpoint(String, String, u16);
+use crate::policy::Policies;
 
 fn endpoint(url: &Url) -> Option<Endpoint> {
-    Some(Endpoint(url.scheme().to_string(), url.host_str()?.to_ascii_lowercase(), url.port_or_known_default()?))
+    Some(Endpoint::new(url.scheme(), url.host_str()?, url.port_or_known_default()?))
 }
 
 pub struct EgressClient {
-    allowed: Vec<Endpoint>,
+    /// The operator's named endpoints, as origins (`scheme://host:port`).
+    named: Vec<String>,
+    policies: Arc<Policies>,
     http: reqwest::Client,
 }
 
 impl EgressClient {
-    pub fn new(config: &EgressConfig) -> Result<EgressClient> {
-        let mut allowed = Vec::new();
+    pub fn new(config: &EgressConfig, policies: Arc<Policies>) -> Result<EgressClient> {
+        let mut named = Vec::new();
         for raw in &config.allow {
             let url = Url::parse(raw).map_err(|e| Error::Config(format!("egress.allow: {raw:?} is not a URL: {e}")))?;
             if !matches!(url.scheme(), "https" | "http") {
                 return Err(Error::Config(format!("egress.allow: {raw:?}: only http and https endpoints can be allowed")));
             }
-            allowed.push(endpoint(&url).ok_or_else(|| Error::Config(format!("egress.allow: {raw:?} has no host")))?);
+            named.push(endpoint(&url).ok_or_else(|| Error::Config(format!("egress.allow: {raw:?} has no host")))?.origin);
         }
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -46,27 +49,26 @@ impl EgressClient {
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(EgressClient { allowed, http })
+        Ok(EgressClient { named, policies, http })
     }
 
-    /// Refuses `url` unless its endpoint is allowed. `purpose` says why the connection is
-    /// wanted, for the error message.
-    pub fn check(&self, url: &str, purpose: &str) -> Result<Url> {
+    /// Refuses `url` unless the `egress` policy allows sending `content` there. `purpose`
+    /// says why the connection is wanted, for the error message. An evaluation failure
+    /// denies too.
+    pub fn check(&self, url: &str, purpose: &str, content: &Content) -> Result<Url> {
         let parsed = Url::parse(url).map_err(|e| Error::invalid(url, format!("not a URL: {e}")))?;
         let denied = |reason: String| Error::EgressDenied { url: url.to_string(), reason };
         let ep = endpoint(&parsed).ok_or_else(|| denied("the URL has no host".into()))?;
-        if self.allowed.is_empty() {
-            return Err(denied(format!("no outbound endpoint is allowed (egress.allow is empty); needed for {purpose}")));
-        }
-        if !self.allowed.contains(&ep) {
-            return Err(denied(format!("{}://{}:{} is not in egress.allow; needed for {purpose}", ep.0, ep.1, ep.2)));
+        let decision = self.policies.engine().egress(&ep, &self.named, content).map_err(|e| denied(e.to_string()))?;
+        if !decision.allow {
+            return Err(denied(format!("{}; needed for {purpose}", decision.reasons.join("; "))));
         }
         Ok(parsed)
     }
 
-    /// POSTs `body` as JSON to `url` after the egress check.
-    pub async fn post_json(&self, url: &str, purpose: &str, bearer: Option<&str>, body: &serde_json::Value) -> Result<reqwest::Response> {
-        let parsed = self.check(url, purpose)?;
+    /// POSTs `body` (which carries `content`) as JSON to `url` after the egress decision.
+    pub async fn post_json(&self, url: &str, purpose: &str, content: &Content, bearer: Option<&str>, body: &serde_json::Value) -> Result<reqwest::Response> {
+        let parsed = self.check(url, purpose, content)?;
         let mut request = self.http.post(parsed).json(body);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
@@ -87,32 +89,49 @@ impl EgressClient {
 mod tests {
     use super::*;
 
+    fn policies() -> Arc<Policies> {
+        Arc::new(Policies::standalone(&Default::default()).unwrap())
+    }
+
     fn client(allow: &[&str]) -> EgressClient {
-        EgressClient::new(&EgressConfig { allow: allow.iter().map(|s| s.to_string()).collect(), ..Default::default() }).unwrap()
+        EgressClient::new(&EgressConfig { allow: allow.iter().map(|s| s.to_string()).collect(), ..Default::default() }, policies()).unwrap()
+    }
+
+    fn nothing() -> Content {
+        Content::default()
     }
 
     #[test]
     fn default_denies_everything() {
-        let err = client(&[]).check("https://gpu1.internal:8000/v1/chat/completions", "answers").unwrap_err();
+        let err = client(&[]).check("https://gpu1.internal:8000/v1/chat/completions", "answers", &nothing()).unwrap_err();
         assert_eq!(err.code(), "egress_denied");
-        assert!(err.to_string().contains("egress.allow is empty"), "{err}");
+        assert!(err.to_string().contains("not a named endpoint"), "{err}");
     }
 
     #[test]
-    fn only_the_exact_endpoint_is_allowed() {
+    fn only_the_exact_named_on_prem_endpoint_is_allowed() {
         let c = client(&["https://gpu1.internal:8000"]);
-        assert!(c.check("https://gpu1.internal:8000/v1/chat/completions", "answers").is_ok());
-        assert!(c.check("https://GPU1.internal:8000/x", "answers").is_ok());
+        assert!(c.check("https://gpu1.internal:8000/v1/chat/completions", "answers", &nothing()).is_ok());
+        assert!(c.check("https://GPU1.internal:8000/x", "answers", &nothing()).is_ok());
         for other in ["http://gpu1.internal:8000/x", "https://gpu1.internal:8001/x", "https://gpu2.internal:8000/x", "https://gpu1.internal/x"] {
-            let err = c.check(other, "answers").unwrap_err();
+            let err = c.check(other, "answers", &nothing()).unwrap_err();
             assert_eq!(err.code(), "egress_denied", "{other}");
         }
-        assert_eq!(client(&["https://h"]).check("https://h:443/", "x").map(|u| u.host_str().map(str::to_string)).unwrap(), Some("h".into()));
+        let cloud = client(&["https://api.example.com"]).check("https://api.example.com/v1", "answers", &nothing()).unwrap_err();
+        assert!(cloud.to_string().contains("not on-prem"), "{cloud}");
+    }
+
+    #[test]
+    fn phi_never_leaves() {
+        let c = client(&["https://gpu1.internal:8000"]);
+        let phi = Content { labels: vec!["phi".into()], regions: vec![] };
+        let err = c.check("https://gpu1.internal:8000/v1", "answers", &phi).unwrap_err();
+        assert!(err.to_string().contains("may never leave"), "{err}");
     }
 
     #[test]
     fn bad_allow_entries_are_named() {
-        let err = EgressClient::new(&EgressConfig { allow: vec!["ftp://x".into()], ..Default::default() }).err().unwrap();
+        let err = EgressClient::new(&EgressConfig { allow: vec!["ftp://x".into()], ..Default::default() }, policies()).err().unwrap();
         assert!(err.to_string().contains("ftp://x"), "{err}");
     }
 }

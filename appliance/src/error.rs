@@ -32,6 +32,14 @@ pub enum Error {
     EgressDenied { url: String, reason: String },
     #[error("upstream {url}: {message}")]
     Upstream { url: String, message: String },
+    #[error("denied by policy at {point}: {}", reasons.join("; "))]
+    PolicyDenied { point: policies::DecisionPoint, reasons: Vec<String> },
+    #[error("policy evaluation failed at {point}, so the request is denied: {message}")]
+    PolicyFailed { point: policies::DecisionPoint, message: String },
+    #[error("policy set: {0}")]
+    PolicyInvalid(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -52,6 +60,10 @@ impl Error {
             Error::DataDirInUse(_) => "data_dir_in_use",
             Error::EgressDenied { .. } => "egress_denied",
             Error::Upstream { .. } => "upstream_error",
+            Error::PolicyDenied { .. } => "policy_denied",
+            Error::PolicyFailed { .. } => "policy_failed",
+            Error::PolicyInvalid(_) => "policy_invalid",
+            Error::Forbidden(_) => "forbidden",
             Error::Internal(_) => "internal",
         }
     }
@@ -68,6 +80,15 @@ impl Error {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::Database(e.to_string())
+    }
+}
+
+impl From<policies::PolicyError> for Error {
+    fn from(e: policies::PolicyError) -> Self {
+        match e {
+            policies::PolicyError::Denied { point, reasons } => Error::PolicyDenied { point, reasons },
+            policies::PolicyError::Failed { point, message } => Error::PolicyFailed { point, message },
+        }
     }
 }
 

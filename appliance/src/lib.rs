@@ -21,8 +21,10 @@ pub mod embed;
 pub mod error;
 pub mod library;
 pub mod models;
+pub mod policy;
 pub mod retrieve;
 pub mod store;
+pub mod users;
 
 pub use app::Sanctum;
 pub use config::Config;

@@ -12,7 +12,9 @@ use sanctum::config::{AnswerBackend, Config};
 use sanctum::db::jobs;
 use sanctum::error::{Error, Result};
 use sanctum::library::{self, Outcome};
-use sanctum::retrieve::{self, Mode, SearchFilter, SearchRequest};
+use sanctum::policy::admin::{self as policy_admin, Source};
+use sanctum::retrieve::{self, Mode, SearchRequest};
+use sanctum::users::{self, UserFields};
 use sanctum::Sanctum;
 
 #[derive(Parser)]
@@ -37,6 +39,16 @@ enum Command {
     Finetune {
         #[command(subcommand)]
         command: FinetuneCommand,
+    },
+    /// Users and service accounts: the principals policies decide on.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Policy administration: validate, diff, activate, roll back, history.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// List ingest jobs.
     Jobs {
@@ -78,6 +90,128 @@ enum FinetuneCommand {
         out: PathBuf,
         #[arg(long)]
         limit: Option<usize>,
+    },
+}
+
+#[derive(Args)]
+struct UserArgs {
+    /// Roles (comma-separated): analyst, clinician, privacy_officer, admin, auditor.
+    #[arg(long, value_delimiter = ',')]
+    roles: Option<Vec<String>>,
+    /// Home region (residency).
+    #[arg(long)]
+    region: Option<String>,
+    /// Clear the home region.
+    #[arg(long, conflicts_with = "region")]
+    no_region: bool,
+    /// Groups (comma-separated; empty string for none).
+    #[arg(long, value_delimiter = ',')]
+    groups: Option<Vec<String>>,
+}
+
+impl UserArgs {
+    fn fields(self, disabled: Option<bool>) -> UserFields {
+        let region = if self.no_region { Some(None) } else { self.region.map(Some) };
+        let groups = self.groups.map(|g| g.into_iter().filter(|s| !s.trim().is_empty()).collect());
+        UserFields { roles: self.roles, region, groups, disabled }
+    }
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (or, with --service, an API client).
+    Add {
+        name: String,
+        #[command(flatten)]
+        fields: UserArgs,
+        #[arg(long)]
+        service: bool,
+        /// Succeed without change when the user already exists (for scripts).
+        #[arg(long)]
+        exist_ok: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's roles, region, groups, or disable / enable them.
+    Set {
+        name: String,
+        #[command(flatten)]
+        fields: UserArgs,
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+    },
+}
+
+/// Which policy set: files (overlaying the active set unless --whole) or a stored version.
+#[derive(Args)]
+struct PolicySource {
+    /// Policy files (.rego, data.json) or directories of them.
+    files: Vec<PathBuf>,
+    /// The files form the whole set (otherwise they replace the active set's files of the same name).
+    #[arg(long)]
+    whole: bool,
+    /// A stored version instead of files.
+    #[arg(long, conflicts_with = "files")]
+    version: Option<i64>,
+}
+
+impl PolicySource {
+    fn source(self) -> Source {
+        match self.version {
+            Some(v) => Source::Version(v),
+            None => Source::Files { paths: self.files, whole: self.whole },
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse, compile, evaluate once and run the test_ rules; errors as file:line:col.
+    Validate {
+        #[command(flatten)]
+        source: PolicySource,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unified diff from the active version (or --from) to files or a version.
+    Diff {
+        #[command(flatten)]
+        source: PolicySource,
+        #[arg(long)]
+        from: Option<i64>,
+    },
+    /// Validate and, only if every test passes, make the set the active version.
+    Activate {
+        #[command(flatten)]
+        source: PolicySource,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    /// Make the previously active version active again.
+    Rollback {
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    /// Activations, newest first.
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a version's files, or write them to --out to edit them.
+    Show {
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -132,6 +266,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Decision latency of every policy decision point (and validation of the set).
+    Policy {
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Precision and recall of identifier (PHI/PII) detection on the labelled notes.
+    Identifiers {
+        #[arg(long)]
+        json: bool,
+    },
     /// Search latency with many chunks indexed.
     Scale {
         #[arg(long, default_value_t = 100_000)]
@@ -171,13 +317,30 @@ struct IngestArgs {
     json: bool,
 }
 
-/// Who is searching and what to leave out (pushed down into both indexes).
+/// Who is asking, and why.
+#[derive(Args)]
+struct PrincipalArgs {
+    /// The user to act as (see `sanctum user list`).
+    #[arg(long = "as", value_name = "USER", env = "SANCTUM_USER")]
+    user: Option<String>,
+    /// Purpose of use: treatment, payment, operations, research, public_health, legal.
+    #[arg(long, env = "SANCTUM_PURPOSE")]
+    purpose: Option<String>,
+}
+
+impl PrincipalArgs {
+    fn user(&self, what: &str) -> Result<&str> {
+        self.user.as_deref().ok_or_else(|| Error::invalid("--as", format!("{what} runs as a user: pass --as USER or set SANCTUM_USER (see `sanctum user list`)")))
+    }
+}
+
+/// Narrower than policy allows, at the caller's wish (never wider).
 #[derive(Args)]
 struct FilterArgs {
-    /// Search as a member of these groups.
+    /// Only documents of these groups (and those without groups).
     #[arg(long, value_delimiter = ',')]
     groups: Option<Vec<String>>,
-    /// Only documents held in these regions.
+    /// Only documents held in these regions (and those without a region).
     #[arg(long, value_delimiter = ',')]
     regions: Option<Vec<String>>,
     /// Leave out documents with these labels.
@@ -186,9 +349,15 @@ struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn into_filter(self) -> SearchFilter {
-        SearchFilter { groups: self.groups, regions: self.regions, exclude_labels: self.exclude_labels }
+    fn narrow(self, auth: policies::AuthorizedQuery) -> policies::AuthorizedQuery {
+        auth.narrow(self.groups.as_deref(), self.regions.as_deref(), &self.exclude_labels)
     }
+}
+
+/// The authorized query of the principal named in `who`, narrowed by `filter`.
+async fn authorize(ctx: &Sanctum, who: &PrincipalArgs, filter: FilterArgs, what: &str) -> Result<policies::AuthorizedQuery> {
+    let auth = ctx.authorize_user(who.user(what)?, who.purpose.as_deref()).await?;
+    Ok(filter.narrow(auth))
 }
 
 #[derive(Args)]
@@ -196,6 +365,8 @@ struct SearchArgs {
     query: String,
     #[arg(long)]
     k: Option<usize>,
+    #[command(flatten)]
+    principal: PrincipalArgs,
     #[command(flatten)]
     filter: FilterArgs,
     #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
@@ -207,6 +378,8 @@ struct SearchArgs {
 #[derive(Args)]
 struct AskArgs {
     question: String,
+    #[command(flatten)]
+    principal: PrincipalArgs,
     #[command(flatten)]
     filter: FilterArgs,
     /// Passages offered to the model (default: answer.passages).
@@ -272,6 +445,8 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::User { command } => user(config, command).await,
+        Command::Policy { command } => policy(config, command).await,
         Command::Jobs { state, limit, json } => {
             let ctx = Sanctum::open(config).await?;
             let rows = jobs::list(ctx.pool(), state.as_deref(), limit).await;
@@ -335,6 +510,8 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                     let opts = bench::answer::Options { dataset, limit, distractors, models, backends, max_tokens, prompt_tokens, data_dir };
                     (bench::answer::run(&config, &opts, &log).await?, json)
                 }
+                BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
+                BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
                 BenchCommand::Scale { chunks, dataset, base_docs, rounds, data_dir, json } => {
                     let opts = bench::scale::Options { dataset, chunks, base_docs, data_dir, rounds };
                     (bench::scale::run(&config, &opts, &log).await?, json)
@@ -457,16 +634,13 @@ async fn ingest_in(ctx: &Sanctum, files: &[PathBuf], meta: &DocumentMeta, outcom
 async fn search(config: Config, args: SearchArgs) -> Result<ExitCode> {
     let k = args.k.unwrap_or(config.search.default_k);
     let ctx = Sanctum::open(config).await?;
-    let request = SearchRequest {
-        query: args.query,
-        k,
-        filter: args.filter.into_filter(),
-        mode: args.mode,
-    };
-    let result = match ctx.engine().await {
-        Ok(engine) => retrieve::search(&engine.retriever, ctx.pool(), &request).await,
-        Err(e) => Err(e),
-    };
+    let request = SearchRequest { query: args.query, k, mode: args.mode };
+    let result = async {
+        let auth = authorize(&ctx, &args.principal, args.filter, "search").await?;
+        let engine = ctx.engine().await?;
+        retrieve::search(&engine.retriever, ctx.pool(), &auth, &request).await
+    }
+    .await;
     ctx.close().await?;
     let results = result?;
     if args.json {
@@ -480,7 +654,8 @@ async fn search(config: Config, args: SearchArgs) -> Result<ExitCode> {
         let title = p.title.clone().unwrap_or_else(|| p.document_name.clone());
         let rank = |r: Option<(u32, f32)>| r.map(|(n, s)| format!("#{n} ({s:.3})")).unwrap_or_else(|| "-".into());
         let page = p.page_start.map(|n| format!(", p. {n}")).unwrap_or_default();
-        println!("[{}] {title}{page}  score {:.4}  bm25 {}  dense {}", i + 1, p.score, rank(p.bm25), rank(p.dense));
+        let redacted = if p.redacted { "  (redacted by policy)" } else { "" };
+        println!("[{}] {title}{page}  score {:.4}  bm25 {}  dense {}{redacted}", i + 1, p.score, rank(p.bm25), rank(p.dense));
         let flat = p.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let snippet: String = flat.chars().take(240).collect();
         println!("    {}{}", snippet, if flat.chars().count() > 240 { "…" } else { "" });
@@ -493,12 +668,7 @@ async fn search(config: Config, args: SearchArgs) -> Result<ExitCode> {
 async fn ask(config: Config, args: AskArgs) -> Result<ExitCode> {
     use std::io::Write;
     let ctx = Sanctum::open(config).await?;
-    let request = AskRequest {
-        question: args.question,
-        filter: args.filter.into_filter(),
-        passages: args.passages,
-        max_tokens: args.max_tokens,
-    };
+    let request = AskRequest { question: args.question, passages: args.passages, max_tokens: args.max_tokens };
     let stream = !args.json;
     let mut sink = |piece: &str| {
         if stream {
@@ -507,7 +677,11 @@ async fn ask(config: Config, args: AskArgs) -> Result<ExitCode> {
             let _ = out.flush();
         }
     };
-    let result = sanctum::answer::ask(&ctx, &request, &mut sink).await;
+    let result = async {
+        let auth = authorize(&ctx, &args.principal, args.filter, "ask").await?;
+        sanctum::answer::ask(&ctx, &auth, &request, &mut sink).await
+    }
+    .await;
     ctx.close().await?;
     let answer = result?;
     if args.json {
@@ -544,4 +718,136 @@ async fn ask(config: Config, args: AskArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))?);
+    Ok(())
+}
+
+fn print_user(u: &users::User) {
+    let region = u.region.as_deref().unwrap_or("-");
+    let state = if u.disabled { "  (disabled)" } else { "" };
+    println!("{:<20} {:<8} roles {:<28} region {:<6} groups {}{state}", u.name, u.kind, u.roles.join(","), region, if u.groups.is_empty() { "-".into() } else { u.groups.join(",") });
+}
+
+async fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
+    let ctx = Sanctum::open(config).await?;
+    let result = async {
+        match command {
+            UserCommand::Add { name, fields, service, exist_ok } => match users::get(&ctx, &name).await {
+                Ok(existing) if exist_ok => print_user(&existing),
+                _ => print_user(&users::add(&ctx, &name, service, &fields.fields(None)).await?),
+            },
+            UserCommand::Set { name, fields, disable, enable } => {
+                let disabled = if disable { Some(true) } else if enable { Some(false) } else { None };
+                print_user(&users::set(&ctx, &name, &fields.fields(disabled)).await?)
+            }
+            UserCommand::List { json } => {
+                let list = users::list(&ctx).await?;
+                if json {
+                    print_json(&list)?;
+                } else if list.is_empty() {
+                    println!("no users; add one with `sanctum user add NAME --roles analyst`");
+                }
+                if !json {
+                    list.iter().for_each(print_user);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    ctx.close().await?;
+    result
+}
+
+fn print_validation(v: &policies::Validation) {
+    for e in &v.errors {
+        println!("{e}");
+    }
+    let passed = v.tests.iter().filter(|t| t.passed).count();
+    for t in v.failed_tests() {
+        println!("FAIL {}: {}", t.name, t.failure.as_deref().unwrap_or(""));
+    }
+    if v.errors.is_empty() {
+        println!("tests: {passed} passed, {} failed", v.tests.len() - passed);
+        for c in &v.coverage {
+            println!("coverage {:<18} {:5.1}% ({} lines covered; not covered: {:?})", c.file, c.percent, c.covered, c.not_covered);
+        }
+    }
+}
+
+async fn policy(config: Config, command: PolicyCommand) -> Result<ExitCode> {
+    let ctx = Sanctum::open(config).await?;
+    let result = async {
+        match command {
+            PolicyCommand::Validate { source, json } => {
+                let (set, v) = policy_admin::validate(&ctx, &source.source()).await?;
+                if json {
+                    print_json(&serde_json::json!({ "ok": v.ok(), "digest": set.digest(), "validation": v }))?;
+                } else {
+                    print_validation(&v);
+                    println!("{}", if v.ok() { "valid: may be activated" } else { "invalid: cannot be activated" });
+                }
+                Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            PolicyCommand::Diff { source, from } => {
+                let diff = policy_admin::diff(&ctx, from, &source.source()).await?;
+                print!("{}", if diff.is_empty() { "no differences\n".to_string() } else { diff });
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::Activate { source, comment, principal } => {
+                let actor = users::principal(&ctx, principal.user("policy activation")?).await?;
+                let a = policy_admin::activate(&ctx, &actor, &source.source(), comment.as_deref()).await?;
+                let passed = a.validation.tests.iter().filter(|t| t.passed).count();
+                println!("version {} is active (was {}); {passed} tests passed", a.version, a.previous);
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::Rollback { principal } => {
+                let actor = users::principal(&ctx, principal.user("policy rollback")?).await?;
+                let a = policy_admin::rollback(&ctx, &actor).await?;
+                println!("rolled back: version {} is active (was {})", a.version, a.previous);
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::History { limit, json } => {
+                let rows = policy_admin::history(&ctx, limit).await?;
+                if json {
+                    print_json(&rows)?;
+                } else {
+                    for r in rows {
+                        println!(
+                            "{}  version {:<4} {:<8} by {:<16} tests {}/{}  {}",
+                            r.at.format("%Y-%m-%d %H:%M:%S"),
+                            r.version,
+                            r.action,
+                            r.actor,
+                            r.tests_passed,
+                            r.tests_total,
+                            r.comment.unwrap_or_default()
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::Show { version, out } => {
+                let (v, set) = policy_admin::show(&ctx, version).await?;
+                match out {
+                    Some(dir) => {
+                        set.write_to(&dir).map_err(|e| Error::invalid("--out", e))?;
+                        println!("wrote version {v} ({} files) to {}", set.files().len(), dir.display());
+                    }
+                    None => {
+                        for (name, content) in set.files() {
+                            println!("# ==== {name} (version {v})\n{content}");
+                        }
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+    .await;
+    ctx.close().await?;
+    result
 }

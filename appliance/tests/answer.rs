@@ -9,7 +9,7 @@ use std::process::Command;
 use ingest::DocumentMeta;
 use sanctum::answer::{AskRequest, ask};
 use sanctum::library;
-use sanctum::retrieve::SearchFilter;
+use policies::{AuthorizedQuery, Principal};
 use sanctum::Sanctum;
 
 const SMOLLM2: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -27,7 +27,13 @@ async fn ingest_demo(ctx: &Sanctum) {
 }
 
 fn request(q: &str) -> AskRequest {
-    AskRequest { question: q.into(), filter: SearchFilter::default(), passages: None, max_tokens: Some(48) }
+    AskRequest { question: q.into(), passages: None, max_tokens: Some(48) }
+}
+
+/// A privacy officer asking for operations (sees everything in the demo corpus).
+async fn officer(ctx: &Sanctum) -> AuthorizedQuery {
+    let p = Principal { id: "officer".into(), roles: vec!["privacy_officer".into()], region: Some("us".into()), groups: vec![] };
+    ctx.authorize(&p, Some("operations")).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,13 +45,13 @@ async fn no_evidence_is_said_without_loading_or_calling_the_model() {
     let ctx = Sanctum::open(config).await.unwrap();
     ingest_demo(&ctx).await;
     let mut streamed = String::new();
-    let a = ask(&ctx, &request("What is the melting point of tungsten in kelvin?"), &mut |t: &str| streamed.push_str(t)).await.unwrap();
+    let a = ask(&ctx, &officer(&ctx).await, &request("What is the melting point of tungsten in kelvin?"), &mut |t: &str| streamed.push_str(t)).await.unwrap();
     assert!(a.no_evidence, "{a:?}");
     assert!(a.text.starts_with("The documents do not say"), "{}", a.text);
     assert!(a.model.is_none() && a.generation.is_none() && a.sources.is_empty());
     assert!(streamed.is_empty(), "nothing was generated");
     // a question the documents do answer needs the model, and the missing one is named
-    let err = ask(&ctx, &request(QUESTION), &mut |_: &str| {}).await.err().expect("the model is missing");
+    let err = ask(&ctx, &officer(&ctx).await, &request(QUESTION), &mut |_: &str| {}).await.err().expect("the model is missing");
     assert!(err.to_string().contains("absent/none.gguf"), "{err}");
     ctx.close().await.unwrap();
 }
@@ -59,7 +65,7 @@ async fn ask_streams_a_checked_answer_and_records_the_model() {
     let ctx = Sanctum::open(config).await.unwrap();
     ingest_demo(&ctx).await;
     let mut streamed = String::new();
-    let a = ask(&ctx, &request(QUESTION), &mut |t: &str| streamed.push_str(t)).await.unwrap();
+    let a = ask(&ctx, &officer(&ctx).await, &request(QUESTION), &mut |t: &str| streamed.push_str(t)).await.unwrap();
     assert!(!a.no_evidence);
     assert_eq!(streamed, a.text, "the answer was streamed whole");
     let model = a.model.as_ref().unwrap();
@@ -92,6 +98,8 @@ fn ask_answers_offline_with_valid_citations() {
     let bin = env!("CARGO_BIN_EXE_sanctum");
     let out = Command::new(bin).arg("--config").arg(&config).arg("ingest").arg(support::demo_dir()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin).arg("--config").arg(&config).args(["user", "add", "officer", "--roles", "privacy_officer", "--region", "us"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // the namespace really has no network: only the loopback device exists
     let probe = Command::new("unshare").args(["--net", "cat", "/proc/net/dev"]).output().expect("unshare (util-linux) is required for the offline test");
@@ -99,7 +107,7 @@ fn ask_answers_offline_with_valid_citations() {
     let devices: Vec<String> = String::from_utf8_lossy(&probe.stdout).lines().skip(2).filter_map(|l| l.split(':').next()).map(|d| d.trim().to_string()).collect();
     assert_eq!(devices, vec!["lo"], "the namespace must have no network interface");
 
-    let out = Command::new("unshare").arg("--net").arg(bin).arg("--config").arg(&config).args(["ask", QUESTION, "--json", "--max-tokens", "64"]).output().unwrap();
+    let out = Command::new("unshare").arg("--net").arg(bin).arg("--config").arg(&config).args(["ask", QUESTION, "--as", "officer", "--purpose", "operations", "--json", "--max-tokens", "64"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -8,8 +8,22 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 
+/// Runs the binary as the user `tester` (see [`add_tester`]) for operations.
 fn sanctum(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_sanctum"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("SANCTUM_USER", "tester")
+        .env("SANCTUM_PURPOSE", "operations")
+        .output()
+        .unwrap()
+}
+
+/// A privacy officer in the appliance's region: sees every document of the tests.
+fn add_tester(config: &Path) {
+    let out = sanctum(config, &["user", "add", "tester", "--roles", "privacy_officer", "--region", "us"]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 fn text(o: &Output) -> String {
@@ -35,6 +49,7 @@ fn ingest_reports_each_file_and_search_finds_the_rest() {
     assert!(t.contains("notes.xyz: unsupported file type .xyz"), "{t}");
     assert!(t.contains("dangling.txt: cannot read"), "{t}");
 
+    add_tester(&config);
     let out = sanctum(&config, &["search", "what to do with lifts when the fire alarm sounds", "--k", "1", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -128,6 +143,7 @@ async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
     assert_eq!(idx["detail"], format!("chunks: {N} in PostgreSQL, {N} in the keyword index, {N} in the vector index"));
 
     // And every memo is findable.
+    add_tester(&config);
     let out = sanctum(&config, &["search", "duty manager extension 4042", "--k", "1", "--json", "--mode", "bm25"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["passages"][0]["document_name"], "memo-042.txt", "{v}");
@@ -232,4 +248,58 @@ fn answer_benchmark_scores_verdicts_and_speed_as_json_last() {
     assert!(run["ttft_ms"]["p50"].as_f64().unwrap() > 0.0, "{run}");
     assert!(run["decode_tokens_per_s"].as_f64().unwrap() > 0.0, "{run}");
     assert!(run["peak_rss_mib"].as_f64().unwrap() > 50.0, "{run}");
+}
+
+#[test]
+fn users_and_policies_from_the_command_line() {
+    let tmp = support::tempdir();
+    let config = support::write_config(tmp.path(), "");
+    let ok = |args: &[&str]| {
+        let out = sanctum(&config, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        text(&out)
+    };
+    let fails = |args: &[&str]| {
+        let out = sanctum(&config, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {}", text(&out));
+        text(&out)
+    };
+    ok(&["user", "add", "ann", "--roles", "analyst", "--region", "us", "--groups", "cardiology"]);
+    let t = fails(&["user", "add", "bob", "--roles", "wizard"]);
+    assert!(t.contains("\"wizard\" is not a role") && t.contains("privacy_officer"), "{t}");
+    let t = fails(&["user", "add", "ann", "--roles", "analyst"]);
+    assert!(t.contains("already exists"), "{t}");
+    let list: serde_json::Value = serde_json::from_str(&ok(&["user", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["name"], "ann");
+    assert_eq!(list[0]["groups"], serde_json::json!(["cardiology"]));
+    assert!(ok(&["user", "set", "ann", "--roles", "clinician", "--no-region"]).contains("clinician"));
+
+    // search needs a principal; a disabled one is refused; an auditor may not search
+    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(["search", "anything"]).output().unwrap();
+    assert!(text(&out).contains("--as USER"), "{}", text(&out));
+    ok(&["user", "set", "ann", "--disable"]);
+    assert!(fails(&["search", "anything", "--as", "ann"]).contains("disabled"));
+    ok(&["user", "add", "audrey", "--roles", "auditor"]);
+    let t = fails(&["search", "anything", "--as", "audrey"]);
+    assert!(t.contains("policy_denied") && t.contains("may not search"), "{t}");
+
+    // policies: edit the active set, a syntax error is reported as file:line:col
+    let dir = tmp.path().join("policies");
+    ok(&["policy", "show", "--out", dir.to_str().unwrap()]);
+    let hipaa = std::fs::read_to_string(dir.join("hipaa.rego")).unwrap();
+    let line = hipaa.lines().position(|l| l.starts_with("redactable(doc) if")).unwrap() + 1;
+    std::fs::write(dir.join("hipaa.rego"), hipaa.replace("redactable(doc) if cfg", "redactable(doc) iff cfg")).unwrap();
+    let t = fails(&["policy", "validate", dir.join("hipaa.rego").to_str().unwrap()]);
+    assert!(t.contains(&format!("hipaa.rego:{line}:")), "{t}");
+    assert!(t.contains("invalid: cannot be activated"), "{t}");
+    add_tester(&config);
+    let t = fails(&["policy", "activate", dir.join("hipaa.rego").to_str().unwrap(), "--as", "tester"]);
+    assert!(t.contains("policy_invalid"), "{t}");
+    std::fs::write(dir.join("hipaa.rego"), hipaa.replace("PHI withheld (minimum necessary)", "PHI withheld (minimum necessary rule)")).unwrap();
+    let t = ok(&["policy", "validate", dir.to_str().unwrap(), "--whole"]);
+    assert!(t.contains("0 failed") && t.contains("coverage hipaa.rego"), "{t}");
+    assert!(ok(&["policy", "diff", dir.join("hipaa.rego").to_str().unwrap()]).contains("+++ b/hipaa.rego"));
+    assert!(ok(&["policy", "activate", dir.join("hipaa.rego").to_str().unwrap(), "--comment", "clearer reason"]).contains("version 2 is active"));
+    let t = ok(&["policy", "history"]);
+    assert!(t.contains("activate") && t.contains("tester") && t.contains("clearer reason") && t.contains("seed"), "{t}");
 }

@@ -10,6 +10,8 @@ use sanctum::answer::remote::Remote;
 use sanctum::answer::{PromptPassage, build_prompt};
 use sanctum::config::{EgressConfig, HttpGeneratorConfig};
 use sanctum::egress::EgressClient;
+use sanctum::policy::Policies;
+use policies::Content;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -45,6 +47,10 @@ async fn serve_once(listener: TcpListener) -> String {
     String::from_utf8_lossy(&request).to_string()
 }
 
+fn policies() -> Arc<Policies> {
+    Arc::new(Policies::standalone(&Default::default()).unwrap())
+}
+
 fn remote_config(port: u16) -> HttpGeneratorConfig {
     HttpGeneratorConfig { endpoint: format!("http://127.0.0.1:{port}"), model: "answer-model".into(), api_key_env: None, context_tokens: 4096 }
 }
@@ -54,7 +60,7 @@ async fn an_allowed_endpoint_streams_the_answer() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(serve_once(listener));
-    let egress = Arc::new(EgressClient::new(&EgressConfig { allow: vec![format!("http://127.0.0.1:{port}")], ..Default::default() }).unwrap());
+    let egress = Arc::new(EgressClient::new(&EgressConfig { allow: vec![format!("http://127.0.0.1:{port}")], ..Default::default() }, policies()).unwrap());
     let remote = Remote::new(&remote_config(port), egress).unwrap();
     assert_eq!(remote.info().backend, "http");
     let passages = [PromptPassage { title: Some("Visitor Policy".into()), text: "At most two visitors may be at a bedside.".into() }];
@@ -78,12 +84,17 @@ async fn nothing_connects_to_an_endpoint_that_is_not_allowed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     for allow in [vec![], vec![format!("http://127.0.0.1:{}", port.wrapping_add(1))], vec![format!("https://127.0.0.1:{port}")]] {
-        let egress = Arc::new(EgressClient::new(&EgressConfig { allow: allow.clone(), ..Default::default() }).unwrap());
+        let egress = Arc::new(EgressClient::new(&EgressConfig { allow: allow.clone(), ..Default::default() }, policies()).unwrap());
         let err = Remote::new(&remote_config(port), egress.clone()).err().expect("must be refused");
         assert_eq!(err.code(), "egress_denied", "{allow:?}: {err}");
-        let err = egress.post_json(&format!("http://127.0.0.1:{port}/v1/chat/completions"), "test", None, &serde_json::json!({})).await.unwrap_err();
+        let err = egress.post_json(&format!("http://127.0.0.1:{port}/v1/chat/completions"), "test", &Content::default(), None, &serde_json::json!({})).await.unwrap_err();
         assert_eq!(err.code(), "egress_denied");
     }
+    // a named on-prem endpoint is still refused when the prompt carries PHI
+    let egress = Arc::new(EgressClient::new(&EgressConfig { allow: vec![format!("http://127.0.0.1:{port}")], ..Default::default() }, policies()).unwrap());
+    let phi = Content { labels: vec!["phi".into()], regions: vec![] };
+    let err = egress.post_json(&format!("http://127.0.0.1:{port}/v1/chat/completions"), "test", &phi, None, &serde_json::json!({})).await.unwrap_err();
+    assert!(err.to_string().contains("\"phi\" may never leave"), "{err}");
     // the server never saw a connection
     let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
     assert!(accepted.is_err(), "a refused endpoint was connected to");

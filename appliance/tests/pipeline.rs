@@ -7,6 +7,7 @@ use ingest::fixtures::{make_docx, make_pdf};
 use ingest::DocumentMeta;
 use sanctum::library::{self, Outcome};
 use sanctum::retrieve::{self, KeywordIndex, Mode, SearchFilter, SearchRequest, VectorIndex};
+use policies::Principal;
 use sanctum::Sanctum;
 use support::write;
 
@@ -19,10 +20,13 @@ fn meta(groups: &[&str], region: Option<&str>, labels: &[&str]) -> DocumentMeta 
     }
 }
 
-async fn search(ctx: &Sanctum, query: &str, k: usize, filter: SearchFilter, mode: Mode) -> Vec<retrieve::Passage> {
+/// Searches as a privacy officer (every group; PHI for operations).
+async fn search(ctx: &Sanctum, query: &str, k: usize, mode: Mode) -> Vec<retrieve::Passage> {
+    let officer = Principal { id: "officer".into(), roles: vec!["privacy_officer".into()], region: Some("us".into()), groups: vec![] };
+    let auth = ctx.authorize(&officer, Some("operations")).await.unwrap();
     let engine = ctx.engine().await.unwrap();
-    let request = SearchRequest { query: query.into(), k, filter, mode };
-    retrieve::search(&engine.retriever, ctx.pool(), &request).await.unwrap().passages
+    let request = SearchRequest { query: query.into(), k, mode };
+    retrieve::search(&engine.retriever, ctx.pool(), &auth, &request).await.unwrap().passages
 }
 
 fn accepted(outcomes: &[Outcome]) -> usize {
@@ -62,22 +66,22 @@ async fn every_format_is_ingested_and_found() {
     ];
     for (query, doc) in expect {
         for mode in [Mode::Hybrid, Mode::Bm25, Mode::Dense] {
-            let hits = search(&ctx, query, 3, SearchFilter::default(), mode).await;
+            let hits = search(&ctx, query, 3, mode).await;
             assert!(hits.iter().any(|p| p.document_name == doc), "{mode:?} {query:?}: {:?}", hits.iter().map(|p| &p.document_name).collect::<Vec<_>>());
         }
-        let top = &search(&ctx, query, 1, SearchFilter::default(), Mode::Hybrid).await[0];
+        let top = &search(&ctx, query, 1, Mode::Hybrid).await[0];
         assert_eq!(top.document_name, doc, "hybrid top hit for {query:?}");
     }
 
     // Passages carry structure: the PDF's page, the DOCX heading, the BEIR id, and a span
     // that points at the exact text in the stored document.
-    let p = &search(&ctx, "parking permits night staff", 1, SearchFilter::default(), Mode::Hybrid).await[0];
+    let p = &search(&ctx, "parking permits night staff", 1, Mode::Hybrid).await[0];
     assert_eq!((p.page_start, p.page_end, p.title.as_deref()), (Some(1), Some(2), Some("Clinic Handbook")), "{p:?}");
-    let p = &search(&ctx, "paid sick leave", 1, SearchFilter::default(), Mode::Hybrid).await[0];
+    let p = &search(&ctx, "paid sick leave", 1, Mode::Hybrid).await[0];
     assert_eq!(p.heading.as_deref(), Some("Sick leave"));
-    let p = &search(&ctx, "LDL cholesterol", 1, SearchFilter::default(), Mode::Hybrid).await[0];
+    let p = &search(&ctx, "LDL cholesterol", 1, Mode::Hybrid).await[0];
     assert_eq!(p.source_id.as_deref(), Some("d2"));
-    for p in search(&ctx, "visitors", 10, SearchFilter::default(), Mode::Hybrid).await {
+    for p in search(&ctx, "visitors", 10, Mode::Hybrid).await {
         let text: String = sqlx::query_scalar("SELECT text FROM documents WHERE id = $1").bind(p.document_id).fetch_one(ctx.pool()).await.unwrap();
         let span: String = text.chars().skip(p.char_start as usize).take((p.char_end - p.char_start) as usize).collect();
         assert_eq!(span, p.text);
@@ -94,7 +98,7 @@ async fn every_format_is_ingested_and_found() {
 
     // Rebuilding the indexes from PostgreSQL gives the same index contents and answers.
     let engine = ctx.engine().await.unwrap();
-    let before: Vec<_> = search(&ctx, "visitors intensive care", 5, SearchFilter::default(), Mode::Hybrid).await.into_iter().map(|p| p.chunk_id).collect();
+    let before: Vec<_> = search(&ctx, "visitors intensive care", 5, Mode::Hybrid).await.into_iter().map(|p| p.chunk_id).collect();
     let chunks = sanctum::db::chunks::count(ctx.pool()).await.unwrap() as u64;
     engine.keyword.clear().unwrap();
     engine.vector.clear().unwrap();
@@ -102,7 +106,7 @@ async fn every_format_is_ingested_and_found() {
     let r = library::reindex(&ctx, &|_| {}).await.unwrap();
     assert_eq!(r.chunks, chunks);
     assert_eq!((engine.keyword.count().unwrap(), engine.vector.count().unwrap()), (chunks, chunks));
-    let after: Vec<_> = search(&ctx, "visitors intensive care", 5, SearchFilter::default(), Mode::Hybrid).await.into_iter().map(|p| p.chunk_id).collect();
+    let after: Vec<_> = search(&ctx, "visitors intensive care", 5, Mode::Hybrid).await.into_iter().map(|p| p.chunk_id).collect();
     assert_eq!(before, after);
     ctx.close().await.unwrap();
 }
@@ -113,10 +117,11 @@ async fn filters_are_pushed_into_both_indexes() {
     let ctx = Sanctum::open(support::config(tmp.path())).await.unwrap();
     let text = |who: &str| format!("Chemotherapy infusion scheduling for the {who} ward: book the infusion chair two days ahead and confirm blood counts.");
     let docs = [
-        ("oncology.txt", meta(&["oncology"], Some("eu"), &["phi"])),
+        ("oncology.txt", meta(&["oncology"], Some("us"), &["phi"])),
         ("cardiology.txt", meta(&["cardiology"], Some("us"), &[])),
         ("everyone.txt", meta(&[], None, &[])),
-        ("research.txt", meta(&["research"], Some("eu"), &["confidential"])),
+        ("research.txt", meta(&["research"], Some("global"), &["confidential"])),
+        ("masked.txt", meta(&[], Some("global"), &["phi", "redactable"])),
     ];
     for (name, m) in &docs {
         let o = library::submit_bytes(&ctx, name, text(name).as_bytes(), m).await.unwrap();
@@ -124,34 +129,48 @@ async fn filters_are_pushed_into_both_indexes() {
     }
     library::run_until_idle(&ctx, &|_| {}).await.unwrap();
 
+    let all = vec!["cardiology.txt", "everyone.txt", "masked.txt", "oncology.txt", "research.txt"];
     let cases = [
-        (SearchFilter { groups: Some(vec!["cardiology".into()]), ..Default::default() }, vec!["cardiology.txt", "everyone.txt"]),
-        (SearchFilter { regions: Some(vec!["eu".into()]), ..Default::default() }, vec!["everyone.txt", "oncology.txt", "research.txt"]),
+        (SearchFilter { groups: Some(vec!["cardiology".into()]), ..Default::default() }, vec!["cardiology.txt", "everyone.txt", "masked.txt"]),
+        (SearchFilter { regions: Some(vec!["global".into()]), ..Default::default() }, vec!["everyone.txt", "masked.txt", "research.txt"]),
         (SearchFilter { exclude_labels: vec!["phi".into()], ..Default::default() }, vec!["cardiology.txt", "everyone.txt", "research.txt"]),
+        // withheld unless redactable: what a principal without PHI rights gets
         (
-            SearchFilter { groups: Some(vec!["oncology".into(), "research".into()]), regions: Some(vec!["eu".into()]), exclude_labels: vec!["confidential".into()] },
+            SearchFilter { withheld_labels: vec!["phi".into()], redactable_label: Some("redactable".into()), ..Default::default() },
+            vec!["cardiology.txt", "everyone.txt", "masked.txt", "research.txt"],
+        ),
+        (
+            SearchFilter { groups: Some(vec!["oncology".into(), "research".into()]), regions: Some(vec!["us".into()]), exclude_labels: vec!["confidential".into()], ..Default::default() },
             vec!["everyone.txt", "oncology.txt"],
         ),
-        (SearchFilter::default(), vec!["cardiology.txt", "everyone.txt", "oncology.txt", "research.txt"]),
+        (SearchFilter::default(), all.clone()),
     ];
     let engine = ctx.engine().await.unwrap();
+    let v = engine.retriever.embedder.embed(&["chemotherapy infusion scheduling"]).unwrap().remove(0);
     for (filter, allowed) in cases {
         // the reference semantics agree with the expectation
         let mut admitted: Vec<&str> = docs.iter().filter(|(_, m)| filter.admits(&m.groups, m.region.as_deref(), &m.labels)).map(|(n, _)| *n).collect();
         admitted.sort();
         assert_eq!(admitted, allowed, "admits {filter:?}");
-        for mode in [Mode::Hybrid, Mode::Bm25, Mode::Dense] {
-            let mut found: Vec<String> = search(&ctx, "chemotherapy infusion scheduling", 50, filter.clone(), mode).await.into_iter().map(|p| p.document_name).collect();
-            found.sort();
-            found.dedup();
-            assert_eq!(found, allowed, "{mode:?} {filter:?}");
-        }
         // and straight from each index, at any depth: forbidden chunks are never scored
-        let v = engine.retriever.embedder.embed(&["chemotherapy infusion scheduling"]).unwrap().remove(0);
         let kw = engine.keyword.search("chemotherapy infusion", &filter, 1000).unwrap();
         let vec = engine.vector.search(&v, &filter, 1000).unwrap();
         assert_eq!(kw.len(), allowed.len(), "keyword {filter:?}");
         assert_eq!(vec.len(), allowed.len(), "vector {filter:?}");
+    }
+    // Through the search service, the scope comes from the policy: an analyst in cardiology
+    // without PHI rights sees their group, the shared documents, and the redactable PHI one
+    // (redacted); not oncology's PHI.
+    let analyst = Principal { id: "ann".into(), roles: vec!["analyst".into()], region: Some("us".into()), groups: vec!["cardiology".into()] };
+    let auth = ctx.authorize(&analyst, Some("operations")).await.unwrap();
+    for mode in [Mode::Hybrid, Mode::Bm25, Mode::Dense] {
+        let request = SearchRequest { query: "chemotherapy infusion scheduling".into(), k: 50, mode };
+        let found = retrieve::search(&engine.retriever, ctx.pool(), &auth, &request).await.unwrap().passages;
+        let mut names: Vec<&str> = found.iter().map(|p| p.document_name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names, vec!["cardiology.txt", "everyone.txt", "masked.txt"], "{mode:?}");
+        assert!(found.iter().all(|p| p.redacted == (p.document_name == "masked.txt")), "{mode:?}");
     }
     ctx.close().await.unwrap();
 }
@@ -213,7 +232,7 @@ async fn bad_input_gets_clear_errors_and_the_rest_is_ingested() {
     assert!(outcomes.iter().any(|o| matches!(o, Outcome::Accepted { name, .. } if name.ends_with("bad.jsonl#1"))));
 
     // The good documents are searchable; failed ones left nothing in either index.
-    let hits = search(&ctx, "fire doors closed", 5, SearchFilter::default(), Mode::Hybrid).await;
+    let hits = search(&ctx, "fire doors closed", 5, Mode::Hybrid).await;
     assert_eq!(hits[0].document_name, "good.md");
     let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE state = 'indexed'").fetch_one(ctx.pool()).await.unwrap();
     assert_eq!(indexed, 2);

@@ -13,6 +13,7 @@ mod chunk;
 mod document;
 mod error;
 mod format;
+pub mod identifiers;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 mod meta;

@@ -13,13 +13,15 @@ use super::prompt::{Prompt, PromptPassage, TEMPLATE_RESERVE, build_prompt};
 use crate::app::Sanctum;
 use crate::config::AnswerConfig;
 use crate::error::{Error, Result};
-use crate::retrieve::{self, Mode, Passage, Retriever, SearchFilter, SearchRequest};
+use crate::policy::redact::RedactingStream;
+use crate::retrieve::{self, Mode, Passage, Retriever, SearchRequest};
+use ingest::identifiers::Detector;
+use policies::{AuthorizedQuery, Content, DecisionPoint};
 
 /// What the caller asks.
 #[derive(Debug, Clone)]
 pub struct AskRequest {
     pub question: String,
-    pub filter: SearchFilter,
     /// Passages to retrieve (default: `answer.passages`).
     pub passages: Option<usize>,
     /// Longest answer in tokens (default: `answer.max_tokens`).
@@ -50,6 +52,8 @@ pub struct Source {
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
     pub text: String,
+    /// Identifiers in `text` were masked (the `answer` decision ordered it).
+    pub redacted: bool,
     /// No relevant passage was found; the model was not called.
     pub no_evidence: bool,
     /// The passages given to the model, numbered as it saw them.
@@ -70,7 +74,7 @@ pub struct Answer {
 }
 
 /// Retrieved passages that count as evidence for `question`, best first.
-pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, config: &AnswerConfig, request: &AskRequest) -> Result<(Vec<Passage>, f64)> {
+pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, auth: &AuthorizedQuery, config: &AnswerConfig, request: &AskRequest) -> Result<(Vec<Passage>, f64)> {
     if request.question.trim().is_empty() {
         return Err(Error::invalid("question", "must not be empty"));
     }
@@ -79,8 +83,8 @@ pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, config: &AnswerC
     if k == 0 || k > 50 {
         return Err(Error::invalid("passages", "expected an integer between 1 and 50"));
     }
-    let search = SearchRequest { query: request.question.clone(), k, filter: request.filter.clone(), mode: Mode::Hybrid };
-    let results = retrieve::search(retriever, pool, &search).await?;
+    let search = SearchRequest { query: request.question.clone(), k, mode: Mode::Hybrid };
+    let results = retrieve::search(retriever, pool, auth, &search).await?;
     let evidence = results.passages.into_iter().filter(|p| p.dense.is_some_and(|(_, s)| s >= config.min_similarity)).collect();
     Ok((evidence, started.elapsed().as_secs_f64() * 1000.0))
 }
@@ -88,6 +92,7 @@ pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, config: &AnswerC
 fn no_evidence(retrieval_ms: f64) -> Answer {
     Answer {
         text: NO_EVIDENCE.to_string(),
+        redacted: false,
         no_evidence: true,
         sources: Vec::new(),
         citations: Vec::new(),
@@ -129,22 +134,63 @@ pub struct Limits {
     pub prompt_budget: Option<usize>,
 }
 
-/// Answers from `evidence` with `generator`, streaming the text to `sink`.
+/// The labels and regions of `passages`, for the egress decision.
+fn content_of(passages: &[Passage]) -> Content {
+    let mut c = Content::default();
+    for p in passages {
+        for l in &p.labels {
+            if !c.labels.contains(l) {
+                c.labels.push(l.clone());
+            }
+        }
+        if let Some(r) = &p.region {
+            if !c.regions.contains(r) {
+                c.regions.push(r.clone());
+            }
+        }
+    }
+    c
+}
+
+/// Answers from `evidence` with `generator`, streaming the text to `sink`. With
+/// `redactor`, identifiers in the answer are masked before any text is shown (the `answer`
+/// decision orders it).
 pub async fn answer_from(
     generator: &dyn Generator,
     question: &str,
     evidence: &[Passage],
     limits: Limits,
     retrieval_ms: f64,
+    redactor: Option<&Detector>,
     sink: TokenSink<'_>,
 ) -> Result<Answer> {
     if evidence.is_empty() {
         return Ok(no_evidence(retrieval_ms));
     }
     let max_tokens = limits.max_tokens;
-    let prompt = prompt_for(generator, question, evidence, max_tokens, limits.prompt_budget).await?;
+    let mut prompt = prompt_for(generator, question, evidence, max_tokens, limits.prompt_budget).await?;
     let given = &evidence[..prompt.included];
-    let generation = generator.generate(&prompt, max_tokens, sink).await?;
+    prompt.content = content_of(given);
+    let (generation, redacted) = match redactor {
+        None => (generator.generate(&prompt, max_tokens, sink).await?, false),
+        Some(detector) => {
+            let mut stream = RedactingStream::new(detector);
+            let generation = {
+                let mut masked = |piece: &str| {
+                    if let Some(t) = stream.push(piece) {
+                        sink(&t);
+                    }
+                };
+                generator.generate(&prompt, max_tokens, &mut masked).await?
+            };
+            if let Some(t) = stream.finish() {
+                sink(&t);
+            }
+            let mut g = generation;
+            g.text = stream.text().to_string();
+            (g, true)
+        }
+    };
     let numbered: Vec<Citation> = given
         .iter()
         .enumerate()
@@ -172,6 +218,7 @@ pub async fn answer_from(
         .collect();
     Ok(Answer {
         text: generation.text.clone(),
+        redacted,
         no_evidence: false,
         sources,
         citations: check.citations,
@@ -185,19 +232,24 @@ pub async fn answer_from(
     })
 }
 
-/// Answers `request` from the library. The model is loaded (on first use) only when there
-/// is evidence to answer from.
-pub async fn ask(ctx: &Sanctum, request: &AskRequest, sink: TokenSink<'_>) -> Result<Answer> {
+/// Answers `request` from the library, as `auth` allows. The model is loaded (on first
+/// use) only when there is evidence to answer from.
+pub async fn ask(ctx: &Sanctum, auth: &AuthorizedQuery, request: &AskRequest, sink: TokenSink<'_>) -> Result<Answer> {
     let engine = ctx.engine().await?;
     let config = &ctx.config.answer;
-    let (evidence, retrieval_ms) = gather(&engine.retriever, ctx.pool(), config, request).await?;
+    let (evidence, retrieval_ms) = gather(&engine.retriever, ctx.pool(), auth, config, request).await?;
     if evidence.is_empty() {
         return Ok(no_evidence(retrieval_ms));
     }
+    let decision = auth.decide_answer()?;
+    if !decision.allow {
+        return Err(Error::PolicyDenied { point: DecisionPoint::Answer, reasons: decision.reasons });
+    }
+    let redactor = decision.redact.then_some(&*ctx.detector);
     let max_tokens = request.max_tokens.unwrap_or(config.max_tokens);
     if max_tokens == 0 {
         return Err(Error::invalid("max_tokens", "must be at least 1"));
     }
     let generator = ctx.generator().await?;
-    answer_from(generator.as_ref(), &request.question, &evidence, Limits { max_tokens, prompt_budget: None }, retrieval_ms, sink).await
+    answer_from(generator.as_ref(), &request.question, &evidence, Limits { max_tokens, prompt_budget: None }, retrieval_ms, redactor, sink).await
 }

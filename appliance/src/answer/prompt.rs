@@ -39,6 +39,9 @@ pub struct Prompt {
     pub truncated: bool,
     /// Tokens of system + user as counted.
     pub tokens: usize,
+    /// Labels and regions of the passages it carries: an HTTP backend may receive it only
+    /// if the egress policy allows this content to leave.
+    pub content: policies::Content,
 }
 
 fn render(number: usize, p: &PromptPassage, text: &str) -> String {
@@ -99,7 +102,7 @@ where
         let user = format!("{head}{}{tail}", parts.concat());
         let total: usize = count(vec![system.clone(), user.clone()]).await?.iter().sum();
         if total <= budget || parts.is_empty() {
-            return Ok(Prompt { system, user, included: parts.len(), truncated, tokens: total });
+            return Ok(Prompt { system, user, included: parts.len(), truncated, tokens: total, content: Default::default() });
         }
         parts.pop();
         truncated = false;

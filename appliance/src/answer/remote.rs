@@ -28,7 +28,7 @@ impl Remote {
     pub fn new(config: &HttpGeneratorConfig, egress: Arc<EgressClient>) -> Result<Remote> {
         let url = format!("{}/v1/chat/completions", config.endpoint.trim_end_matches('/'));
         // refuse at start, not on the first question
-        egress.check(&url, "answer generation (answer.backend = \"http\")")?;
+        egress.check(&url, "answer generation (answer.backend = \"http\")", &policies::Content::default())?;
         let token = match &config.api_key_env {
             Some(var) => Some(std::env::var(var).map_err(|_| Error::Config(format!("answer.http.api_key_env: {var} is not set")))?),
             None => None,
@@ -79,7 +79,7 @@ impl Generator for Remote {
                 "stream_options": {"include_usage": true},
             });
             let started = Instant::now();
-            let response = self.egress.post_json(&self.url, "answer generation", self.token.as_deref(), &body).await?;
+            let response = self.egress.post_json(&self.url, "answer generation", &prompt.content, self.token.as_deref(), &body).await?;
             let mut out = Generation::default();
             let mut first: Option<f64> = None;
             let mut buffer = Vec::<u8>::new();

@@ -22,7 +22,7 @@ use crate::app::Sanctum;
 use crate::config::{AnswerBackend, Config};
 use crate::error::{Error, Result};
 use crate::library;
-use crate::retrieve::{Passage, SearchFilter};
+use crate::retrieve::Passage;
 
 pub struct Options {
     pub dataset: PathBuf,
@@ -96,9 +96,11 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
 async fn score_all(ctx: &Sanctum, claims: &[Claim], models: &[String], opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
     let engine = ctx.engine().await?;
     let mut evidence: Vec<(Vec<Passage>, f64)> = Vec::new();
+    let principal = super::scale::bench_principal("bench", &["privacy_officer"], &ctx.config.policy.region, &[]);
+    let auth = ctx.authorize(&principal, Some("operations")).await?;
     for c in claims {
-        let request = AskRequest { question: c.text.clone(), filter: SearchFilter::default(), passages: None, max_tokens: None };
-        evidence.push(ask::gather(&engine.retriever, ctx.pool(), &ctx.config.answer, &request).await?);
+        let request = AskRequest { question: c.text.clone(), passages: None, max_tokens: None };
+        evidence.push(ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?);
     }
     let mut runs = Vec::new();
     for model in models {
@@ -142,7 +144,7 @@ async fn score_model(
     let (mut ttft, mut prefill, mut decode, mut prompt_tokens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, (claim, (passages, retrieval_ms))) in claims.iter().zip(evidence).enumerate() {
         let mut sink = |_: &str| {};
-        let a = ask::answer_from(generator.as_ref(), &claim_question(&claim.text), passages, limits, *retrieval_ms, &mut sink).await?;
+        let a = ask::answer_from(generator.as_ref(), &claim_question(&claim.text), passages, limits, *retrieval_ms, None, &mut sink).await?;
         let verdict = if a.no_evidence { Some(Verdict::NotEnoughInfo) } else { parse_verdict(&a.text) };
         if verdict == Some(claim.verdict) {
             correct += 1;

@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod beir;
 pub mod metrics;
+pub mod policy;
 pub mod retrieval;
 pub mod scale;
 

@@ -19,7 +19,7 @@ use crate::app::Sanctum;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::library::{self, Outcome};
-use crate::retrieve::{self, Mode, SearchFilter, SearchRequest};
+use crate::retrieve::{self, Mode, SearchRequest};
 
 pub struct Options {
     pub dataset: PathBuf,
@@ -70,6 +70,9 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
     let mut sums: HashMap<&str, [f64; 3]> = HashMap::new();
     let (mut search_ms, mut retrieve_ms, mut embed_ms) = (Vec::new(), Vec::new(), Vec::new());
     let queries: Vec<&(String, String)> = dataset.queries.iter().take(opts.limit.unwrap_or(usize::MAX)).collect();
+    // The corpus has no groups, regions or labels: any principal who may search sees all.
+    let principal = super::scale::bench_principal("bench", &["privacy_officer"], &ctx.config.policy.region, &[]);
+    let auth = ctx.authorize(&principal, Some("operations")).await?;
     for (i, (qid, text)) in queries.iter().enumerate() {
         let qrels = &dataset.qrels[qid.as_str()];
         let vector = retriever.embedder.clone();
@@ -79,7 +82,7 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
             .map_err(|e| Error::Internal(e.to_string()))??
             .remove(0);
         for (name, mode) in modes {
-            let (ranked, _) = retriever.rank(text, Some(v.clone()), &SearchFilter::default(), mode, DEPTH).await?;
+            let (ranked, _) = retriever.rank(text, Some(v.clone()), &auth, mode, DEPTH).await?;
             let mut seen = HashSet::new();
             let docs: Vec<String> = ranked
                 .iter()
@@ -94,9 +97,9 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
             s[2] += metrics::mrr_at(&docs, qrels, 10);
         }
         // Latency of the real search service, as a caller sees it.
-        let request = SearchRequest { query: text.clone(), k: 10, filter: SearchFilter::default(), mode: Mode::Hybrid };
+        let request = SearchRequest { query: text.clone(), k: 10, mode: Mode::Hybrid };
         let s = Instant::now();
-        let results = retrieve::search(retriever, ctx.pool(), &request).await?;
+        let results = retrieve::search(retriever, ctx.pool(), &auth, &request).await?;
         search_ms.push(s.elapsed().as_secs_f64() * 1000.0);
         embed_ms.push(results.timings.embed_ms);
         retrieve_ms.push(s.elapsed().as_secs_f64() * 1000.0 - results.timings.embed_ms);

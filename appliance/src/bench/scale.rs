@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::db::chunks::{self, ChunkRow};
 use crate::error::{Error, Result};
 use crate::library;
-use crate::retrieve::{self, IndexedChunk, KeywordIndex, Mode, SearchFilter, SearchRequest, VectorIndex};
+use crate::retrieve::{self, IndexedChunk, KeywordIndex, Mode, SearchRequest, VectorIndex};
 
 pub struct Options {
     pub dataset: PathBuf,
@@ -33,17 +33,21 @@ pub struct Options {
     pub rounds: usize,
 }
 
-/// Small deterministic PRNG (xorshift64*), so runs are repeatable.
-struct Rng(u64);
+/// Small deterministic PRNG (xorshift64*), so runs are repeatable (tests use it too).
+pub struct Rng(pub u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
+    }
+    /// One element of `xs`, chosen uniformly.
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
     }
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
@@ -166,26 +170,30 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
         engine.vector.count()?
     ));
 
-    // 3. Queries through the search service, unfiltered and filtered.
-    let filtered = SearchFilter {
-        groups: Some(vec!["clinical".into(), "research".into()]),
-        regions: Some(vec!["eu".into()]),
-        exclude_labels: vec!["phi".into()],
-    };
+    // 3. Queries through the search service as principals with a wide and a narrow scope.
+    //    Policy time = the `retrieve` decision + the `chunk` decisions and redaction.
+    let officer = bench_principal("privacy-officer", &["privacy_officer"], &ctx.config.policy.region, &[]);
+    let analyst = bench_principal("analyst", &["analyst"], &ctx.config.policy.region, &["clinical", "research"]);
     let mut results = serde_json::Map::new();
-    for (name, filter) in [("unfiltered", SearchFilter::default()), ("filtered", filtered)] {
-        let (mut total_ms, mut retrieve_ms, mut embed_ms) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, principal) in [("privacy_officer", officer), ("analyst_two_groups", analyst)] {
+        let (mut total_ms, mut retrieve_ms, mut embed_ms, mut policy_ms, mut authorize_ms) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut served = 0usize;
         // one warm-up pass is not measured
         for round_no in 0..=opts.rounds {
             for (_, text) in &dataset.queries {
-                let request = SearchRequest { query: text.clone(), k: 10, filter: filter.clone(), mode: Mode::Hybrid };
+                let request = SearchRequest { query: text.clone(), k: 10, mode: Mode::Hybrid };
                 let s = Instant::now();
-                let r = retrieve::search(&engine.retriever, ctx.pool(), &request).await?;
+                let auth = ctx.authorize(&principal, Some("operations")).await?;
+                let auth_ms = s.elapsed().as_secs_f64() * 1000.0;
+                let r = retrieve::search(&engine.retriever, ctx.pool(), &auth, &request).await?;
                 let ms = s.elapsed().as_secs_f64() * 1000.0;
                 if round_no > 0 {
                     total_ms.push(ms);
                     embed_ms.push(r.timings.embed_ms);
                     retrieve_ms.push(ms - r.timings.embed_ms);
+                    authorize_ms.push(auth_ms);
+                    policy_ms.push(auth_ms + r.timings.policy_ms);
+                    served += r.passages.len();
                 }
             }
         }
@@ -194,9 +202,12 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
             name.into(),
             json!({
                 "queries": n,
+                "passages_served_per_query": round(served as f64 / n.max(1) as f64),
                 "search_ms": p50_p99(&mut total_ms),
                 "search_without_embedding_ms": p50_p99(&mut retrieve_ms),
                 "query_embedding_ms": p50_p99(&mut embed_ms),
+                "policy_ms": p50_p99(&mut policy_ms),
+                "retrieve_decision_ms": p50_p99(&mut authorize_ms),
             }),
         );
     }
@@ -207,6 +218,16 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
         "build": {"synthetic_write_s": round(write_s), "hnsw_optimize_s": round(optimize_s)},
         "hybrid": results,
     }))
+}
+
+/// A principal for the benchmark (not stored: policies decide on any principal value).
+pub(crate) fn bench_principal(id: &str, roles: &[&str], region: &str, groups: &[&str]) -> policies::Principal {
+    policies::Principal {
+        id: id.into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        region: Some(region.into()),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
 }
 
 /// Text of a synthetic chunk: the first half of `a` and the second half of `b`, cut at

@@ -68,12 +68,16 @@ pub struct PassageRow {
     pub title: Option<String>,
     pub name: String,
     pub source_id: Option<String>,
+    pub groups: Vec<String>,
+    pub region: Option<String>,
+    pub labels: Vec<String>,
+    pub identifiers: sqlx::types::Json<Vec<crate::policy::redact::StoredSpan>>,
 }
 
 pub async fn passages(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<PassageRow>> {
     Ok(sqlx::query_as(
         "SELECT c.id, c.document_id, c.ordinal, c.text, c.char_start, c.char_end, c.heading, c.page_start, c.page_end,
-                d.title, d.name, d.source_id
+                d.title, d.name, d.source_id, d.groups, d.region, d.labels, d.identifiers
          FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ANY($1)",
     )
     .bind(ids)

@@ -96,6 +96,14 @@ pub async fn submit_bytes(ctx: &Sanctum, name: &str, bytes: &[u8], meta: &Docume
         Ok(m) => m,
         Err(e) => return Ok(vec![rejected(name, e)]),
     };
+    // May this appliance hold the document at all? (Decided before anything is stored.)
+    let attrs = policies::DocumentAttrs { groups: meta.groups.clone(), region: meta.region.clone(), labels: meta.labels.clone() };
+    let engine = ctx.policies.current(ctx.pool()).await?.engine.clone();
+    match engine.ingest(&attrs) {
+        Ok(d) if d.allow => {}
+        Ok(d) => return Ok(vec![rejected(name, format!("refused by policy (ingest): {}", d.reasons.join("; ")))]),
+        Err(e) => return Ok(vec![rejected(name, e)]),
+    }
     if format == Format::BeirRecord {
         return submit_corpus(ctx, name, bytes, &meta).await;
     }

@@ -14,6 +14,7 @@ use crate::db::chunks::{self, ChunkRow};
 use crate::db::documents::DocumentRow;
 use crate::db::{documents, jobs};
 use crate::error::{Error, Result};
+use crate::policy::redact::{to_char_spans, StoredSpan};
 use crate::retrieve::IndexedChunk;
 
 /// Where a drain stands, for progress bars.
@@ -42,6 +43,9 @@ struct Prepared {
     title: Option<String>,
     text: String,
     chunks: Vec<ingest::Chunk>,
+    /// The uploader's labels with those implied by the identifiers found (phi, pii).
+    labels: Vec<String>,
+    identifiers: Vec<StoredSpan>,
 }
 
 /// Processes queued jobs until none are left. Jobs another process left `running` are
@@ -111,6 +115,7 @@ async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: Docume
         min_tokens: ctx.config.ingest.chunk_tokens / 4,
     };
     let tokenizer = engine.tokenizer.clone();
+    let detector = ctx.detector.clone();
     let doc2 = doc.clone();
     let result = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
         let bytes = store.get(&doc2.sha256).map_err(|e| e.to_string())?;
@@ -122,12 +127,26 @@ async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: Docume
         if chunks.is_empty() {
             return Err(ingest::IngestError::NoText.to_string());
         }
-        Ok((title, parsed.text, chunks))
+        // Identifiers, so labels do not depend on the uploader alone.
+        let found = detector.detect(&parsed.text);
+        let mut labels = doc2.labels.clone();
+        labels.extend(ingest::identifiers::labels(&parsed.text, &found).into_iter().map(str::to_string));
+        labels.sort();
+        labels.dedup();
+        let identifiers = to_char_spans(&parsed.text, &found);
+        Ok((title, parsed.text, chunks, labels, identifiers))
     })
     .await
     .map_err(|e| format!("the parser crashed: {e}"))??;
-    let (title, text, chunks) = result;
-    Ok(Prepared { job, doc, title, text, chunks })
+    let (title, text, chunks, labels, identifiers) = result;
+    // The ingest decision again, with the labels found in the text.
+    let attrs = policies::DocumentAttrs { groups: doc.groups.clone(), region: doc.region.clone(), labels: labels.clone() };
+    match ctx.policies.engine().ingest(&attrs) {
+        Ok(d) if d.allow => {}
+        Ok(d) => return Err(format!("refused by policy (ingest): {}", d.reasons.join("; "))),
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(Prepared { job, doc, title, text, chunks, labels, identifiers })
 }
 
 /// What the embedder sees for a chunk: the document title (context the chunk may lack),
@@ -164,7 +183,7 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
                 text: c.text.clone(),
                 groups: p.doc.groups.clone(),
                 region: p.doc.region.clone(),
-                labels: p.doc.labels.clone(),
+                labels: p.labels.clone(),
                 embedding: embedding.clone(),
             });
             rows.push(ChunkRow {
@@ -187,10 +206,12 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
     let mut tx = ctx.pool().begin().await?;
     chunks::replace(&mut tx, &doc_ids, &rows).await?;
     for p in prepared {
-        sqlx::query("UPDATE documents SET text = $2, title = COALESCE(title, $3) WHERE id = $1")
+        sqlx::query("UPDATE documents SET text = $2, title = COALESCE(title, $3), labels = $4, identifiers = $5 WHERE id = $1")
             .bind(p.doc.id)
             .bind(&p.text)
             .bind(&p.title)
+            .bind(&p.labels)
+            .bind(sqlx::types::Json(&p.identifiers))
             .execute(&mut *tx)
             .await?;
     }

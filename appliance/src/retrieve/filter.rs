@@ -18,11 +18,26 @@ pub struct SearchFilter {
     pub regions: Option<Vec<String>>,
     /// Never chunks of documents carrying any of these labels.
     pub exclude_labels: Vec<String>,
+    /// Never chunks of documents carrying any of these labels, unless the document also
+    /// carries `redactable_label` (then it is served redacted).
+    pub withheld_labels: Vec<String>,
+    pub redactable_label: Option<String>,
 }
 
 impl SearchFilter {
+    /// The filter that enforces a policy scope.
+    pub fn from_scope(scope: &policies::Scope) -> SearchFilter {
+        SearchFilter {
+            groups: scope.groups.clone(),
+            regions: Some(scope.regions.clone()),
+            exclude_labels: scope.excluded_labels.clone(),
+            withheld_labels: scope.withheld_labels.clone(),
+            redactable_label: Some(scope.redactable_label.clone()),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.groups.is_none() && self.regions.is_none() && self.exclude_labels.is_empty()
+        self.groups.is_none() && self.regions.is_none() && self.exclude_labels.is_empty() && self.withheld_labels.is_empty()
     }
 
     /// The allowed values of a restricted field, with the wildcard added.
@@ -43,7 +58,9 @@ impl SearchFilter {
             (None, _) | (Some(_), None) => true,
             (Some(allowed), Some(r)) => allowed.iter().any(|a| a == r),
         };
-        groups_ok && region_ok && !labels.iter().any(|l| self.exclude_labels.contains(l))
+        let redactable = self.redactable_label.as_ref().is_some_and(|r| labels.contains(r));
+        let withheld = !redactable && labels.iter().any(|l| self.withheld_labels.contains(l));
+        groups_ok && region_ok && !withheld && !labels.iter().any(|l| self.exclude_labels.contains(l))
     }
 }
 

@@ -116,11 +116,17 @@ impl TantivyIndex {
         if let Some(regions) = &filter.regions {
             clauses.push((Occur::Must, set(f.region, regions)));
         }
-        for label in &filter.exclude_labels {
-            clauses.push((
-                Occur::MustNot,
-                Box::new(TermQuery::new(Term::from_field_text(f.labels, label), IndexRecordOption::Basic)),
-            ));
+        let label = |l: &str| -> Box<dyn Query> { Box::new(TermQuery::new(Term::from_field_text(f.labels, l), IndexRecordOption::Basic)) };
+        for l in &filter.exclude_labels {
+            clauses.push((Occur::MustNot, label(l)));
+        }
+        for l in &filter.withheld_labels {
+            // not (withheld label and not redactable)
+            let mut withheld = vec![(Occur::Must, label(l))];
+            if let Some(r) = &filter.redactable_label {
+                withheld.push((Occur::MustNot, label(r)));
+            }
+            clauses.push((Occur::MustNot, Box::new(BooleanQuery::new(withheld))));
         }
         clauses
     }

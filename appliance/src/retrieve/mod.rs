@@ -3,6 +3,10 @@
 //! optional cross-encoder reorders the top, and the winners come back as passages with
 //! their document, span and each retriever's rank and score.
 //!
+//! A search runs only on an [`AuthorizedQuery`] (which only the policy engine can make):
+//! its scope is pushed down into both indexes, and the final passages get the `chunk`
+//! decision (allow, redact or drop) as defence in depth.
+//!
 //! The two indexes sit behind small traits so a Qdrant cluster (or another keyword
 //! engine) can replace the embedded ones without touching the search logic. Both are
 //! derived state: PostgreSQL holds everything needed to rebuild them.
@@ -16,6 +20,8 @@ pub mod vector;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ingest::identifiers::Detector;
+use policies::{AuthorizedQuery, DocumentAttrs};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -95,12 +101,12 @@ pub enum Mode {
     Dense,
 }
 
-/// A search as a caller asks for it.
+/// A search as a caller asks for it (who asks, and what they may see, is the
+/// [`AuthorizedQuery`] it runs under).
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: String,
     pub k: usize,
-    pub filter: SearchFilter,
     pub mode: Mode,
 }
 
@@ -112,6 +118,8 @@ pub struct Timings {
     pub dense_ms: f64,
     pub fuse_ms: f64,
     pub rerank_ms: f64,
+    /// The `chunk` decisions on the final passages and their redaction.
+    pub policy_ms: f64,
     /// Retrieval without query embedding.
     pub retrieve_ms: f64,
     pub total_ms: f64,
@@ -136,6 +144,15 @@ pub struct Passage {
     pub bm25: Option<(u32, f32)>,
     pub dense: Option<(u32, f32)>,
     pub rerank: Option<f32>,
+    /// The document's policy attributes.
+    pub groups: Vec<String>,
+    pub region: Option<String>,
+    pub labels: Vec<String>,
+    /// Identifiers in `text` were masked by policy.
+    pub redacted: bool,
+    /// Why it was redacted (empty when served as is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +167,8 @@ pub struct Retriever {
     pub vector: Arc<dyn VectorIndex>,
     pub embedder: Arc<Embedder>,
     pub reranker: Option<Arc<dyn rerank::Reranker>>,
+    /// Finds identifiers to mask in passages policy orders redacted.
+    pub detector: Arc<Detector>,
     pub candidates: usize,
     pub rrf_k: f32,
 }
@@ -163,16 +182,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 impl Retriever {
-    /// The fused candidate ranking for `query` (`depth` results from each retriever).
-    /// `vector` skips embedding when the caller already has the query vector.
+    /// The fused candidate ranking for `query` (`depth` results from each retriever),
+    /// within the scope `auth` allows. `vector` skips embedding when the caller already
+    /// has the query vector.
     pub async fn rank(
         &self,
         query: &str,
         vector: Option<Vec<f32>>,
-        filter: &SearchFilter,
+        auth: &AuthorizedQuery,
         mode: Mode,
         depth: usize,
     ) -> Result<(Vec<RankedHit>, Timings)> {
+        let filter = &SearchFilter::from_scope(auth.scope());
         let started = Instant::now();
         let mut t = Timings::default();
         let bm25 = {
@@ -227,7 +248,7 @@ impl Retriever {
 }
 
 /// The search service: what the CLI (and later REST and web) call.
-pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, request: &SearchRequest) -> Result<SearchResults> {
+pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, auth: &AuthorizedQuery, request: &SearchRequest) -> Result<SearchResults> {
     if request.query.trim().is_empty() {
         return Err(Error::invalid("query", "must not be empty"));
     }
@@ -236,7 +257,7 @@ pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, request: &Search
     }
     let started = Instant::now();
     let depth = retriever.candidates.max(request.k);
-    let (mut ranked, mut timings) = retriever.rank(&request.query, None, &request.filter, request.mode, depth).await?;
+    let (mut ranked, mut timings) = retriever.rank(&request.query, None, auth, request.mode, depth).await?;
     let top_n = if retriever.reranker.is_some() { ranked.len().min(depth) } else { request.k };
     ranked.truncate(top_n);
     let ids: Vec<Uuid> = ranked.iter().map(|h| h.chunk_id).collect();
@@ -254,11 +275,12 @@ pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, request: &Search
         ranked.truncate(request.k);
         timings.rerank_ms = ms(s);
     }
-    let passages = ranked
+    let candidates: Vec<(Vec<crate::policy::redact::StoredSpan>, Passage)> = ranked
         .into_iter()
         .filter_map(|h| {
             let r = by_id.remove(&h.chunk_id)?;
-            Some(Passage {
+            let stored = r.identifiers.0;
+            Some((stored, Passage {
                 chunk_id: h.chunk_id,
                 document_id: h.document_id,
                 document_name: r.name,
@@ -275,9 +297,48 @@ pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, request: &Search
                 bm25: h.bm25,
                 dense: h.dense,
                 rerank: h.rerank,
-            })
+                groups: r.groups,
+                region: r.region,
+                labels: r.labels,
+                redacted: false,
+                policy_reasons: Vec::new(),
+            }))
         })
         .collect();
+    let (passages, policy_ms) = apply_chunk_decisions(auth, &retriever.detector, candidates)?;
+    timings.policy_ms = policy_ms;
     timings.total_ms = ms(started);
     Ok(SearchResults { passages, timings })
+}
+
+/// The `chunk` decision on every final passage, in one batch: denied ones are dropped,
+/// redacted ones get their identifiers masked. Returns the passages and the time taken.
+fn apply_chunk_decisions(
+    auth: &AuthorizedQuery,
+    detector: &Detector,
+    passages: Vec<(Vec<crate::policy::redact::StoredSpan>, Passage)>,
+) -> Result<(Vec<Passage>, f64)> {
+    let started = Instant::now();
+    if passages.is_empty() {
+        return Ok((Vec::new(), 0.0));
+    }
+    let attrs: Vec<DocumentAttrs> = passages
+        .iter()
+        .map(|(_, p)| DocumentAttrs { groups: p.groups.clone(), region: p.region.clone(), labels: p.labels.clone() })
+        .collect();
+    let decisions = auth.decide_chunks(&attrs)?;
+    let mut out = Vec::with_capacity(passages.len());
+    for ((stored, mut p), d) in passages.into_iter().zip(decisions) {
+        if !d.allow {
+            continue;
+        }
+        if d.redact {
+            let (text, _) = crate::policy::redact::redact_passage(&p.text, p.char_start.max(0) as usize, &stored, detector);
+            p.text = text;
+            p.redacted = true;
+            p.policy_reasons = d.reasons;
+        }
+        out.push(p);
+    }
+    Ok((out, ms(started)))
 }

@@ -80,6 +80,14 @@ impl EdgeIndex {
         if !filter.exclude_labels.is_empty() {
             must_not.push(serde_json::json!({"key": "labels", "match": {"any": filter.exclude_labels}}));
         }
+        if !filter.withheld_labels.is_empty() {
+            // not (a withheld label and not redactable): a nested filter
+            let mut withheld = serde_json::json!({"must": [{"key": "labels", "match": {"any": filter.withheld_labels}}]});
+            if let Some(r) = &filter.redactable_label {
+                withheld["must_not"] = serde_json::json!([{"key": "labels", "match": {"value": r}}]);
+            }
+            must_not.push(withheld);
+        }
         let json = serde_json::json!({"must": must, "must_not": must_not});
         serde_json::from_value(json).map(Some).map_err(err)
     }

@@ -1,0 +1,162 @@
+//! Policy administration: validate, diff, activate (only a version whose tests pass),
+//! roll back, history. One service function per operation, for the CLI now and the API
+//! and web pages later.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use policies::{PolicySet, Principal, Validation};
+use serde::Serialize;
+
+use super::store::{self, HistoryRow, NewVersion};
+use super::{compile, Active};
+use crate::app::Sanctum;
+use crate::error::{Error, Result};
+
+/// Roles that may change the active policy.
+pub const ADMIN_ROLES: &[&str] = &["privacy_officer", "admin"];
+
+/// Where a policy set comes from.
+pub enum Source {
+    /// Files or directories; unless `whole`, they replace the active set's files of the
+    /// same name.
+    Files { paths: Vec<PathBuf>, whole: bool },
+    /// A stored version.
+    Version(i64),
+}
+
+#[derive(Debug, Serialize)]
+pub struct Activated {
+    pub version: i64,
+    pub activation: i64,
+    pub previous: i64,
+    pub validation: Validation,
+}
+
+fn require_admin(actor: &Principal, what: &str) -> Result<()> {
+    if actor.roles.iter().any(|r| ADMIN_ROLES.contains(&r.as_str())) {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!("{what} needs one of the roles {ADMIN_ROLES:?}; {} has {:?}", actor.id, actor.roles)))
+}
+
+/// The set `source` names.
+pub async fn load(ctx: &Sanctum, source: &Source) -> Result<(PolicySet, Option<i64>)> {
+    match source {
+        Source::Files { paths, whole } => {
+            if paths.is_empty() {
+                return Err(Error::invalid("files", "name at least one policy file or directory"));
+            }
+            let active = ctx.policies.current(ctx.pool()).await?;
+            let base = if *whole { None } else { Some(&active.set) };
+            let set = PolicySet::read(paths, base).map_err(|e| Error::PolicyInvalid(e.to_string()))?;
+            Ok((set, None))
+        }
+        Source::Version(v) => {
+            let row = store::version_row(ctx.pool(), *v).await?.ok_or_else(|| Error::NotFound { what: "policy version", id: v.to_string() })?;
+            Ok((row.set()?, Some(*v)))
+        }
+    }
+}
+
+/// Parses, compiles, evaluates once and runs the `test_` rules of `source`.
+pub async fn validate(ctx: &Sanctum, source: &Source) -> Result<(PolicySet, Validation)> {
+    let (set, _) = load(ctx, source).await?;
+    let region = ctx.config.policy.region.clone();
+    let set2 = set.clone();
+    let validation = tokio::task::spawn_blocking(move || policies::validate(&set2, &region))
+        .await
+        .map_err(|e| Error::Internal(format!("validation crashed: {e}")))?;
+    Ok((set, validation))
+}
+
+/// A unified diff from `from` (default: the active version) to `to`.
+pub async fn diff(ctx: &Sanctum, from: Option<i64>, to: &Source) -> Result<String> {
+    let from = match from {
+        Some(v) => load(ctx, &Source::Version(v)).await?.0,
+        None => ctx.policies.current(ctx.pool()).await?.set.clone(),
+    };
+    let (to, _) = load(ctx, to).await?;
+    Ok(from.diff(&to))
+}
+
+fn summary(v: &Validation) -> String {
+    let mut parts: Vec<String> = v.errors.iter().map(|e| e.to_string()).collect();
+    parts.extend(v.failed_tests().map(|t| format!("test {} failed: {}", t.name, t.failure.clone().unwrap_or_default())));
+    if v.tests.is_empty() {
+        parts.push("the set has no test_ rules".into());
+    }
+    parts.join("; ")
+}
+
+/// Validates `source` and, only if it passes, makes it the active version.
+pub async fn activate(ctx: &Sanctum, actor: &Principal, source: &Source, comment: Option<&str>) -> Result<Activated> {
+    require_admin(actor, "activating a policy version")?;
+    let (set, validation) = validate(ctx, source).await?;
+    if !validation.ok() {
+        return Err(Error::PolicyInvalid(format!("not activated: {}", summary(&validation))));
+    }
+    let existing = match source {
+        Source::Version(v) => Some(*v),
+        Source::Files { .. } => None,
+    };
+    let passed = validation.tests.iter().filter(|t| t.passed).count() as i32;
+    let total = validation.tests.len() as i32;
+    let mut tx = ctx.pool().begin().await?;
+    store::lock(&mut tx).await?;
+    let previous = store::previous_versions(&mut tx).await?.first().copied().unwrap_or(0);
+    let version = match existing {
+        Some(v) => v,
+        None => store::insert_version(&mut tx, &NewVersion { set: &set, author: &actor.id, comment, tests_passed: passed, tests_total: total }).await?,
+    };
+    let activation = store::insert_activation(&mut tx, version, "activate", &actor.id).await?;
+    let active = compile(ctx.policies.config(), set, version, activation)?;
+    tx.commit().await?;
+    ctx.policies.install(Arc::new(active));
+    Ok(Activated { version, activation, previous, validation })
+}
+
+/// Makes the version that was active before the current one active again (it is validated
+/// again first: a version is never activated with failing tests).
+pub async fn rollback(ctx: &Sanctum, actor: &Principal) -> Result<Activated> {
+    require_admin(actor, "rolling back the policy")?;
+    let mut tx = ctx.pool().begin().await?;
+    store::lock(&mut tx).await?;
+    let versions = store::previous_versions(&mut tx).await?;
+    let current = versions.first().copied().ok_or_else(|| Error::PolicyInvalid("no policy version is active".into()))?;
+    let target = versions
+        .iter()
+        .copied()
+        .find(|v| *v != current)
+        .ok_or_else(|| Error::invalid("rollback", format!("version {current} is the only version ever active; there is nothing to roll back to")))?;
+    let row = store::version_row(ctx.pool(), target).await?.ok_or_else(|| Error::NotFound { what: "policy version", id: target.to_string() })?;
+    let set = row.set()?;
+    let region = ctx.config.policy.region.clone();
+    let set2 = set.clone();
+    let validation = tokio::task::spawn_blocking(move || policies::validate(&set2, &region))
+        .await
+        .map_err(|e| Error::Internal(format!("validation crashed: {e}")))?;
+    if !validation.ok() {
+        return Err(Error::PolicyInvalid(format!("version {target} no longer validates, not rolled back: {}", summary(&validation))));
+    }
+    let activation = store::insert_activation(&mut tx, target, "rollback", &actor.id).await?;
+    let active: Active = compile(ctx.policies.config(), set, target, activation)?;
+    tx.commit().await?;
+    ctx.policies.install(Arc::new(active));
+    Ok(Activated { version: target, activation, previous: current, validation })
+}
+
+pub async fn history(ctx: &Sanctum, limit: i64) -> Result<Vec<HistoryRow>> {
+    store::history(ctx.pool(), limit).await
+}
+
+/// A stored version's files (default: the active version).
+pub async fn show(ctx: &Sanctum, version: Option<i64>) -> Result<(i64, PolicySet)> {
+    match version {
+        Some(v) => Ok((v, load(ctx, &Source::Version(v)).await?.0)),
+        None => {
+            let active = ctx.policies.current(ctx.pool()).await?;
+            Ok((active.version, active.set.clone()))
+        }
+    }
+}
