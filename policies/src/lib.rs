@@ -18,6 +18,8 @@ mod engine;
 mod model;
 mod set;
 mod validate;
+#[cfg(feature = "opa-wasm")]
+pub mod wasm;
 
 pub use authorized::AuthorizedQuery;
 pub use engine::{Limits, PolicyEngine, ENTRY_POINTS};
