@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod cpu;
