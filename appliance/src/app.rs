@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use ingest::identifiers::{Detector, DetectorConfig};
+use ingest::identifiers::Detector;
 use tokio::sync::OnceCell;
 
 use crate::answer::{self, Generator};
@@ -79,10 +79,7 @@ impl Sanctum {
     /// Takes the data directory, opens the database (starting the embedded cluster when
     /// no URL is configured) and migrates it.
     pub async fn open(config: Config) -> Result<Sanctum> {
-        let detector = Arc::new(
-            Detector::new(&DetectorConfig { record_patterns: config.policy.record_patterns.clone() })
-                .map_err(|e| Error::Config(format!("policy.record_patterns: {e}")))?,
-        );
+        let detector = Arc::new(config.policy.detector().map_err(|e| Error::Config(format!("policy.record_patterns: {e}")))?);
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let db = Database::open(&config).await?;
         let policies = match Policies::open(&db.pool, &config.policy).await {

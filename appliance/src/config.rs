@@ -267,6 +267,11 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
+    /// The identifier detector with the site's record patterns.
+    pub fn detector(&self) -> Result<ingest::identifiers::Detector, ingest::identifiers::DetectorError> {
+        ingest::identifiers::Detector::new(&ingest::identifiers::DetectorConfig { record_patterns: self.record_patterns.clone() })
+    }
+
     pub fn limits(&self) -> policies::Limits {
         policies::Limits {
             instructions: self.max_instructions,
@@ -384,7 +389,7 @@ impl Config {
         if p.timeout_ms == 0 {
             return bad("policy.timeout_ms", "must be at least 1");
         }
-        if let Err(e) = ingest::identifiers::Detector::new(&ingest::identifiers::DetectorConfig { record_patterns: p.record_patterns.clone() }) {
+        if let Err(e) = p.detector() {
             return Err(ConfigError::Invalid { key: "policy.record_patterns", message: e.to_string() });
         }
         if self.egress.timeout_s == 0 {

@@ -72,8 +72,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
 /// and its tests still pass under this build.
 async fn policy(ctx: &Sanctum) -> Check {
     let active = ctx.policies.active();
-    let (set, region) = (active.set.clone(), ctx.config.policy.region.clone());
-    match tokio::task::spawn_blocking(move || policies::validate(&set, &region)).await {
+    match crate::policy::validate(&ctx.config.policy, &active.set).await {
         Ok(v) if v.ok() => ok("policy", format!("version {} active for region {}, {} tests pass", active.version, ctx.config.policy.region, v.tests.len())),
         Ok(v) => fail(
             "policy",

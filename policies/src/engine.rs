@@ -121,11 +121,8 @@ impl PolicyEngine {
     }
 
     /// `input` with `appliance` added: what the policy sees.
-    pub(crate) fn full_input(&self, mut input: serde_json::Value) -> serde_json::Value {
-        if let Some(obj) = input.as_object_mut() {
-            obj.insert("appliance".into(), serde_json::json!({ "region": self.appliance_region }));
-        }
-        input
+    pub(crate) fn full_input(&self, input: serde_json::Value) -> serde_json::Value {
+        with_appliance(input, &self.appliance_region)
     }
 
     /// Runs the bytecode of one decision point on `input` (already completed).
@@ -201,6 +198,14 @@ impl PolicyEngine {
         let input = serde_json::json!({ "endpoint": endpoint, "configured": configured, "content": content });
         self.eval(DecisionPoint::Egress, input, 0)
     }
+}
+
+/// `input` with the appliance's own attributes added, as every decision point sees them.
+pub(crate) fn with_appliance(mut input: serde_json::Value, region: &str) -> serde_json::Value {
+    if let Some(obj) = input.as_object_mut() {
+        obj.insert("appliance".into(), serde_json::json!({ "region": region }));
+    }
+    input
 }
 
 pub(crate) fn principal_input(principal: &Principal, purpose: Option<&str>) -> serde_json::Value {

@@ -77,11 +77,9 @@ impl WasmEngine {
 
     /// Evaluates one decision point on `input` (with `appliance` added, as the bytecode
     /// engine does) and returns the rule's value.
-    pub async fn evaluate(&self, point: DecisionPoint, mut input: serde_json::Value) -> Result<serde_json::Value, PolicyError> {
+    pub async fn evaluate(&self, point: DecisionPoint, input: serde_json::Value) -> Result<serde_json::Value, PolicyError> {
         let failed = |message: String| PolicyError::Failed { point, message };
-        if let Some(obj) = input.as_object_mut() {
-            obj.insert("appliance".into(), serde_json::json!({ "region": self.appliance_region }));
-        }
+        let input = crate::engine::with_appliance(input, &self.appliance_region);
         let mut store = self.store()?;
         let runtime = Runtime::new(&mut store, &self.module).await.map_err(|e| failed(format!("{e:#}")))?;
         let policy = runtime.with_data(&mut store, &self.data).await.map_err(|e| failed(format!("{e:#}")))?;

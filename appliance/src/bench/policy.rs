@@ -81,9 +81,8 @@ pub fn run(config: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Resu
 /// `sanctum bench identifiers`: precision and recall of identifier detection on the
 /// labelled synthetic notes (`ingest/testdata/identifiers`), per kind and overall.
 pub fn identifiers(config: &Config) -> Result<serde_json::Value> {
-    use ingest::identifiers::{evaluate, load_labelled, Detector, DetectorConfig, LABELLED_NOTES};
-    let detector = Detector::new(&DetectorConfig { record_patterns: config.policy.record_patterns.clone() })
-        .map_err(|e| crate::error::Error::Config(format!("policy.record_patterns: {e}")))?;
+    use ingest::identifiers::{evaluate, load_labelled, LABELLED_NOTES};
+    let detector = config.policy.detector().map_err(|e| crate::error::Error::Config(format!("policy.record_patterns: {e}")))?;
     let notes = load_labelled(LABELLED_NOTES).map_err(|e| crate::error::Error::Internal(format!("labelled notes: {e}")))?;
     let s = Instant::now();
     let scores = evaluate(&detector, &notes);

@@ -62,11 +62,7 @@ pub async fn load(ctx: &Sanctum, source: &Source) -> Result<(PolicySet, Option<i
 /// Parses, compiles, evaluates once and runs the `test_` rules of `source`.
 pub async fn validate(ctx: &Sanctum, source: &Source) -> Result<(PolicySet, Validation)> {
     let (set, _) = load(ctx, source).await?;
-    let region = ctx.config.policy.region.clone();
-    let set2 = set.clone();
-    let validation = tokio::task::spawn_blocking(move || policies::validate(&set2, &region))
-        .await
-        .map_err(|e| Error::Internal(format!("validation crashed: {e}")))?;
+    let validation = super::validate(&ctx.config.policy, &set).await?;
     Ok((set, validation))
 }
 
@@ -131,11 +127,7 @@ pub async fn rollback(ctx: &Sanctum, actor: &Principal) -> Result<Activated> {
         .ok_or_else(|| Error::invalid("rollback", format!("version {current} is the only version ever active; there is nothing to roll back to")))?;
     let row = store::version_row(ctx.pool(), target).await?.ok_or_else(|| Error::NotFound { what: "policy version", id: target.to_string() })?;
     let set = row.set()?;
-    let region = ctx.config.policy.region.clone();
-    let set2 = set.clone();
-    let validation = tokio::task::spawn_blocking(move || policies::validate(&set2, &region))
-        .await
-        .map_err(|e| Error::Internal(format!("validation crashed: {e}")))?;
+    let validation = super::validate(&ctx.config.policy, &set).await?;
     if !validation.ok() {
         return Err(Error::PolicyInvalid(format!("version {target} no longer validates, not rolled back: {}", summary(&validation))));
     }

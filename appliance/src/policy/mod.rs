@@ -40,6 +40,15 @@ fn compile(config: &PolicyConfig, set: PolicySet, version: i64, activation: i64)
     Ok(Active { version, activation, set, engine: Arc::new(engine) })
 }
 
+/// Validates `set` for this appliance's region off the async threads (it compiles and runs
+/// the whole set: tens of milliseconds).
+pub async fn validate(config: &PolicyConfig, set: &PolicySet) -> Result<policies::Validation> {
+    let (set, region) = (set.clone(), config.region.clone());
+    tokio::task::spawn_blocking(move || policies::validate(&set, &region))
+        .await
+        .map_err(|e| Error::Internal(format!("validation crashed: {e}")))
+}
+
 impl Policies {
     /// Loads the active version, seeding the default set as version 1 on first start.
     pub async fn open(pool: &PgPool, config: &PolicyConfig) -> Result<Policies> {
@@ -47,7 +56,8 @@ impl Policies {
             Some((activation, row)) => compile(config, row.set()?, row.version, activation)?,
             None => {
                 let set = PolicySet::defaults();
-                let (version, activation) = store::seed(pool, &set, &config.region).await?;
+                let validation = validate(config, &set).await?;
+                let (version, activation) = store::seed(pool, &set, &validation).await?;
                 compile(config, set, version, activation)?
             }
         };
