@@ -3,13 +3,13 @@
 #   make test   run the whole test suite
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/sanctum-target
 export SANCTUM_MODELS__DIR ?= $(CURDIR)/.sanctum/models
-# slm: the in-process language model (mistralrs). One feature set for build and test, so
-# dependencies are compiled once.
+# slm: the in-process language model (llama.cpp, mistralrs); opa-wasm: OPA wasm bundles as
+# the policy engine. One feature set for build and test, so dependencies are compiled once.
 FEATURES ?= sanctum/slm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers clean-demo
+.PHONY: setup build demo test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -34,6 +34,8 @@ demo: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) search "when should staff wash hands with soap instead of alcohol rub" --k 3 --as ana
 	$(SANCTUM) --config $(DEMO_CONFIG) ask "How many visitors may be at a bedside in intensive care?" --as cole --purpose treatment
 	$(SANCTUM) --config $(DEMO_CONFIG) policy history
+	$(SANCTUM) --config $(DEMO_CONFIG) audit tail -n 8
+	$(SANCTUM) --config $(DEMO_CONFIG) audit verify
 	$(SANCTUM) --config $(DEMO_CONFIG) doctor
 
 test: build
@@ -51,6 +53,9 @@ bench-answer: build $(DEMO_CONFIG)
 
 bench-policy: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench policy --json
+
+bench-audit: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench audit --dataset ../shared/bench/scifact --json
 
 bench-identifiers: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench identifiers --json

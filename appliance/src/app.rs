@@ -14,6 +14,7 @@ use ingest::identifiers::Detector;
 use tokio::sync::OnceCell;
 
 use crate::answer::{self, Generator};
+use crate::audit::Auditor;
 use crate::config::Config;
 use crate::egress::EgressClient;
 use crate::db::Database;
@@ -70,6 +71,8 @@ pub struct Sanctum {
     pub detector: Arc<Detector>,
     /// The one client for outbound connections.
     pub egress: Arc<EgressClient>,
+    /// Writes the audit log and its signed checkpoints.
+    pub auditor: Arc<Auditor>,
     engine: OnceCell<Engine>,
     generator: OnceCell<Arc<dyn Generator>>,
     _lock: DataDirLock,
@@ -82,16 +85,33 @@ impl Sanctum {
         let detector = Arc::new(config.policy.detector().map_err(|e| Error::Config(format!("policy.record_patterns: {e}")))?);
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let db = Database::open(&config).await?;
+        match Self::with_database(config, db, detector, lock).await {
+            Ok(ctx) => Ok(ctx),
+            Err((db, e)) => {
+                db.close().await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    async fn with_database(config: Config, db: Database, detector: Arc<Detector>, lock: DataDirLock) -> std::result::Result<Sanctum, (Database, Error)> {
+        let auditor = match Auditor::open(&config) {
+            Ok(a) => Arc::new(a),
+            Err(e) => return Err((db, e)),
+        };
         let policies = match Policies::open(&db.pool, &config.policy).await {
             Ok(p) => Arc::new(p),
-            Err(e) => {
-                db.close().await.ok();
-                return Err(e);
-            }
+            Err(e) => return Err((db, e)),
         };
-        let egress = Arc::new(EgressClient::new(&config.egress, policies.clone())?);
+        if let Err(e) = crate::audit::record::record_config(&auditor, &db.pool, &config).await {
+            return Err((db, e));
+        }
+        let egress = match EgressClient::new(&config.egress, policies.clone()) {
+            Ok(e) => Arc::new(e.audited(db.pool.clone(), auditor.clone())),
+            Err(e) => return Err((db, e)),
+        };
         let store = OriginalStore::new(config.originals_dir());
-        Ok(Sanctum { config, db, store, policies, detector, egress, engine: OnceCell::new(), generator: OnceCell::new(), _lock: lock })
+        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, engine: OnceCell::new(), generator: OnceCell::new(), _lock: lock })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -130,8 +150,12 @@ impl Sanctum {
             .cloned()
     }
 
-    /// Stops the embedded database if this process started it.
+    /// Signs the audit log's head if it moved, and stops the embedded database if this
+    /// process started it.
     pub async fn close(self) -> Result<()> {
+        if let Err(e) = self.auditor.checkpoint(&self.db.pool).await {
+            tracing::error!(error = %e, "the closing audit checkpoint failed");
+        }
         self.db.close().await
     }
 }

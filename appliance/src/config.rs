@@ -48,6 +48,8 @@ pub struct Config {
     pub egress: EgressConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -251,6 +253,52 @@ pub struct PolicyConfig {
     /// Site-specific record number formats (medical record, account, health plan) for
     /// identifier detection, e.g. `{ kind = "medical_record", pattern = "\\bH\\d{7}\\b" }`.
     pub record_patterns: Vec<ingest::identifiers::RecordPattern>,
+    /// Which engine decides: the built-in Rego bytecode (default), or an OPA wasm bundle
+    /// built elsewhere (`wasm_bundle`; needs a build with the `opa-wasm` feature).
+    pub engine: PolicyBackend,
+    /// The `.tar.gz` from `opa build -t wasm` when `engine = "wasm"`.
+    pub wasm_bundle: Option<PathBuf>,
+    /// Fuel (instructions) one wasm evaluation may spend.
+    pub wasm_fuel: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyBackend {
+    #[default]
+    Bytecode,
+    Wasm,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Query and answer text in audit records: `hash` (an HMAC keyed per installation; the
+    /// default) or `store` (verbatim). A policy can require the hash regardless (PHI).
+    pub text: AuditText,
+    /// A signed checkpoint is written after this many new records (and on demand, and when
+    /// the appliance stops).
+    pub checkpoint_every: u64,
+    /// Records older than this many days are exported, then purged (`sanctum audit purge`);
+    /// 0 keeps everything.
+    pub retention_days: u32,
+    /// Where purged records are exported (default: `<data_dir>/audit/archive`).
+    pub archive_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditText {
+    #[default]
+    Hash,
+    Store,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { text: AuditText::Hash, checkpoint_every: 1000, retention_days: 0, archive_dir: None }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -262,6 +310,9 @@ impl Default for PolicyConfig {
             instructions_per_document: limits.instructions_per_document,
             timeout_ms: limits.timeout.as_millis() as u64,
             record_patterns: Vec::new(),
+            engine: PolicyBackend::Bytecode,
+            wasm_bundle: None,
+            wasm_fuel: 50_000_000,
         }
     }
 }
@@ -392,6 +443,15 @@ impl Config {
         if let Err(e) = p.detector() {
             return Err(ConfigError::Invalid { key: "policy.record_patterns", message: e.to_string() });
         }
+        if p.engine == PolicyBackend::Wasm && p.wasm_bundle.is_none() {
+            return bad("policy.wasm_bundle", "is required when policy.engine = \"wasm\" (the .tar.gz from `opa build -t wasm`)");
+        }
+        if p.wasm_fuel < 1000 {
+            return bad("policy.wasm_fuel", "must be at least 1000");
+        }
+        if self.audit.checkpoint_every == 0 {
+            return bad("audit.checkpoint_every", "must be at least 1");
+        }
         if self.egress.timeout_s == 0 {
             return bad("egress.timeout_s", "must be at least 1");
         }
@@ -411,6 +471,7 @@ impl Config {
             answer: Default::default(),
             egress: Default::default(),
             policy: Default::default(),
+            audit: Default::default(),
         }
     }
 
@@ -424,6 +485,15 @@ impl Config {
 
     pub fn onnxruntime_path(&self) -> PathBuf {
         self.models.onnxruntime.clone().unwrap_or_else(|| self.models_dir().join("libonnxruntime.so"))
+    }
+
+    /// The audit keys and the signed checkpoint file (outside the database).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.data_dir.join("audit")
+    }
+
+    pub fn audit_archive_dir(&self) -> PathBuf {
+        self.audit.archive_dir.clone().unwrap_or_else(|| self.audit_dir().join("archive"))
     }
 
     pub fn originals_dir(&self) -> PathBuf {

@@ -60,6 +60,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
             });
             checks.push(indexes(&ctx).await);
             checks.push(policy(&ctx).await);
+            checks.push(audit(&ctx).await);
             if let Err(e) = ctx.close().await {
                 checks.push(fail("postgresql-stop", e.to_string(), "stop the embedded cluster with pg_ctl"));
             }
@@ -80,6 +81,22 @@ async fn policy(ctx: &Sanctum) -> Check {
             "run `sanctum policy validate --version N` and activate a version that passes",
         ),
         Err(e) => fail("policy", e.to_string(), "report this as a bug"),
+    }
+}
+
+/// The audit log verifies: chain and signed checkpoints.
+async fn audit(ctx: &Sanctum) -> Check {
+    match crate::audit::review::verify(ctx, "sanctum").await {
+        Ok(v) if v.ok() => ok("audit", format!("{} records verify against {} signed checkpoints", v.records, v.checkpoints)),
+        Ok(v) => fail(
+            "audit",
+            match &v.broken {
+                Some((seq, why)) => format!("broken at record {seq}: {why}"),
+                None => format!("{} checkpoint line(s) not signed by this installation", v.bad_checkpoints.len()),
+            },
+            "the log or its checkpoints were altered: preserve the data directory and investigate (`sanctum audit verify`)",
+        ),
+        Err(e) => fail("audit", e.to_string(), "check the database and <data_dir>/audit"),
     }
 }
 

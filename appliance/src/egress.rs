@@ -15,6 +15,7 @@ use policies::{Content, Endpoint};
 
 use crate::config::EgressConfig;
 use crate::error::{Error, Result};
+use crate::audit::{Action, Auditor, Entry};
 use crate::policy::Policies;
 
 fn endpoint(url: &Url) -> Option<Endpoint> {
@@ -26,6 +27,9 @@ pub struct EgressClient {
     named: Vec<String>,
     policies: Arc<Policies>,
     http: reqwest::Client,
+    /// Where each decision is recorded (the appliance always sets it; tools without a
+    /// database do not).
+    audit: Option<(sqlx::PgPool, Arc<Auditor>)>,
 }
 
 impl EgressClient {
@@ -49,7 +53,14 @@ impl EgressClient {
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(EgressClient { named, policies, http })
+        Ok(EgressClient { named, policies, http, audit: None })
+    }
+
+    /// Records every decision in the audit log; a connection whose record cannot be
+    /// written is not opened.
+    pub fn audited(mut self, pool: sqlx::PgPool, auditor: Arc<Auditor>) -> EgressClient {
+        self.audit = Some((pool, auditor));
+        self
     }
 
     /// Refuses `url` unless the `egress` policy allows sending `content` there. `purpose`
@@ -68,7 +79,19 @@ impl EgressClient {
 
     /// POSTs `body` (which carries `content`) as JSON to `url` after the egress decision.
     pub async fn post_json(&self, url: &str, purpose: &str, content: &Content, bearer: Option<&str>, body: &serde_json::Value) -> Result<reqwest::Response> {
-        let parsed = self.check(url, purpose, content)?;
+        let checked = self.check(url, purpose, content);
+        if let Some((pool, auditor)) = &self.audit {
+            let origin = Url::parse(url).ok().and_then(|u| endpoint(&u)).map(|e| e.origin).unwrap_or_else(|| "(not a URL)".into());
+            let (decision, reason) = match &checked {
+                Ok(_) => ("allow", None),
+                Err(e) => ("deny", Some(e.to_string())),
+            };
+            let entry = Entry::new("sanctum", Action::Egress).object(origin).decision(decision).details(serde_json::json!({
+                "purpose": purpose, "labels": content.labels, "regions": content.regions, "reason": reason,
+            }));
+            auditor.record(pool, entry).await?;
+        }
+        let parsed = checked?;
         let mut request = self.http.post(parsed).json(body);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);

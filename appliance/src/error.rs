@@ -42,6 +42,10 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     Internal(String),
+    /// The audit log could not record an action (which therefore did not happen), or
+    /// does not verify.
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 impl Error {
@@ -65,6 +69,7 @@ impl Error {
             Error::PolicyInvalid(_) => "policy_invalid",
             Error::Forbidden(_) => "forbidden",
             Error::Internal(_) => "internal",
+            Error::Audit(_) => "audit_failed",
         }
     }
 

@@ -9,6 +9,7 @@
 //! Every operation is one service function taking a [`app::Sanctum`]; the CLI in
 //! `main.rs` only parses arguments, calls it, and prints.
 
+pub mod access;
 pub mod answer;
 pub mod app;
 pub mod audit;

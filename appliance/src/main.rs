@@ -13,7 +13,8 @@ use sanctum::db::jobs;
 use sanctum::error::{Error, Result};
 use sanctum::library::{self, Outcome};
 use sanctum::policy::admin::{self as policy_admin, Source};
-use sanctum::retrieve::{self, Mode, SearchRequest};
+use sanctum::access;
+use sanctum::retrieve::{Mode, SearchRequest};
 use sanctum::users::{self, UserFields};
 use sanctum::Sanctum;
 
@@ -50,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit log: verify, tail, query, export, checkpoint, purge.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// List ingest jobs.
     Jobs {
         #[arg(long)]
@@ -60,7 +66,10 @@ enum Command {
         json: bool,
     },
     /// Rebuild both indexes from PostgreSQL.
-    Reindex,
+    Reindex {
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
     /// Check PostgreSQL, models, the ONNX Runtime library, indexes and disk, and say what to fix.
     Doctor {
         #[arg(long)]
@@ -129,6 +138,9 @@ enum UserCommand {
         /// Succeed without change when the user already exists (for scripts).
         #[arg(long)]
         exist_ok: bool,
+        /// Who adds the user (audit): an existing user; without it, the console user.
+        #[arg(long = "by", value_name = "USER")]
+        by: Option<String>,
     },
     /// List users.
     List {
@@ -144,6 +156,9 @@ enum UserCommand {
         disable: bool,
         #[arg(long)]
         enable: bool,
+        /// Who changes the user (audit): an existing user; without it, the console user.
+        #[arg(long = "by", value_name = "USER")]
+        by: Option<String>,
     },
 }
 
@@ -215,6 +230,126 @@ enum PolicyCommand {
     },
 }
 
+/// Which audit records.
+#[derive(Args)]
+struct AuditFilterArgs {
+    #[arg(long)]
+    actor: Option<String>,
+    /// An action such as search, ask, document.submit, policy.activate.
+    #[arg(long)]
+    action: Option<String>,
+    /// allow, deny, redact, reject, duplicate, ok, fail.
+    #[arg(long)]
+    decision: Option<String>,
+    /// The object acted on (a document id, a user name, "version N").
+    #[arg(long)]
+    object: Option<String>,
+    /// From this time: RFC 3339, a date (2026-11-01), or an age (90m, 24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (same forms).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl AuditFilterArgs {
+    fn filter(self) -> Result<sanctum::audit::Filter> {
+        Ok(sanctum::audit::Filter {
+            actor: self.actor,
+            action: self.action.map(|a| a.parse().map_err(|e: String| Error::invalid("--action", e))).transpose()?,
+            decision: self.decision,
+            object: self.object,
+            since: self.since.map(|s| parse_time("--since", &s)).transpose()?,
+            until: self.until.map(|s| parse_time("--until", &s)).transpose()?,
+            ..Default::default()
+        })
+    }
+}
+
+/// RFC 3339, a date (midnight UTC), or an age before now (`90m`, `24h`, `7d`).
+fn parse_time(flag: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let minutes = match (n.parse::<i64>(), unit) {
+        (Ok(n), "m") => n,
+        (Ok(n), "h") => n * 60,
+        (Ok(n), "d") => n * 24 * 60,
+        _ => return Err(Error::invalid(flag, format!("{s:?} is not a time: give RFC 3339 (2026-11-01T08:00:00Z), a date (2026-11-01) or an age (90m, 24h, 7d)"))),
+    };
+    Ok(chrono::Utc::now() - chrono::Duration::minutes(minutes))
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and check it against the signed checkpoints; with --file,
+    /// verify an export offline (no database needed).
+    Verify {
+        /// An export (.jsonl or .csv) to verify instead of the live log.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// With --file: a checkpoints.jsonl to hold the export against.
+        #[arg(long, requires = "file")]
+        checkpoints: Option<PathBuf>,
+        /// With --checkpoints: the installation's public key (hex, from audit/signing.pub).
+        #[arg(long, requires = "checkpoints")]
+        key: Option<String>,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The latest records.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records matching filters, oldest first.
+    Query {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Records whose query, question or answer was exactly this text (matched by its
+        /// keyed hash, so it works when text is not stored).
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write records with their hashes to a new file, for verification elsewhere.
+    Export {
+        #[arg(long, value_enum, default_value_t = sanctum::audit::export::Format::Jsonl)]
+        format: sanctum::audit::export::Format,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Sign the current head into the checkpoint file now.
+    Checkpoint {
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Export and delete records older than audit.retention_days (keeps the chain verifiable).
+    Purge {
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum ModelsCommand {
     /// Check the installed model files against deploy/models.toml.
@@ -273,6 +408,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What the audit record adds to a search (p50, p99), the append alone, and verification speed.
+    Audit {
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Corpus documents ingested.
+        #[arg(long, default_value_t = 300)]
+        docs: usize,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Precision and recall of identifier (PHI/PII) detection on the labelled notes.
     Identifiers {
         #[arg(long)]
@@ -313,8 +460,28 @@ struct IngestArgs {
     /// Title (for a single document).
     #[arg(long)]
     title: Option<String>,
+    #[command(flatten)]
+    actor: ActorArgs,
     #[arg(long)]
     json: bool,
+}
+
+/// Who performs an administrative command (recorded in the audit log).
+#[derive(Args)]
+struct ActorArgs {
+    /// The user acting; without it, the operating-system user at the console.
+    #[arg(long = "as", value_name = "USER", env = "SANCTUM_USER")]
+    user: Option<String>,
+}
+
+impl ActorArgs {
+    /// The audit actor: a known, enabled user, or `console:<os user>`.
+    async fn actor(&self, ctx: &Sanctum) -> Result<String> {
+        match &self.user {
+            Some(name) => Ok(users::principal(ctx, name).await?.id),
+            None => Ok(format!("console:{}", std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))),
+        }
+    }
 }
 
 /// Who is asking, and why.
@@ -348,16 +515,10 @@ struct FilterArgs {
     exclude_labels: Vec<String>,
 }
 
-impl FilterArgs {
-    fn narrow(self, auth: policies::AuthorizedQuery) -> policies::AuthorizedQuery {
-        auth.narrow(self.groups.as_deref(), self.regions.as_deref(), &self.exclude_labels)
-    }
-}
-
-/// The authorized query of the principal named in `who`, narrowed by `filter`.
-async fn authorize(ctx: &Sanctum, who: &PrincipalArgs, filter: FilterArgs, what: &str) -> Result<policies::AuthorizedQuery> {
-    let auth = ctx.authorize_user(who.user(what)?, who.purpose.as_deref()).await?;
-    Ok(filter.narrow(auth))
+/// The caller named in `who`, narrowed by `filter`.
+fn caller(who: &PrincipalArgs, filter: FilterArgs, what: &str) -> Result<access::Caller> {
+    let narrowing = access::Narrowing { groups: filter.groups, regions: filter.regions, exclude_labels: filter.exclude_labels };
+    Ok(access::Caller::cli(who.user(what)?, who.purpose.as_deref(), narrowing))
 }
 
 #[derive(Args)]
@@ -465,10 +626,14 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reindex => {
+        Command::Audit { command } => audit(config, command).await,
+        Command::Reindex { actor } => {
             let ctx = Sanctum::open(config).await?;
             let bar = indicatif::ProgressBar::new_spinner();
-            let report = library::reindex(&ctx, &|n| bar.set_message(format!("{n} chunks"))).await;
+            let report = match actor.actor(&ctx).await {
+                Ok(actor) => library::reindex(&ctx, &actor, &|n| bar.set_message(format!("{n} chunks"))).await,
+                Err(e) => Err(e),
+            };
             bar.finish_and_clear();
             ctx.close().await?;
             let report = report?;
@@ -512,6 +677,9 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                 }
                 BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
+                BenchCommand::Audit { dataset, docs, rounds, json } => {
+                    (bench::audit::run(&config, &bench::audit::Options { dataset, docs, rounds }, &log).await?, json)
+                }
                 BenchCommand::Scale { chunks, dataset, base_docs, rounds, data_dir, json } => {
                     let opts = bench::scale::Options { dataset, chunks, base_docs, data_dir, rounds };
                     (bench::scale::run(&config, &opts, &log).await?, json)
@@ -559,14 +727,17 @@ async fn ingest(config: Config, args: IngestArgs) -> Result<ExitCode> {
         collect(p, &mut files, &mut outcomes);
     }
     let ctx = Sanctum::open(config).await?;
-    let result = ingest_in(&ctx, &files, &meta, &mut outcomes, args.json).await;
+    let result = match args.actor.actor(&ctx).await {
+        Ok(uploader) => ingest_in(&ctx, &uploader, &files, &meta, &mut outcomes, args.json).await,
+        Err(e) => Err(e),
+    };
     ctx.close().await?;
     result
 }
 
-async fn ingest_in(ctx: &Sanctum, files: &[PathBuf], meta: &DocumentMeta, outcomes: &mut Vec<Outcome>, json: bool) -> Result<ExitCode> {
+async fn ingest_in(ctx: &Sanctum, uploader: &str, files: &[PathBuf], meta: &DocumentMeta, outcomes: &mut Vec<Outcome>, json: bool) -> Result<ExitCode> {
     for f in files {
-        outcomes.extend(library::submit_path(ctx, f, meta).await?);
+        outcomes.extend(library::submit_path(ctx, uploader, f, meta).await?);
     }
     let pending = jobs::pending(ctx.pool()).await?;
     let bar = indicatif::ProgressBar::new(pending as u64);
@@ -636,9 +807,8 @@ async fn search(config: Config, args: SearchArgs) -> Result<ExitCode> {
     let ctx = Sanctum::open(config).await?;
     let request = SearchRequest { query: args.query, k, mode: args.mode };
     let result = async {
-        let auth = authorize(&ctx, &args.principal, args.filter, "search").await?;
-        let engine = ctx.engine().await?;
-        retrieve::search(&engine.retriever, ctx.pool(), &auth, &request).await
+        let caller = caller(&args.principal, args.filter, "search")?;
+        access::search(&ctx, &caller, &request).await
     }
     .await;
     ctx.close().await?;
@@ -678,8 +848,8 @@ async fn ask(config: Config, args: AskArgs) -> Result<ExitCode> {
         }
     };
     let result = async {
-        let auth = authorize(&ctx, &args.principal, args.filter, "ask").await?;
-        sanctum::answer::ask(&ctx, &auth, &request, &mut sink).await
+        let caller = caller(&args.principal, args.filter, "ask")?;
+        access::ask(&ctx, &caller, &request, &mut sink).await
     }
     .await;
     ctx.close().await?;
@@ -735,13 +905,17 @@ async fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
     let ctx = Sanctum::open(config).await?;
     let result = async {
         match command {
-            UserCommand::Add { name, fields, service, exist_ok } => match users::get(&ctx, &name).await {
+            UserCommand::Add { name, fields, service, exist_ok, by } => match users::get(&ctx, &name).await {
                 Ok(existing) if exist_ok => print_user(&existing),
-                _ => print_user(&users::add(&ctx, &name, service, &fields.fields(None)).await?),
+                _ => {
+                    let actor = ActorArgs { user: by }.actor(&ctx).await?;
+                    print_user(&users::add(&ctx, &actor, &name, service, &fields.fields(None)).await?)
+                }
             },
-            UserCommand::Set { name, fields, disable, enable } => {
+            UserCommand::Set { name, fields, disable, enable, by } => {
                 let disabled = if disable { Some(true) } else if enable { Some(false) } else { None };
-                print_user(&users::set(&ctx, &name, &fields.fields(disabled)).await?)
+                let actor = ActorArgs { user: by }.actor(&ctx).await?;
+                print_user(&users::set(&ctx, &actor, &name, &fields.fields(disabled)).await?)
             }
             UserCommand::List { json } => {
                 let list = users::list(&ctx).await?;
@@ -842,6 +1016,123 @@ async fn policy(config: Config, command: PolicyCommand) -> Result<ExitCode> {
                             println!("# ==== {name} (version {v})\n{content}");
                         }
                     }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+    .await;
+    ctx.close().await?;
+    result
+}
+
+fn print_record(r: &sanctum::audit::Record) {
+    let object = r.object.as_deref().map(|o| format!(" {o}")).unwrap_or_default();
+    let decision = r.decision.as_deref().unwrap_or("-");
+    println!("{:>8}  {}  {:<20} {:<17} {:<9}{object}", r.seq, r.at.format("%Y-%m-%d %H:%M:%S%.3f"), r.actor, r.action, decision);
+}
+
+fn print_verification(v: &sanctum::audit::Verification) {
+    let span = match v.first_seq {
+        Some(first) if first > 1 => format!("records {first}-{} (earlier ones purged)", v.head_seq),
+        Some(_) => format!("records 1-{}", v.head_seq),
+        None => "no records".into(),
+    };
+    println!("{} records ({span}); head {}", v.records, v.head);
+    if let Some(key) = &v.key {
+        println!("{} signed checkpoints checked with key {key}", v.checkpoints);
+    }
+    for b in &v.bad_checkpoints {
+        println!("BAD CHECKPOINT line {}: {}", b.line, b.problem);
+    }
+    match &v.broken {
+        Some((seq, why)) => println!("BROKEN at record {seq}: {why}"),
+        None if v.ok() => println!("intact: every record matches its hash, its predecessor and the signed checkpoints"),
+        None => println!("the records chain, but the checkpoint file has lines this installation did not sign"),
+    }
+}
+
+async fn audit(config: Config, command: AuditCommand) -> Result<ExitCode> {
+    use sanctum::audit::{self, review};
+    // offline verification of an export needs no database
+    if let AuditCommand::Verify { file: Some(file), checkpoints, key, json, .. } = &command {
+        let markers = match checkpoints {
+            Some(path) => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let key = match key {
+                    Some(k) => k.clone(),
+                    None => std::fs::read_to_string(audit::keys::public_key_path(dir)).map(|s| s.trim().to_string()).map_err(|e| {
+                        Error::invalid("--key", format!("give the installation's public key (signing.pub next to the checkpoints could not be read: {e})"))
+                    })?,
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                let mut markers = Vec::new();
+                for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    let c: audit::checkpoint::Checkpoint = serde_json::from_str(line).map_err(|e| Error::invalid(&path.display().to_string(), format!("line {}: {e}", i + 1)))?;
+                    c.check(&key).map_err(|e| Error::invalid(&path.display().to_string(), format!("line {}: {e}", i + 1)))?;
+                    markers.push(c);
+                }
+                markers
+            }
+            None => Vec::new(),
+        };
+        let v = audit::export::verify_file(file, &markers)?;
+        if *json {
+            print_json(&v)?;
+        } else {
+            print_verification(&v);
+        }
+        return Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    let ctx = Sanctum::open(config).await?;
+    let result = async {
+        match command {
+            AuditCommand::Verify { actor, json, .. } => {
+                let v = review::verify(&ctx, &actor.actor(&ctx).await?).await?;
+                if json {
+                    print_json(&v)?;
+                } else {
+                    print_verification(&v);
+                }
+                Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            AuditCommand::Tail { lines, actor, json } => {
+                let filter = audit::Filter { limit: Some(lines), newest_first: true, ..Default::default() };
+                let rows = review::query(&ctx, &actor.actor(&ctx).await?, &filter, None).await?;
+                if json {
+                    rows.iter().try_for_each(print_json)?;
+                } else {
+                    rows.iter().for_each(print_record);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Query { filter, text, limit, actor, json } => {
+                let filter = audit::Filter { limit: Some(limit), ..filter.filter()? };
+                let rows = review::query(&ctx, &actor.actor(&ctx).await?, &filter, text.as_deref()).await?;
+                if json {
+                    rows.iter().try_for_each(print_json)?;
+                } else {
+                    if rows.is_empty() {
+                        println!("no records match");
+                    }
+                    rows.iter().for_each(print_record);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Export { format, out, filter, actor } => {
+                let e = review::export(&ctx, &actor.actor(&ctx).await?, &filter.filter()?, format, &out).await?;
+                println!("exported {} records to {} ({}; sha256 {})", e.records, out.display(), format.as_str(), e.sha256);
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Checkpoint { actor } => {
+                let c = ctx.auditor.checkpoint_now(ctx.pool(), &actor.actor(&ctx).await?).await?;
+                println!("signed record {} ({}) into {}", c.seq, c.hash, audit::checkpoint::path(ctx.auditor.dir()).display());
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Purge { actor } => {
+                match audit::retention::purge(&ctx, &actor.actor(&ctx).await?, chrono::Utc::now()).await? {
+                    Some(p) => println!("purged records {}-{} ({} records), exported first to {} (sha256 {})", p.first, p.through, p.count, p.archive.display(), p.archive_sha256),
+                    None => println!("no record is older than {} days", ctx.config.audit.retention_days),
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -6,6 +6,7 @@ use policies::Principal;
 use serde::Serialize;
 
 use crate::app::Sanctum;
+use crate::audit::{self, Action, Entry};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -91,8 +92,13 @@ macro_rules! with_columns {
     };
 }
 
-/// Adds a user (`service`: an API client rather than a person).
-pub async fn add(ctx: &Sanctum, name: &str, service: bool, fields: &UserFields) -> Result<User> {
+/// The fields of `user` an audit record shows before and after a change.
+fn audit_view(user: &User) -> serde_json::Value {
+    serde_json::json!({ "kind": user.kind, "roles": user.roles, "region": user.region, "groups": user.groups, "disabled": user.disabled })
+}
+
+/// Adds a user (`service`: an API client rather than a person); `actor` is who adds it.
+pub async fn add(ctx: &Sanctum, actor: &str, name: &str, service: bool, fields: &UserFields) -> Result<User> {
     let name = name.trim().to_ascii_lowercase();
     if !valid_token(&name) {
         return Err(Error::invalid("name", format!("{name:?} is not a valid user name (lowercase letters, digits, '-', '_', '.', '@'; at most 64)")));
@@ -105,6 +111,7 @@ pub async fn add(ctx: &Sanctum, name: &str, service: bool, fields: &UserFields) 
          ON CONFLICT (name) DO NOTHING RETURNING ",
         ""
     );
+    let mut tx = ctx.pool().begin().await?;
     let row: Option<User> = sqlx::query_as(sql)
         .bind(&name)
         .bind(if service { "service" } else { "user" })
@@ -112,9 +119,14 @@ pub async fn add(ctx: &Sanctum, name: &str, service: bool, fields: &UserFields) 
         .bind(&region)
         .bind(&groups)
         .bind(fields.disabled.unwrap_or(false))
-        .fetch_optional(ctx.pool())
+        .fetch_optional(&mut *tx)
         .await?;
-    row.ok_or_else(|| Error::invalid("name", format!("user {name:?} already exists; change it with `sanctum user set`")))
+    let user = row.ok_or_else(|| Error::invalid("name", format!("user {name:?} already exists; change it with `sanctum user set`")))?;
+    let entry = Entry::new(actor, Action::UserAdd).object(&user.name).decision("ok").details(serde_json::json!({ "before": null, "after": audit_view(&user) }));
+    let record = audit::append(&mut tx, &entry).await?;
+    tx.commit().await?;
+    ctx.auditor.committed(ctx.pool(), &record).await;
+    Ok(user)
 }
 
 pub async fn list(ctx: &Sanctum) -> Result<Vec<User>> {
@@ -130,9 +142,10 @@ pub async fn get(ctx: &Sanctum, name: &str) -> Result<User> {
     row.ok_or_else(|| Error::NotFound { what: "user", id: name })
 }
 
-/// Changes a user's roles, region, groups or disabled flag.
-pub async fn set(ctx: &Sanctum, name: &str, fields: &UserFields) -> Result<User> {
+/// Changes a user's roles, region, groups or disabled flag; `actor` is who changes it.
+pub async fn set(ctx: &Sanctum, actor: &str, name: &str, fields: &UserFields) -> Result<User> {
     let mut user = get(ctx, name).await?;
+    let before = audit_view(&user);
     if let Some(roles) = &fields.roles {
         user.roles = check_roles(ctx, roles)?;
     }
@@ -146,14 +159,20 @@ pub async fn set(ctx: &Sanctum, name: &str, fields: &UserFields) -> Result<User>
         user.disabled = d;
     }
     let sql = with_columns!("UPDATE users SET roles = $2, region = $3, groups = $4, disabled = $5, updated_at = now() WHERE name = $1 RETURNING ", "");
-    Ok(sqlx::query_as(sql)
+    let mut tx = ctx.pool().begin().await?;
+    let user: User = sqlx::query_as(sql)
         .bind(&user.name)
         .bind(&user.roles)
         .bind(&user.region)
         .bind(&user.groups)
         .bind(user.disabled)
-        .fetch_one(ctx.pool())
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+    let entry = Entry::new(actor, Action::UserChange).object(&user.name).decision("ok").details(serde_json::json!({ "before": before, "after": audit_view(&user) }));
+    let record = audit::append(&mut tx, &entry).await?;
+    tx.commit().await?;
+    ctx.auditor.committed(ctx.pool(), &record).await;
+    Ok(user)
 }
 
 /// The principal a request runs as; a disabled user is refused.

@@ -7,9 +7,10 @@ mod support;
 use std::process::Command;
 
 use ingest::DocumentMeta;
-use sanctum::answer::{AskRequest, ask};
+use sanctum::access::{self, Caller, Narrowing};
+use sanctum::answer::AskRequest;
 use sanctum::library;
-use policies::{AuthorizedQuery, Principal};
+use sanctum::users::{self, UserFields};
 use sanctum::Sanctum;
 
 const SMOLLM2: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -19,7 +20,7 @@ async fn ingest_demo(ctx: &Sanctum) {
     for e in std::fs::read_dir(support::demo_dir()).unwrap() {
         let p = e.unwrap().path();
         if !p.to_string_lossy().contains(".meta.") {
-            library::submit_path(ctx, &p, &DocumentMeta::default()).await.unwrap();
+            library::submit_path(ctx, "tester", &p, &DocumentMeta::default()).await.unwrap();
         }
     }
     let report = library::run_until_idle(ctx, &|_| {}).await.unwrap();
@@ -31,9 +32,12 @@ fn request(q: &str) -> AskRequest {
 }
 
 /// A privacy officer asking for operations (sees everything in the demo corpus).
-async fn officer(ctx: &Sanctum) -> AuthorizedQuery {
-    let p = Principal { id: "officer".into(), roles: vec!["privacy_officer".into()], region: Some("us".into()), groups: vec![] };
-    ctx.authorize(&p, Some("operations")).await.unwrap()
+async fn officer(ctx: &Sanctum) -> Caller {
+    if users::get(ctx, "officer").await.is_err() {
+        let fields = UserFields { roles: Some(vec!["privacy_officer".into()]), region: Some(Some("us".into())), ..Default::default() };
+        users::add(ctx, "tester", "officer", false, &fields).await.unwrap();
+    }
+    Caller::cli("officer", Some("operations"), Narrowing::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,13 +49,13 @@ async fn no_evidence_is_said_without_loading_or_calling_the_model() {
     let ctx = Sanctum::open(config).await.unwrap();
     ingest_demo(&ctx).await;
     let mut streamed = String::new();
-    let a = ask(&ctx, &officer(&ctx).await, &request("What is the melting point of tungsten in kelvin?"), &mut |t: &str| streamed.push_str(t)).await.unwrap();
+    let a = access::ask(&ctx, &officer(&ctx).await, &request("What is the melting point of tungsten in kelvin?"), &mut |t: &str| streamed.push_str(t)).await.unwrap();
     assert!(a.no_evidence, "{a:?}");
     assert!(a.text.starts_with("The documents do not say"), "{}", a.text);
     assert!(a.model.is_none() && a.generation.is_none() && a.sources.is_empty());
     assert!(streamed.is_empty(), "nothing was generated");
     // a question the documents do answer needs the model, and the missing one is named
-    let err = ask(&ctx, &officer(&ctx).await, &request(QUESTION), &mut |_: &str| {}).await.err().expect("the model is missing");
+    let err = access::ask(&ctx, &officer(&ctx).await, &request(QUESTION), &mut |_: &str| {}).await.err().expect("the model is missing");
     assert!(err.to_string().contains("absent/none.gguf"), "{err}");
     ctx.close().await.unwrap();
 }
@@ -65,7 +69,7 @@ async fn ask_streams_a_checked_answer_and_records_the_model() {
     let ctx = Sanctum::open(config).await.unwrap();
     ingest_demo(&ctx).await;
     let mut streamed = String::new();
-    let a = ask(&ctx, &officer(&ctx).await, &request(QUESTION), &mut |t: &str| streamed.push_str(t)).await.unwrap();
+    let a = access::ask(&ctx, &officer(&ctx).await, &request(QUESTION), &mut |t: &str| streamed.push_str(t)).await.unwrap();
     assert!(!a.no_evidence);
     assert_eq!(streamed, a.text, "the answer was streamed whole");
     let model = a.model.as_ref().unwrap();

@@ -42,6 +42,7 @@ fn ingest_reports_each_file_and_search_finds_the_rest() {
     support::write(&src, "fire.md.meta.toml", "groups = [\"facilities\"]\n");
     std::os::unix::fs::symlink(tmp.path().join("missing.txt"), src.join("dangling.txt")).unwrap();
 
+    add_tester(&config);
     let out = sanctum(&config, &["ingest", src.to_str().unwrap()]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "partial failure exits 1: {t}");
@@ -49,7 +50,6 @@ fn ingest_reports_each_file_and_search_finds_the_rest() {
     assert!(t.contains("notes.xyz: unsupported file type .xyz"), "{t}");
     assert!(t.contains("dangling.txt: cannot read"), "{t}");
 
-    add_tester(&config);
     let out = sanctum(&config, &["search", "what to do with lifts when the fire alarm sounds", "--k", "1", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -125,6 +125,7 @@ async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
     assert!(unfinished > 0, "the kill came too late to test anything");
 
     // Restart: pending jobs are finished, the left-over cluster is adopted.
+    add_tester(&config);
     let out = sanctum(&config, &["ingest"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
@@ -143,7 +144,6 @@ async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
     assert_eq!(idx["detail"], format!("chunks: {N} in PostgreSQL, {N} in the keyword index, {N} in the vector index"));
 
     // And every memo is findable.
-    add_tester(&config);
     let out = sanctum(&config, &["search", "duty manager extension 4042", "--k", "1", "--json", "--mode", "bm25"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["passages"][0]["document_name"], "memo-042.txt", "{v}");
@@ -302,4 +302,59 @@ fn users_and_policies_from_the_command_line() {
     assert!(ok(&["policy", "activate", dir.join("hipaa.rego").to_str().unwrap(), "--comment", "clearer reason"]).contains("version 2 is active"));
     let t = ok(&["policy", "history"]);
     assert!(t.contains("activate") && t.contains("tester") && t.contains("clearer reason") && t.contains("seed"), "{t}");
+}
+
+#[test]
+fn audit_from_the_command_line() {
+    let tmp = support::tempdir();
+    let config = support::write_config(tmp.path(), "");
+    let run = |args: &[&str]| {
+        let out = sanctum(&config, args);
+        (out.status.code(), text(&out))
+    };
+    add_tester(&config);
+    let src = support::write(tmp.path(), "fire.md", "# Fire safety\n\nFire doors must be kept closed at all times.");
+    assert_eq!(run(&["ingest", src.to_str().unwrap()]).0, Some(0));
+    assert_eq!(run(&["search", "fire doors", "--k", "1"]).0, Some(0));
+    let (code, t) = run(&["audit", "tail", "-n", "50"]);
+    assert_eq!(code, Some(0), "{t}");
+    for action in ["policy.seed", "config.change", "user.add", "document.submit", "document.index", "search"] {
+        assert!(t.contains(action), "no {action} in {t}");
+    }
+    assert!(t.contains("tester"), "the actor is named: {t}");
+    let (code, t) = run(&["audit", "query", "--action", "search", "--text", "fire doors", "--json"]);
+    assert_eq!(code, Some(0), "{t}");
+    assert_eq!(t.lines().filter(|l| l.contains("\"action\":\"search\"")).count(), 1, "{t}");
+    let (code, t) = run(&["audit", "query", "--since", "yesterday"]);
+    assert_eq!(code, Some(1));
+    assert!(t.contains("--since") && t.contains("yesterday"), "{t}");
+
+    let (code, t) = run(&["audit", "verify"]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("intact"), "{t}");
+    let export = tmp.path().join("audit.jsonl");
+    let (code, t) = run(&["audit", "export", "--format", "jsonl", "--out", export.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{t}");
+    let checkpoints = tmp.path().join("data/audit/checkpoints.jsonl");
+    let (code, t) = run(&["audit", "verify", "--file", export.to_str().unwrap(), "--checkpoints", checkpoints.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("intact"), "{t}");
+
+    // the export altered: a record's actor changed
+    let lines: Vec<String> = std::fs::read_to_string(&export).unwrap().lines().map(str::to_string).collect();
+    let mut altered = lines.clone();
+    let mut record: serde_json::Value = serde_json::from_str(&altered[3]).unwrap();
+    record["actor"] = "someone-else".into();
+    altered[3] = record.to_string();
+    std::fs::write(&export, altered.join("\n")).unwrap();
+    let (code, t) = run(&["audit", "verify", "--file", export.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains(&format!("BROKEN at record {}", record["seq"])) && t.contains("modified"), "{t}");
+    // and two records swapped
+    let mut swapped = lines.clone();
+    swapped.swap(4, 5);
+    std::fs::write(&export, swapped.join("\n")).unwrap();
+    let (code, t) = run(&["audit", "verify", "--file", export.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("BROKEN at record"), "{t}");
 }

@@ -49,7 +49,7 @@ async fn every_format_is_ingested_and_found() {
     ];
     let mut outcomes = Vec::new();
     for f in files.iter().chain(std::fs::read_dir(support::demo_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| !p.to_string_lossy().contains(".meta.")).collect::<Vec<_>>().iter()) {
-        outcomes.extend(library::submit_path(&ctx, f, &DocumentMeta::default()).await.unwrap());
+        outcomes.extend(library::submit_path(&ctx, "tester", f, &DocumentMeta::default()).await.unwrap());
     }
     assert_eq!(accepted(&outcomes), 9, "{outcomes:#?}");
     let report = library::run_until_idle(&ctx, &|_| {}).await.unwrap();
@@ -89,9 +89,9 @@ async fn every_format_is_ingested_and_found() {
     }
 
     // The same content again is a no-op, under any name.
-    let again = library::submit_path(&ctx, &files[0], &DocumentMeta::default()).await.unwrap();
+    let again = library::submit_path(&ctx, "tester", &files[0], &DocumentMeta::default()).await.unwrap();
     assert!(matches!(again[0], Outcome::Duplicate { .. }), "{again:?}");
-    let renamed = library::submit_bytes(&ctx, "copy.pdf", &std::fs::read(&files[0]).unwrap(), &DocumentMeta::default()).await.unwrap();
+    let renamed = library::submit_bytes(&ctx, "tester", "copy.pdf", &std::fs::read(&files[0]).unwrap(), &DocumentMeta::default()).await.unwrap();
     assert!(matches!(renamed[0], Outcome::Duplicate { .. }), "{renamed:?}");
     let docs: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(ctx.pool()).await.unwrap();
     assert_eq!(docs, 9);
@@ -103,7 +103,7 @@ async fn every_format_is_ingested_and_found() {
     engine.keyword.clear().unwrap();
     engine.vector.clear().unwrap();
     assert_eq!((engine.keyword.count().unwrap(), engine.vector.count().unwrap()), (0, 0));
-    let r = library::reindex(&ctx, &|_| {}).await.unwrap();
+    let r = library::reindex(&ctx, "tester", &|_| {}).await.unwrap();
     assert_eq!(r.chunks, chunks);
     assert_eq!((engine.keyword.count().unwrap(), engine.vector.count().unwrap()), (chunks, chunks));
     let after: Vec<_> = search(&ctx, "visitors intensive care", 5, Mode::Hybrid).await.into_iter().map(|p| p.chunk_id).collect();
@@ -124,7 +124,7 @@ async fn filters_are_pushed_into_both_indexes() {
         ("masked.txt", meta(&[], Some("global"), &["phi", "redactable"])),
     ];
     for (name, m) in &docs {
-        let o = library::submit_bytes(&ctx, name, text(name).as_bytes(), m).await.unwrap();
+        let o = library::submit_bytes(&ctx, "tester", name, text(name).as_bytes(), m).await.unwrap();
         assert_eq!(accepted(&o), 1);
     }
     library::run_until_idle(&ctx, &|_| {}).await.unwrap();
@@ -203,9 +203,9 @@ async fn bad_input_gets_clear_errors_and_the_rest_is_ingested() {
     ];
     let mut outcomes = Vec::new();
     for (f, _) in &files {
-        outcomes.extend(library::submit_path(&ctx, f, &DocumentMeta::default()).await.unwrap());
+        outcomes.extend(library::submit_path(&ctx, "tester", f, &DocumentMeta::default()).await.unwrap());
     }
-    outcomes.extend(library::submit_bytes(&ctx, "../../etc/passwd.txt", b"root:x:0:0", &DocumentMeta::default()).await.unwrap());
+    outcomes.extend(library::submit_bytes(&ctx, "tester", "../../etc/passwd.txt", b"root:x:0:0", &DocumentMeta::default()).await.unwrap());
     library::run_until_idle(&ctx, &|_| {}).await.unwrap();
 
     // Collect each document's final reason: rejected at submit, or its failed job.

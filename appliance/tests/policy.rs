@@ -170,7 +170,7 @@ async fn random_principals_never_get_a_forbidden_passage() {
             region: rng.pick(&[None, Some("us"), Some("global")]).map(str::to_string),
             labels: labels.iter().map(|s| s.to_string()).collect(),
         };
-        let o = library::submit_bytes(&ctx, &format!("note-{i}.txt"), text.as_bytes(), &meta).await.unwrap();
+        let o = library::submit_bytes(&ctx, "tester", &format!("note-{i}.txt"), text.as_bytes(), &meta).await.unwrap();
         assert!(matches!(o[0], Outcome::Accepted { .. }), "{o:?}");
     }
     let report = library::run_until_idle(&ctx, &|_| {}).await.unwrap();
@@ -229,7 +229,7 @@ async fn random_principals_never_get_a_forbidden_passage() {
         // the passages handed to generation (every fifth trial: they come from the same search)
         if trial % 5 == 0 {
             let ask_request = AskRequest { question: queries[q].into(), passages: Some(6), max_tokens: None };
-            let (evidence, _) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &ask_request).await.unwrap();
+            let (evidence, _, _) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &ask_request).await.unwrap();
             generation += check("generation", &p, purpose, &evidence, &docs, &detector).0;
         }
     }
@@ -243,7 +243,7 @@ async fn residency_refuses_a_document_this_appliance_may_not_hold() {
     let tmp = support::tempdir();
     let ctx = Sanctum::open(support::config(tmp.path())).await.unwrap();
     let eu = DocumentMeta { region: Some("eu".into()), ..Default::default() };
-    let o = library::submit_bytes(&ctx, "eu-note.txt", b"A note held under EU rules.", &eu).await.unwrap();
+    let o = library::submit_bytes(&ctx, "tester", "eu-note.txt", b"A note held under EU rules.", &eu).await.unwrap();
     match &o[0] {
         Outcome::Rejected { reason, .. } => {
             assert!(reason.contains("refused by policy (ingest)"), "{reason}");
@@ -252,7 +252,7 @@ async fn residency_refuses_a_document_this_appliance_may_not_hold() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     let unknown = DocumentMeta { region: Some("atlantis".into()), ..Default::default() };
-    let o = library::submit_bytes(&ctx, "x.txt", b"Somewhere else.", &unknown).await.unwrap();
+    let o = library::submit_bytes(&ctx, "tester", "x.txt", b"Somewhere else.", &unknown).await.unwrap();
     assert!(matches!(&o[0], Outcome::Rejected { reason, .. } if reason.contains("no residency rule")), "{o:?}");
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(ctx.pool()).await.unwrap();
     assert_eq!(stored, 0, "nothing refused was stored");
@@ -292,7 +292,7 @@ async fn policies_are_validated_versioned_activated_and_rolled_back() {
 
     // a good edit: a new region this appliance may hold
     let au = DocumentMeta { region: Some("au".into()), ..Default::default() };
-    let o = library::submit_bytes(&ctx, "au.txt", b"An Australian note.", &au).await.unwrap();
+    let o = library::submit_bytes(&ctx, "tester", "au.txt", b"An Australian note.", &au).await.unwrap();
     assert!(matches!(o[0], Outcome::Rejected { .. }));
     let widened = data.replacen("\"regions\": {", "\"regions\": {\n        \"au\": { \"hold_in\": [\"us\"], \"serve_to\": [\"au\"], \"egress\": false },", 1);
     std::fs::write(dir.join("data.json"), &widened).unwrap();
@@ -307,7 +307,7 @@ async fn policies_are_validated_versioned_activated_and_rolled_back() {
     assert_eq!((a.version, a.previous), (2, 1));
     assert_eq!(in_flight.engine().version(), Some(1));
     assert_eq!(ctx.authorize(&analyst, None).await.unwrap().engine().version(), Some(2));
-    let o = library::submit_bytes(&ctx, "au.txt", b"An Australian note.", &au).await.unwrap();
+    let o = library::submit_bytes(&ctx, "tester", "au.txt", b"An Australian note.", &au).await.unwrap();
     assert!(matches!(o[0], Outcome::Accepted { .. }), "{o:?}");
 
     // another process (its own handle on the same database) picks the activation up
@@ -315,10 +315,42 @@ async fn policies_are_validated_versioned_activated_and_rolled_back() {
     assert_eq!(other_process.current(ctx.pool()).await.unwrap().version, 2);
     let rollback = admin::rollback(&ctx, &officer).await.unwrap();
     assert_eq!((rollback.version, rollback.previous), (1, 2));
-    let o = library::submit_bytes(&ctx, "au2.txt", b"Another Australian note.", &au).await.unwrap();
+    let o = library::submit_bytes(&ctx, "tester", "au2.txt", b"Another Australian note.", &au).await.unwrap();
     assert!(matches!(o[0], Outcome::Rejected { .. }), "{o:?}");
     let history = admin::history(&ctx, 10).await.unwrap();
     let actions: Vec<(&str, i64, &str)> = history.iter().map(|h| (h.action.as_str(), h.version, h.actor.as_str())).collect();
     assert_eq!(actions, vec![("rollback", 1, "po"), ("activate", 2, "po"), ("seed", 1, "sanctum")]);
+    ctx.close().await.unwrap();
+}
+
+/// `policy.engine = "wasm"`: the bundle is loaded at start, and a start without one, or
+/// with a build that cannot run one, stops with the cause named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wasm_engine_is_configured_or_the_start_refused() {
+    use sanctum::config::PolicyBackend;
+    let tmp = support::tempdir();
+    // without a bundle the configuration itself is refused
+    let mut config = support::config(&tmp.path().join("data"));
+    config.policy.engine = PolicyBackend::Wasm;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("policy.wasm_bundle"), "{err}");
+    // a bundle that is not there
+    let bundle = tmp.path().join("missing-policy.tar.gz");
+    config.policy.wasm_bundle = Some(bundle.clone());
+    config.validate().unwrap();
+    let err = Sanctum::open(config.clone()).await.err().expect("the start is refused").to_string();
+    if cfg!(feature = "opa-wasm") {
+        assert!(err.contains("policy.wasm_bundle") && err.contains(bundle.to_str().unwrap()), "{err}");
+        // a file that is not an OPA bundle
+        std::fs::write(&bundle, b"not a bundle").unwrap();
+        let err = Sanctum::open(config.clone()).await.err().expect("the start is refused").to_string();
+        assert!(err.contains("missing-policy.tar.gz"), "{err}");
+    } else {
+        assert!(err.contains("opa-wasm feature"), "{err}");
+    }
+    // the bytecode engine starts on the same data directory
+    config.policy.engine = PolicyBackend::Bytecode;
+    let ctx = Sanctum::open(config).await.unwrap();
+    assert_eq!(ctx.policies.engine().backend(), "bytecode");
     ctx.close().await.unwrap();
 }

@@ -35,9 +35,12 @@ async fn embedded_cluster_starts_private_and_stops() {
     let ctx = Sanctum::open(support::config(tmp.path())).await.unwrap();
     assert!(ctx.db.is_embedded());
     assert!(tables(&ctx).await.contains(&"ingest_jobs".to_string()));
-    let listen: String = sqlx::query_scalar("SHOW listen_addresses").fetch_one(ctx.pool()).await.unwrap();
+    // server settings are for the owner to read, not the application role
+    let mut owner = ctx.db.owner_connection().await.unwrap();
+    let listen: String = sqlx::query_scalar("SHOW listen_addresses").fetch_one(&mut owner).await.unwrap();
     assert_eq!(listen, "", "the embedded cluster must not listen on TCP");
-    let sockets: String = sqlx::query_scalar("SHOW unix_socket_directories").fetch_one(ctx.pool()).await.unwrap();
+    let sockets: String = sqlx::query_scalar("SHOW unix_socket_directories").fetch_one(&mut owner).await.unwrap();
+    sqlx::Connection::close(owner).await.unwrap();
     assert!(sockets.starts_with(tmp.path().to_str().unwrap()), "{sockets}");
     assert!(tmp.path().join("postgres/run/.s.PGSQL.5432").exists());
     let pid = postmaster_pid(tmp.path()).unwrap();
@@ -55,8 +58,12 @@ async fn embedded_cluster_starts_private_and_stops() {
 async fn stale_lock_and_crashed_cluster_do_not_prevent_start() {
     let tmp = support::tempdir();
     let ctx = Sanctum::open(support::config(tmp.path())).await.unwrap();
-    sqlx::query("CREATE TABLE marker (x int)").execute(ctx.pool()).await.unwrap();
-    sqlx::query("INSERT INTO marker VALUES (42)").execute(ctx.pool()).await.unwrap();
+    // the application role may not create tables: the owner does
+    assert!(sqlx::query("CREATE TABLE marker (x int)").execute(ctx.pool()).await.is_err());
+    let mut owner = ctx.db.owner_connection().await.unwrap();
+    sqlx::query("CREATE TABLE marker (x int)").execute(&mut owner).await.unwrap();
+    sqlx::query("INSERT INTO marker VALUES (42)").execute(&mut owner).await.unwrap();
+    sqlx::Connection::close(owner).await.unwrap();
     ctx.close().await.unwrap();
 
     // A stale postmaster.pid naming a live process that is not postgres (a reused PID).
@@ -112,7 +119,7 @@ async fn external_database_url_is_used_and_migrated() {
     let ctx = Sanctum::open(config).await.unwrap();
     assert!(!ctx.db.is_embedded());
     assert!(!tmp.path().join("postgres").exists(), "no embedded cluster when database_url is set");
-    let outcomes = sanctum::library::submit_bytes(&ctx, "note.txt", b"The pharmacy closes at nine.", &Default::default()).await.unwrap();
+    let outcomes = sanctum::library::submit_bytes(&ctx, "tester", "note.txt", b"The pharmacy closes at nine.", &Default::default()).await.unwrap();
     assert!(matches!(outcomes[0], sanctum::library::Outcome::Accepted { .. }));
     let report = sanctum::library::run_until_idle(&ctx, &|_| {}).await.unwrap();
     assert_eq!(report.documents, 1);

@@ -6,6 +6,7 @@
 #   chunks    each final passage: allow, redact or drop  input: ..., documents (a batch)
 #   answer    is the generated text masked?              input: appliance, principal, purpose
 #   egress    may this connection be opened?             input: endpoint, configured, content
+#   audit     is request text hashed in the audit log?   input: ..., labels (of what it touched)
 package sanctum.decision
 
 import rego.v1
@@ -59,3 +60,12 @@ answer := {"allow": count(principal_denials) == 0, "redact": false, "reasons": p
 }
 
 egress := outbound.decision
+
+audit := {"allow": true, "redact": true, "reasons": reasons} if {
+	reasons := hipaa.audit_hash_reasons(input.labels)
+	count(reasons) > 0
+}
+
+audit := {"allow": true, "redact": false, "reasons": []} if {
+	count(hipaa.audit_hash_reasons(input.labels)) == 0
+}

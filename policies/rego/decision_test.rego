@@ -50,3 +50,11 @@ test_answer if {
 	decision.answer.redact with input as object.union(base, {"principal": analyst, "purpose": "treatment"})
 	not decision.answer.redact with input as object.union(base, {"principal": clinician, "purpose": "treatment"})
 }
+
+test_audit_hashes_text_that_touched_phi if {
+	h := decision.audit with input as object.union(base, {"principal": clinician, "purpose": "treatment", "labels": ["confidential", "phi"]})
+	h.redact
+	count(h.reasons) == 1
+	k := decision.audit with input as object.union(base, {"principal": analyst, "purpose": "operations", "labels": ["pii"]})
+	not k.redact
+}

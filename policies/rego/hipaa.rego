@@ -83,3 +83,10 @@ withheld_labels(principal) := cfg.phi_labels if not may_see_phi(principal)
 
 # Whether identifiers in a generated answer are masked for `principal`.
 redact_output(principal) if not may_see_phi(principal)
+
+# Why the query and answer text of a request touching `labels` must be kept only as a hash
+# in the audit log (empty: the configured setting decides).
+audit_hash_reasons(labels) := [sprintf("the request touched %q content: its text is kept only as a hash", [l]) |
+	some l in labels
+	l in data.config.hipaa.audit_hash_labels
+]

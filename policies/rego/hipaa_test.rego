@@ -48,3 +48,9 @@ test_output_redaction if {
 	hipaa.redact_output(analyst) with input as {"purpose": "treatment"}
 	not hipaa.redact_output(clinician) with input as {"purpose": "treatment"}
 }
+
+test_audit_hash_reasons if {
+	count(hipaa.audit_hash_reasons(["phi", "confidential"])) == 1
+	count(hipaa.audit_hash_reasons(["pii"])) == 0
+	count(hipaa.audit_hash_reasons([])) == 0
+}

@@ -20,12 +20,13 @@ use crate::model::{Content, Decision, DecisionPoint, DocumentAttrs, Endpoint, Po
 use crate::set::PolicySet;
 
 /// The rules the appliance evaluates, in [`DecisionPoint`] order.
-pub const ENTRY_POINTS: [&str; 5] = [
+pub const ENTRY_POINTS: [&str; 6] = [
     "data.sanctum.decision.ingest",
     "data.sanctum.decision.retrieve",
     "data.sanctum.decision.chunks",
     "data.sanctum.decision.answer",
     "data.sanctum.decision.egress",
+    "data.sanctum.decision.audit",
 ];
 
 pub(crate) fn entry(point: DecisionPoint) -> usize {
@@ -35,6 +36,7 @@ pub(crate) fn entry(point: DecisionPoint) -> usize {
         DecisionPoint::Chunk => 2,
         DecisionPoint::Answer => 3,
         DecisionPoint::Egress => 4,
+        DecisionPoint::Audit => 5,
     }
 }
 
@@ -62,6 +64,10 @@ pub struct PolicyEngine {
     limits: Limits,
     digest: String,
     version: Option<i64>,
+    /// When set, decisions come from this OPA wasm bundle instead of the bytecode (which
+    /// still serves validation and tests).
+    #[cfg(feature = "opa-wasm")]
+    wasm: Option<Arc<crate::wasm::WasmEngine>>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -99,7 +105,32 @@ impl PolicyEngine {
         let data = engine.get_data();
         let compiled = engine.compile_with_entrypoint(&ENTRY_POINTS[0].into()).map_err(|e| e.to_string())?;
         let program = Compiler::compile_from_policy(&compiled, &ENTRY_POINTS).map_err(|e| e.to_string())?;
-        Ok(PolicyEngine { program, data, appliance_region: appliance_region.to_string(), limits, digest: set.digest(), version: None })
+        Ok(PolicyEngine {
+            program,
+            data,
+            appliance_region: appliance_region.to_string(),
+            limits,
+            digest: set.digest(),
+            version: None,
+            #[cfg(feature = "opa-wasm")]
+            wasm: None,
+        })
+    }
+
+    /// Decides with `wasm` (an OPA bundle) from now on.
+    #[cfg(feature = "opa-wasm")]
+    pub fn with_wasm(mut self, wasm: Arc<crate::wasm::WasmEngine>) -> PolicyEngine {
+        self.wasm = Some(wasm);
+        self
+    }
+
+    /// `bytecode` or `wasm`: which engine decides.
+    pub fn backend(&self) -> &'static str {
+        #[cfg(feature = "opa-wasm")]
+        if self.wasm.is_some() {
+            return "wasm";
+        }
+        "bytecode"
     }
 
     /// Tags the engine with the database version it was compiled from.
@@ -140,6 +171,12 @@ impl PolicyEngine {
     /// Evaluates one decision point; every failure is a denial naming it.
     fn eval<T: DeserializeOwned>(&self, point: DecisionPoint, input: serde_json::Value, documents: usize) -> Result<T, PolicyError> {
         let failed = |message: String| PolicyError::Failed { point, message };
+        #[cfg(feature = "opa-wasm")]
+        if let Some(wasm) = &self.wasm {
+            // the module runs on wasmtime's own fiber; nothing in it waits on I/O
+            let value = futures_executor::block_on(wasm.evaluate(point, input))?;
+            return serde_json::from_value(value).map_err(|e| failed(format!("unexpected result shape: {e}")));
+        }
         let result = self.eval_raw(point, self.full_input(input), documents).map_err(failed)?;
         if result == Value::Undefined {
             return Err(failed(format!("{} is undefined for this input (the policy set does not decide it)", ENTRY_POINTS[entry(point)])));
@@ -190,6 +227,14 @@ impl PolicyEngine {
     /// `answer`: is the generated text masked for this principal?
     pub(crate) fn answer(&self, principal: &Principal, purpose: Option<&str>) -> Result<Decision, PolicyError> {
         self.eval(DecisionPoint::Answer, principal_input(principal, purpose), 0)
+    }
+
+    /// `audit`: must the query and answer text of a request be replaced by their hash in
+    /// the audit record (`redact`), given the labels of what it touched?
+    pub fn audit(&self, principal: &Principal, purpose: Option<&str>, labels: &[String]) -> Result<Decision, PolicyError> {
+        let mut input = principal_input(principal, purpose);
+        input["labels"] = serde_json::json!(labels);
+        self.eval(DecisionPoint::Audit, input, 0)
     }
 
     /// `egress`: may a connection to `endpoint` carrying `content` be opened? `configured`

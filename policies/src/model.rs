@@ -56,6 +56,7 @@ pub enum DecisionPoint {
     Chunk,
     Answer,
     Egress,
+    Audit,
 }
 
 impl DecisionPoint {
@@ -66,6 +67,7 @@ impl DecisionPoint {
             DecisionPoint::Chunk => "chunk",
             DecisionPoint::Answer => "answer",
             DecisionPoint::Egress => "egress",
+            DecisionPoint::Audit => "audit",
         }
     }
 }

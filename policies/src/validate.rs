@@ -199,7 +199,12 @@ fn sample_evaluations(engine: &PolicyEngine, interpreter: &mut regorus::Engine) 
             batch["documents"] = serde_json::json!(docs);
             cases.push((DecisionPoint::Retrieve, base.clone(), 0));
             cases.push((DecisionPoint::Chunk, batch, docs.len()));
-            cases.push((DecisionPoint::Answer, base, 0));
+            cases.push((DecisionPoint::Answer, base.clone(), 0));
+            for labels in [serde_json::json!([]), serde_json::json!(["phi"]), serde_json::json!(["pii", "confidential"])] {
+                let mut audit = base.clone();
+                audit["labels"] = labels;
+                cases.push((DecisionPoint::Audit, audit, 0));
+            }
         }
     }
     for (host, content) in [("gpu.internal", Content::default()), ("api.example.com", Content::default()), ("10.0.0.5", Content { labels: vec!["phi".into()], regions: vec![here.clone()] })] {

@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! opa build -t wasm -e sanctum/decision/ingest -e sanctum/decision/retrieve \
-//!   -e sanctum/decision/chunks -e sanctum/decision/answer -e sanctum/decision/egress policies/rego
+//!   -e sanctum/decision/chunks -e sanctum/decision/answer -e sanctum/decision/egress \
+//!   -e sanctum/decision/audit policies/rego
 //! ```
 //!
 //! The module runs in wasmtime with fuel metering (the counterpart of the bytecode engine's
@@ -17,12 +18,13 @@ use opa_wasm::{wasmtime, Runtime};
 use crate::model::{DecisionPoint, PolicyError};
 
 /// The entry points a bundle must export, in [`DecisionPoint`] order.
-pub const WASM_ENTRY_POINTS: [&str; 5] = [
+pub const WASM_ENTRY_POINTS: [&str; 6] = [
     "sanctum/decision/ingest",
     "sanctum/decision/retrieve",
     "sanctum/decision/chunks",
     "sanctum/decision/answer",
     "sanctum/decision/egress",
+    "sanctum/decision/audit",
 ];
 
 fn entry(point: DecisionPoint) -> &'static str {
@@ -32,6 +34,7 @@ fn entry(point: DecisionPoint) -> &'static str {
         DecisionPoint::Chunk => WASM_ENTRY_POINTS[2],
         DecisionPoint::Answer => WASM_ENTRY_POINTS[3],
         DecisionPoint::Egress => WASM_ENTRY_POINTS[4],
+        DecisionPoint::Audit => WASM_ENTRY_POINTS[5],
     }
 }
 
@@ -55,6 +58,8 @@ impl WasmEngine {
     /// Loads a compiled policy module (`policy.wasm`).
     pub async fn from_module(wasm: &[u8], data: serde_json::Value, appliance_region: &str, fuel: u64) -> Result<WasmEngine, String> {
         let mut config = wasmtime::Config::new();
+        // opa-wasm calls every export with call_async
+        config.async_support(true);
         config.consume_fuel(true);
         let engine = wasmtime::Engine::new(&config).map_err(|e| format!("wasm runtime: {e:#}"))?;
         let module = wasmtime::Module::new(&engine, wasm).map_err(|e| format!("not a WebAssembly module: {e:#}"))?;
@@ -67,6 +72,11 @@ impl WasmEngine {
             return Err(format!("the policy lacks the entry points {missing:?}; build it with `opa build -t wasm -e ...` for each"));
         }
         Ok(this)
+    }
+
+    /// The same module evaluated with other data (a new policy version's `data.json`).
+    pub fn with_data(&self, data: serde_json::Value) -> WasmEngine {
+        WasmEngine { engine: self.engine.clone(), module: self.module.clone(), data, appliance_region: self.appliance_region.clone(), fuel: self.fuel }
     }
 
     fn store(&self) -> Result<wasmtime::Store<()>, PolicyError> {

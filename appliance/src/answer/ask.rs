@@ -10,13 +10,12 @@ use uuid::Uuid;
 use super::citations::{Citation, check_citations};
 use super::generate::{Generation, Generator, ModelInfo, TokenSink};
 use super::prompt::{Prompt, PromptPassage, TEMPLATE_RESERVE, build_prompt};
-use crate::app::Sanctum;
 use crate::config::AnswerConfig;
 use crate::error::{Error, Result};
 use crate::policy::redact::RedactingStream;
-use crate::retrieve::{self, Mode, Passage, Retriever, SearchRequest};
+use crate::retrieve::{self, Mode, Passage, Retriever, SearchRequest, Withheld};
 use ingest::identifiers::Detector;
-use policies::{AuthorizedQuery, Content, DecisionPoint};
+use policies::{AuthorizedQuery, Content};
 
 /// What the caller asks.
 #[derive(Debug, Clone)]
@@ -74,7 +73,13 @@ pub struct Answer {
 }
 
 /// Retrieved passages that count as evidence for `question`, best first.
-pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, auth: &AuthorizedQuery, config: &AnswerConfig, request: &AskRequest) -> Result<(Vec<Passage>, f64)> {
+pub async fn gather(
+    retriever: &Retriever,
+    pool: &sqlx::PgPool,
+    auth: &AuthorizedQuery,
+    config: &AnswerConfig,
+    request: &AskRequest,
+) -> Result<(Vec<Passage>, Vec<Withheld>, f64)> {
     if request.question.trim().is_empty() {
         return Err(Error::invalid("question", "must not be empty"));
     }
@@ -86,10 +91,11 @@ pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, auth: &Authorize
     let search = SearchRequest { query: request.question.clone(), k, mode: Mode::Hybrid };
     let results = retrieve::search(retriever, pool, auth, &search).await?;
     let evidence = results.passages.into_iter().filter(|p| p.dense.is_some_and(|(_, s)| s >= config.min_similarity)).collect();
-    Ok((evidence, started.elapsed().as_secs_f64() * 1000.0))
+    Ok((evidence, results.withheld, started.elapsed().as_secs_f64() * 1000.0))
 }
 
-fn no_evidence(retrieval_ms: f64) -> Answer {
+/// The answer when no passage is evidence (the model is not called).
+pub fn no_evidence(retrieval_ms: f64) -> Answer {
     Answer {
         text: NO_EVIDENCE.to_string(),
         redacted: false,
@@ -230,26 +236,4 @@ pub async fn answer_from(
         generation: Some(generation),
         retrieval_ms,
     })
-}
-
-/// Answers `request` from the library, as `auth` allows. The model is loaded (on first
-/// use) only when there is evidence to answer from.
-pub async fn ask(ctx: &Sanctum, auth: &AuthorizedQuery, request: &AskRequest, sink: TokenSink<'_>) -> Result<Answer> {
-    let engine = ctx.engine().await?;
-    let config = &ctx.config.answer;
-    let (evidence, retrieval_ms) = gather(&engine.retriever, ctx.pool(), auth, config, request).await?;
-    if evidence.is_empty() {
-        return Ok(no_evidence(retrieval_ms));
-    }
-    let decision = auth.decide_answer()?;
-    if !decision.allow {
-        return Err(Error::PolicyDenied { point: DecisionPoint::Answer, reasons: decision.reasons });
-    }
-    let redactor = decision.redact.then_some(&*ctx.detector);
-    let max_tokens = request.max_tokens.unwrap_or(config.max_tokens);
-    if max_tokens == 0 {
-        return Err(Error::invalid("max_tokens", "must be at least 1"));
-    }
-    let generator = ctx.generator().await?;
-    answer_from(generator.as_ref(), &request.question, &evidence, Limits { max_tokens, prompt_budget: None }, retrieval_ms, redactor, sink).await
 }

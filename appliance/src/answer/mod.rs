@@ -18,9 +18,9 @@ pub mod remote;
 
 use std::sync::Arc;
 
-pub use ask::{Answer, AskRequest, Source, ask};
+pub use ask::{Answer, AskRequest, Source};
 pub use citations::{Citation, CitationCheck, check_citations};
-pub use generate::{Generation, Generator, ModelInfo};
+pub use generate::{Generation, Generator, ModelInfo, TokenSink};
 pub use prompt::{Prompt, PromptPassage, build_prompt};
 
 use crate::config::{AnswerBackend, AnswerDevice, Config};

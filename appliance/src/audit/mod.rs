@@ -1,16 +1,35 @@
-//! The audit log: every record chained to the one before by a sha256 hash, in PostgreSQL,
-//! append-only (a trigger rejects UPDATE, DELETE and TRUNCATE). `verify` recomputes the
-//! chain and names the first record that does not fit.
+//! The audit log: who did what, when, under which rule, and proof that the record was not
+//! edited afterwards.
 //!
-//! This is the foundation of issue 5; what each service operation records, checkpoints
-//! outside the database, the CLI and retention build on it.
+//! - Every record is chained to the one before: `hash = sha256(prev_hash || canonical JSON)`.
+//! - The table is append-only: the application's database role may only insert and read it,
+//!   and a trigger rejects UPDATE, DELETE and TRUNCATE for everyone (retention's purge
+//!   function excepted).
+//! - Appends are serialised by an advisory lock held to the end of the caller's transaction,
+//!   so the chain never forks; a state change and its record commit or roll back together.
+//! - Signed checkpoints of the head, in a file outside the database, make a truncation or a
+//!   whole-table rewrite with a recomputed chain detectable ([`checkpoint`]).
+//! - [`verify`] recomputes everything and names the first record that does not fit.
+
+pub mod checkpoint;
+pub mod export;
+pub mod keys;
+pub mod record;
+pub mod retention;
+pub mod review;
+pub mod verify;
+
+use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+pub use record::Auditor;
+pub use verify::{verify, verify_on, Verification};
 
 /// Key of the advisory lock serialising appends.
 const LOCK: i64 = 0x5341_4e43_4155_44; // "SANCAUD"
@@ -18,18 +37,154 @@ const LOCK: i64 = 0x5341_4e43_4155_44; // "SANCAUD"
 /// The prev_hash of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Everything the appliance records. A new service operation adds its action here, and the
+/// test that runs every operation (`tests/audit.rs`) then requires a record of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
+pub enum Action {
+    /// A document submitted: accepted, duplicate, or refused (by policy or as bad input).
+    DocumentSubmit,
+    /// A document parsed, labelled, chunked and indexed.
+    DocumentIndex,
+    /// A document that could not be indexed.
+    DocumentFail,
+    /// Both indexes rebuilt from PostgreSQL.
+    IndexRebuild,
+    Search,
+    /// A question: the passages given to the model, before any text is generated.
+    Ask,
+    /// The answer to an `ask` record, when generation ends.
+    Answer,
+    /// An outbound connection, allowed or denied.
+    Egress,
+    UserAdd,
+    UserChange,
+    PolicySeed,
+    PolicyActivate,
+    PolicyRollback,
+    /// The appliance started with a configuration different from the last one recorded.
+    ConfigChange,
+    AuditVerify,
+    AuditExport,
+    AuditQuery,
+    AuditCheckpoint,
+    AuditPurge,
+}
+
+impl Action {
+    pub const ALL: [Action; 19] = [
+        Action::DocumentSubmit,
+        Action::DocumentIndex,
+        Action::DocumentFail,
+        Action::IndexRebuild,
+        Action::Search,
+        Action::Ask,
+        Action::Answer,
+        Action::Egress,
+        Action::UserAdd,
+        Action::UserChange,
+        Action::PolicySeed,
+        Action::PolicyActivate,
+        Action::PolicyRollback,
+        Action::ConfigChange,
+        Action::AuditVerify,
+        Action::AuditExport,
+        Action::AuditQuery,
+        Action::AuditCheckpoint,
+        Action::AuditPurge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::DocumentSubmit => "document.submit",
+            Action::DocumentIndex => "document.index",
+            Action::DocumentFail => "document.fail",
+            Action::IndexRebuild => "index.rebuild",
+            Action::Search => "search",
+            Action::Ask => "ask",
+            Action::Answer => "answer",
+            Action::Egress => "egress",
+            Action::UserAdd => "user.add",
+            Action::UserChange => "user.change",
+            Action::PolicySeed => "policy.seed",
+            Action::PolicyActivate => "policy.activate",
+            Action::PolicyRollback => "policy.rollback",
+            Action::ConfigChange => "config.change",
+            Action::AuditVerify => "audit.verify",
+            Action::AuditExport => "audit.export",
+            Action::AuditQuery => "audit.query",
+            Action::AuditCheckpoint => "audit.checkpoint",
+            Action::AuditPurge => "audit.purge",
+        }
+    }
+}
+
+impl From<Action> for &'static str {
+    fn from(a: Action) -> &'static str {
+        a.as_str()
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Action, String> {
+        Action::ALL.iter().copied().find(|a| a.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+            format!("{s:?} is not an audit action ({})", known.join(", "))
+        })
+    }
+}
+
+impl TryFrom<String> for Action {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Action, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a caller records.
 #[derive(Debug, Clone)]
-pub struct Entry<'a> {
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub object: Option<&'a str>,
-    pub decision: Option<&'a str>,
+pub struct Entry {
+    /// The principal acting (a user or service name), `console:<os user>` at the command
+    /// line without `--as`, or `sanctum` for the appliance's own work.
+    pub actor: String,
+    pub action: Action,
+    /// What was acted on: a document id, a user name, a policy version.
+    pub object: Option<String>,
+    /// `allow`, `deny`, `redact`, `reject`, `duplicate`, `ok`, `fail`.
+    pub decision: Option<String>,
     pub details: serde_json::Value,
 }
 
+impl Entry {
+    pub fn new(actor: impl Into<String>, action: Action) -> Entry {
+        Entry { actor: actor.into(), action, object: None, decision: None, details: serde_json::json!({}) }
+    }
+
+    pub fn object(mut self, object: impl Into<String>) -> Entry {
+        self.object = Some(object.into());
+        self
+    }
+
+    pub fn decision(mut self, decision: impl Into<String>) -> Entry {
+        self.decision = Some(decision.into());
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Entry {
+        self.details = details;
+        self
+    }
+}
+
 /// A stored record.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Record {
     pub seq: i64,
     pub at: DateTime<Utc>,
@@ -42,99 +197,222 @@ pub struct Record {
     pub hash: String,
 }
 
+impl Record {
+    /// The hash this record's content should have.
+    pub fn expected_hash(&self) -> String {
+        hash_fields(&self.prev_hash, self.seq, &self.at, &self.actor, &self.action, self.object.as_deref(), self.decision.as_deref(), &self.details)
+    }
+}
+
+/// JSON with object keys sorted at every level and no whitespace: the same bytes whatever
+/// order PostgreSQL's JSONB or serde's map returns the keys in.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
 /// The hash of a record: sha256 over the previous hash and the canonical JSON of the
-/// record's fields (keys sorted, no whitespace; time in RFC 3339 with microseconds).
-pub fn hash(prev_hash: &str, seq: i64, at: &DateTime<Utc>, entry: &Entry<'_>) -> String {
+/// record's fields (time in RFC 3339 with microseconds, as PostgreSQL keeps it).
+#[allow(clippy::too_many_arguments)]
+pub fn hash_fields(
+    prev_hash: &str,
+    seq: i64,
+    at: &DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    object: Option<&str>,
+    decision: Option<&str>,
+    details: &serde_json::Value,
+) -> String {
     let canonical = serde_json::json!({
         "seq": seq,
         "at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "actor": entry.actor,
-        "action": entry.action,
-        "object": entry.object,
-        "decision": entry.decision,
-        "details": entry.details,
+        "actor": actor,
+        "action": action,
+        "object": object,
+        "decision": decision,
+        "details": details,
     });
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
-    h.update(canonical.to_string().as_bytes());
+    h.update(canonical_json(&canonical).as_bytes());
     hex::encode(h.finalize())
 }
 
-/// Appends `entry` in `tx`: it commits or rolls back with the action it records.
-pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: &Entry<'_>) -> Result<Record> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut **tx).await?;
-    let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
+/// What goes into `details`. PostgreSQL's JSONB refuses the NUL character (a record must
+/// never fail on it), and a fractional number does not come back from JSONB as the same
+/// bits under serde_json's parser, so it is recorded as its decimal text (record times as
+/// integer microseconds instead).
+pub(crate) fn storable(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => serde_json::Value::String(n.to_string()),
+        serde_json::Value::String(s) if s.contains('\0') => serde_json::Value::String(s.replace('\0', "\u{fffd}")),
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(storable).collect()),
+        serde_json::Value::Object(map) => serde_json::Value::Object(map.into_iter().map(|(k, v)| (k.replace('\0', "\u{fffd}"), storable(v))).collect()),
+        other => other,
+    }
+}
+
+/// Appends `entry` in `tx`: it commits or rolls back with the action it records. Call it
+/// last in the transaction: the lock serialising appends is held until the commit.
+pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: &Entry) -> Result<Record> {
+    let details = storable(entry.details.clone());
+    let failed = |e: sqlx::Error| Error::Audit(format!("the audit record ({}) could not be written: {e}", entry.action));
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut **tx).await.map_err(failed)?;
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await.map_err(failed)?;
     let (seq, prev_hash) = match last {
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS.to_string()),
     };
     // PostgreSQL keeps microseconds: hash what will be read back
     let at = Utc::now().trunc_subsecs(6);
-    let hash = hash(&prev_hash, seq, &at, entry);
+    let action = entry.action.as_str();
+    let hash = hash_fields(&prev_hash, seq, &at, &entry.actor, action, entry.object.as_deref(), entry.decision.as_deref(), &details);
     sqlx::query(
         "INSERT INTO audit (seq, at, actor, action, object, decision, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(seq)
     .bind(at)
-    .bind(entry.actor)
-    .bind(entry.action)
-    .bind(entry.object)
-    .bind(entry.decision)
-    .bind(&entry.details)
+    .bind(&entry.actor)
+    .bind(action)
+    .bind(&entry.object)
+    .bind(&entry.decision)
+    .bind(&details)
     .bind(&prev_hash)
     .bind(&hash)
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(failed)?;
     Ok(Record {
         seq,
         at,
-        actor: entry.actor.into(),
-        action: entry.action.into(),
-        object: entry.object.map(str::to_string),
-        decision: entry.decision.map(str::to_string),
-        details: entry.details.clone(),
+        actor: entry.actor.clone(),
+        action: action.to_string(),
+        object: entry.object.clone(),
+        decision: entry.decision.clone(),
+        details,
         prev_hash,
         hash,
     })
 }
 
-/// The result of recomputing the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verification {
-    pub records: u64,
-    /// The hash of the last record (GENESIS for an empty log).
-    pub head: String,
-    /// The first record that breaks the chain, and what is wrong with it.
-    pub broken: Option<(i64, String)>,
+/// Appends `entry` in a transaction of its own (for actions that change no other state).
+pub async fn append_alone(pool: &PgPool, entry: &Entry) -> Result<Record> {
+    let failed = |e: sqlx::Error| Error::Audit(format!("the audit record ({}) could not be written: {e}", entry.action));
+    let mut tx = pool.begin().await.map_err(failed)?;
+    let record = append(&mut tx, entry).await?;
+    tx.commit().await.map_err(failed)?;
+    Ok(record)
 }
 
-/// Recomputes every record's hash in sequence order.
-pub async fn verify(pool: &PgPool) -> Result<Verification> {
-    let mut conn = pool.acquire().await?;
-    verify_on(&mut conn).await
-}
-
-/// [`verify`] on one connection (inside a transaction, say).
-pub async fn verify_on(conn: &mut sqlx::PgConnection) -> Result<Verification> {
-    let rows: Vec<Record> = sqlx::query_as("SELECT seq, at, actor, action, object, decision, details, prev_hash, hash FROM audit ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1;
-    for r in &rows {
-        let broken = |why: String| Ok(Verification { records: rows.len() as u64, head: prev.clone(), broken: Some((r.seq, why)) });
-        if r.seq != expected_seq {
-            return broken(format!("expected record {expected_seq} here (records are missing or reordered)"));
-        }
-        if r.prev_hash != prev {
-            return broken("its prev_hash is not the previous record's hash (a record before it was removed, replaced or reordered)".into());
-        }
-        let entry = Entry { actor: &r.actor, action: &r.action, object: r.object.as_deref(), decision: r.decision.as_deref(), details: r.details.clone() };
-        if hash(&r.prev_hash, r.seq, &r.at, &entry) != r.hash {
-            return broken("its content does not match its hash (the record was modified)".into());
-        }
-        prev = r.hash.clone();
-        expected_seq += 1;
+/// Records that `actor` was refused `action` (on `object`) with `error`, and returns the
+/// error to give the caller; if even the record fails, that failure is returned instead.
+pub async fn denied(ctx: &crate::app::Sanctum, actor: &str, action: Action, object: Option<String>, error: Error) -> Error {
+    let mut entry = Entry::new(actor, action).decision("deny").details(serde_json::json!({ "error": error.code(), "reason": error.to_string() }));
+    entry.object = object;
+    match ctx.auditor.record(ctx.pool(), entry).await {
+        Ok(_) => error,
+        Err(audit_error) => audit_error,
     }
-    Ok(Verification { records: rows.len() as u64, head: prev, broken: None })
+}
+
+/// The last record, if any.
+pub async fn head(pool: &PgPool) -> Result<Option<Record>> {
+    Ok(sqlx::query_as("SELECT seq, at, actor, action, object, decision, details, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Which records a query or an export selects.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub actor: Option<String>,
+    pub action: Option<Action>,
+    pub decision: Option<String>,
+    pub object: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Records whose query or answer text is this (compared as the keyed hash when text is
+    /// hashed).
+    pub text_hash: Option<String>,
+    pub after_seq: Option<i64>,
+    pub limit: Option<i64>,
+    /// Newest first (tail) rather than in sequence order.
+    pub newest_first: bool,
+}
+
+/// The records `filter` selects.
+pub async fn query(pool: &PgPool, filter: &Filter) -> Result<Vec<Record>> {
+    let mut q = sqlx::QueryBuilder::new("SELECT seq, at, actor, action, object, decision, details, prev_hash, hash FROM audit WHERE true");
+    if let Some(a) = &filter.actor {
+        q.push(" AND actor = ").push_bind(a.clone());
+    }
+    if let Some(a) = filter.action {
+        q.push(" AND action = ").push_bind(a.as_str());
+    }
+    if let Some(d) = &filter.decision {
+        q.push(" AND decision = ").push_bind(d.clone());
+    }
+    if let Some(o) = &filter.object {
+        q.push(" AND object = ").push_bind(o.clone());
+    }
+    if let Some(t) = filter.since {
+        q.push(" AND at >= ").push_bind(t);
+    }
+    if let Some(t) = filter.until {
+        q.push(" AND at < ").push_bind(t);
+    }
+    if let Some(h) = &filter.text_hash {
+        q.push(" AND (");
+        for (i, field) in ["query", "question", "answer", "text"].iter().enumerate() {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            q.push(format!("details->'{field}'->>'hmac' = ")).push_bind(h.clone());
+        }
+        q.push(")");
+    }
+    if let Some(s) = filter.after_seq {
+        q.push(" AND seq > ").push_bind(s);
+    }
+    q.push(if filter.newest_first { " ORDER BY seq DESC" } else { " ORDER BY seq" });
+    if let Some(n) = filter.limit {
+        q.push(" LIMIT ").push_bind(n);
+    }
+    let mut rows: Vec<Record> = q.build_query_as().fetch_all(pool).await?;
+    if filter.newest_first {
+        rows.reverse();
+    }
+    Ok(rows)
 }

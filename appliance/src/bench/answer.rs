@@ -85,7 +85,7 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
     }
     log(&format!("{} claims over a library of {} abstracts", claims.len(), docs.len()));
     super::with_fresh_appliance(base, opts.data_dir.clone(), false, log, |ctx| async move {
-        library::submit_path(&ctx, &corpus, &Default::default()).await?;
+        library::submit_path(&ctx, "bench", &corpus, &Default::default()).await?;
         let report = library::run_until_idle(&ctx, &|_| {}).await?;
         log(&format!("ingested {} abstracts ({} chunks) in {:.1} s", report.documents, report.chunks, report.seconds));
         score_all(&ctx, &claims, &models, opts, log).await
@@ -100,7 +100,8 @@ async fn score_all(ctx: &Sanctum, claims: &[Claim], models: &[String], opts: &Op
     let auth = ctx.authorize(&principal, Some("operations")).await?;
     for c in claims {
         let request = AskRequest { question: c.text.clone(), passages: None, max_tokens: None };
-        evidence.push(ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?);
+        let (passages, _, ms) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?;
+        evidence.push((passages, ms));
     }
     let mut runs = Vec::new();
     for model in models {

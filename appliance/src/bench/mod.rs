@@ -3,6 +3,7 @@
 //! latest figures and how they were produced live in BENCHMARKS.md.
 
 pub mod answer;
+pub mod audit;
 pub mod beir;
 pub mod metrics;
 pub mod policy;

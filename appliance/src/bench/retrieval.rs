@@ -42,7 +42,7 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
 async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
     // Ingest.
     let started = Instant::now();
-    let outcomes = library::submit_path(ctx, &dataset.corpus, &Default::default()).await?;
+    let outcomes = library::submit_path(ctx, "bench", &dataset.corpus, &Default::default()).await?;
     let rejected: Vec<&Outcome> = outcomes.iter().filter(|o| matches!(o, Outcome::Rejected { .. })).collect();
     if let Some(Outcome::Rejected { name, reason }) = rejected.first() {
         log(&format!("{} corpus lines rejected, first: {name}: {reason}", rejected.len()));

@@ -72,7 +72,7 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
     // 1. Real documents.
     let corpus = std::fs::read_to_string(&dataset.corpus).map_err(|e| Error::io(&dataset.corpus, e))?;
     let head: String = corpus.lines().take(opts.base_docs).map(|l| format!("{l}\n")).collect();
-    library::submit_bytes(ctx, "corpus.jsonl", head.as_bytes(), &Default::default()).await?;
+    library::submit_bytes(ctx, "bench", "corpus.jsonl", head.as_bytes(), &Default::default()).await?;
     let started = Instant::now();
     let report = library::run_until_idle(ctx, &|_| {}).await?;
     log(&format!("ingested {} real documents ({} chunks) in {:.1} s", report.documents, report.chunks, started.elapsed().as_secs_f64()));

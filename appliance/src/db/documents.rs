@@ -32,6 +32,7 @@ pub struct NewDocument<'a> {
     pub groups: &'a [String],
     pub region: Option<&'a str>,
     pub labels: &'a [String],
+    pub uploaded_by: &'a str,
 }
 
 /// Inserts the document unless its content is already present. Returns the new id, or
@@ -39,8 +40,8 @@ pub struct NewDocument<'a> {
 pub async fn insert(tx: &mut Transaction<'_, Postgres>, doc: &NewDocument<'_>) -> Result<Option<Uuid>> {
     let id = Uuid::new_v4();
     let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO documents (id, sha256, name, source_id, format, size_bytes, title, groups, region, labels)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        "INSERT INTO documents (id, sha256, name, source_id, format, size_bytes, title, groups, region, labels, uploaded_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (sha256) DO NOTHING RETURNING id",
     )
     .bind(id)
@@ -53,6 +54,7 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, doc: &NewDocument<'_>) -
     .bind(doc.groups)
     .bind(doc.region)
     .bind(doc.labels)
+    .bind(doc.uploaded_by)
     .fetch_optional(&mut **tx)
     .await?;
     Ok(inserted)

@@ -69,6 +69,11 @@ pub async fn fail(pool: &PgPool, job: Claimed, reason: &str) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     sqlx::query("UPDATE documents SET state = 'failed' WHERE id = $1").bind(job.document_id).execute(&mut *tx).await?;
+    let entry = crate::audit::Entry::new("sanctum", crate::audit::Action::DocumentFail)
+        .object(job.document_id.to_string())
+        .decision("fail")
+        .details(serde_json::json!({ "job": job.id, "reason": reason }));
+    crate::audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(())
 }

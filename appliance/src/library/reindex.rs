@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::app::Sanctum;
+use crate::audit::{Action, Entry};
 use crate::db::chunks;
 use crate::error::{Error, Result};
 use crate::retrieve::{IndexedChunk, KeywordIndex, VectorIndex};
@@ -14,8 +15,8 @@ pub struct ReindexReport {
     pub seconds: f64,
 }
 
-/// Empties both indexes and refills them from the `chunks` table.
-pub async fn reindex(ctx: &Sanctum, on_progress: &(dyn Fn(u64) + Sync)) -> Result<ReindexReport> {
+/// Empties both indexes and refills them from the `chunks` table, for `actor`.
+pub async fn reindex(ctx: &Sanctum, actor: &str, on_progress: &(dyn Fn(u64) + Sync)) -> Result<ReindexReport> {
     let started = std::time::Instant::now();
     let engine = ctx.engine().await?;
     let (keyword, vector) = (engine.keyword.clone(), engine.vector.clone());
@@ -56,5 +57,8 @@ pub async fn reindex(ctx: &Sanctum, on_progress: &(dyn Fn(u64) + Sync)) -> Resul
         on_progress(total);
     }
     tokio::task::spawn_blocking(move || vector.optimize()).await.map_err(|e| Error::Internal(e.to_string()))??;
-    Ok(ReindexReport { chunks: total, seconds: started.elapsed().as_secs_f64() })
+    let report = ReindexReport { chunks: total, seconds: started.elapsed().as_secs_f64() };
+    let entry = Entry::new(actor, Action::IndexRebuild).decision("ok").details(serde_json::json!({ "chunks": report.chunks, "milliseconds": (report.seconds * 1000.0) as u64 }));
+    ctx.auditor.record(ctx.pool(), entry).await?;
+    Ok(report)
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::app::Sanctum;
+use crate::audit::{self, Action, Entry};
 use crate::db::{documents, jobs};
 use crate::error::{Error, Result};
 
@@ -30,41 +31,50 @@ impl Outcome {
     }
 }
 
-fn rejected(name: &str, reason: impl std::fmt::Display) -> Outcome {
-    Outcome::Rejected { name: name.to_string(), reason: reason.to_string() }
+/// Records and returns a refusal: `deny` when the policy refused, `reject` for bad input.
+async fn refused(ctx: &Sanctum, uploader: &str, name: &str, decision: &str, reason: impl std::fmt::Display) -> Result<Outcome> {
+    let reason = reason.to_string();
+    let entry = Entry::new(uploader, Action::DocumentSubmit).decision(decision).details(serde_json::json!({ "name": name, "reason": reason }));
+    ctx.auditor.record(ctx.pool(), entry).await?;
+    Ok(Outcome::Rejected { name: name.to_string(), reason })
 }
 
-/// Submits a file from disk. `display` names it in outcomes (the path as the user gave it).
-pub async fn submit_path(ctx: &Sanctum, path: &Path, meta: &DocumentMeta) -> Result<Vec<Outcome>> {
+async fn rejected(ctx: &Sanctum, uploader: &str, name: &str, reason: impl std::fmt::Display) -> Result<Vec<Outcome>> {
+    Ok(vec![refused(ctx, uploader, name, "reject", reason).await?])
+}
+
+/// Submits a file from disk for `uploader`; outcomes name it by the path as given. Every
+/// outcome is recorded in the audit log.
+pub async fn submit_path(ctx: &Sanctum, uploader: &str, path: &Path, meta: &DocumentMeta) -> Result<Vec<Outcome>> {
     let display = path.display().to_string();
     let name = match path.file_name().and_then(|n| n.to_str()) {
         Some(n) => n.to_string(),
-        None => return Ok(vec![rejected(&display, "the path has no usable file name")]),
+        None => return rejected(ctx, uploader, &display, "the path has no usable file name").await,
     };
     if let Err(e) = Format::from_file_name(&name) {
-        return Ok(vec![rejected(&display, e)]);
+        return rejected(ctx, uploader, &display, e).await;
     }
     let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
-        Err(e) => return Ok(vec![rejected(&display, format!("cannot read: {e}"))]),
+        Err(e) => return rejected(ctx, uploader, &display, format!("cannot read: {e}")).await,
     };
     if size > ctx.config.ingest.max_file_bytes {
-        return Ok(vec![rejected(&display, IngestError::TooLarge { size, limit: ctx.config.ingest.max_file_bytes })]);
+        return rejected(ctx, uploader, &display, IngestError::TooLarge { size, limit: ctx.config.ingest.max_file_bytes }).await;
     }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) => return Ok(vec![rejected(&display, format!("cannot read: {e}"))]),
+        Err(e) => return rejected(ctx, uploader, &display, format!("cannot read: {e}")).await,
     };
     let mut meta = meta.clone();
     for sidecar in ingest::sidecar_paths(path) {
         if let Ok(text) = std::fs::read_to_string(&sidecar) {
             match DocumentMeta::from_sidecar(&sidecar, &text) {
                 Ok(m) => meta = meta.or(m),
-                Err(e) => return Ok(vec![rejected(&display, e)]),
+                Err(e) => return rejected(ctx, uploader, &display, e).await,
             }
         }
     }
-    let mut outcomes = submit_bytes(ctx, &name, &bytes, &meta).await?;
+    let mut outcomes = submit_bytes(ctx, uploader, &name, &bytes, &meta).await?;
     for o in &mut outcomes {
         // name outcomes by the path the user gave, keeping a record's "#id" suffix
         match o {
@@ -76,45 +86,45 @@ pub async fn submit_path(ctx: &Sanctum, path: &Path, meta: &DocumentMeta) -> Res
     Ok(outcomes)
 }
 
-/// Submits a document's bytes under a caller-given file name (uploads, CLI).
-pub async fn submit_bytes(ctx: &Sanctum, name: &str, bytes: &[u8], meta: &DocumentMeta) -> Result<Vec<Outcome>> {
+/// Submits a document's bytes under a caller-given file name (uploads, CLI) for `uploader`.
+pub async fn submit_bytes(ctx: &Sanctum, uploader: &str, name: &str, bytes: &[u8], meta: &DocumentMeta) -> Result<Vec<Outcome>> {
     if let Err(e) = ingest::validate_file_name(name) {
-        return Ok(vec![rejected(name, e)]);
+        return rejected(ctx, uploader, name, e).await;
     }
     let format = match Format::from_file_name(name) {
         Ok(f) => f,
-        Err(e) => return Ok(vec![rejected(name, e)]),
+        Err(e) => return rejected(ctx, uploader, name, e).await,
     };
     if bytes.is_empty() {
-        return Ok(vec![rejected(name, IngestError::Empty)]);
+        return rejected(ctx, uploader, name, IngestError::Empty).await;
     }
     let limit = ctx.config.ingest.max_file_bytes;
     if bytes.len() as u64 > limit {
-        return Ok(vec![rejected(name, IngestError::TooLarge { size: bytes.len() as u64, limit })]);
+        return rejected(ctx, uploader, name, IngestError::TooLarge { size: bytes.len() as u64, limit }).await;
     }
     let meta = match meta.clone().normalized() {
         Ok(m) => m,
-        Err(e) => return Ok(vec![rejected(name, e)]),
+        Err(e) => return rejected(ctx, uploader, name, e).await,
     };
     // May this appliance hold the document at all? (Decided before anything is stored.)
     let attrs = policies::DocumentAttrs { groups: meta.groups.clone(), region: meta.region.clone(), labels: meta.labels.clone() };
     let engine = ctx.policies.current(ctx.pool()).await?.engine.clone();
     match engine.ingest(&attrs) {
         Ok(d) if d.allow => {}
-        Ok(d) => return Ok(vec![rejected(name, format!("refused by policy (ingest): {}", d.reasons.join("; ")))]),
-        Err(e) => return Ok(vec![rejected(name, e)]),
+        Ok(d) => return Ok(vec![refused(ctx, uploader, name, "deny", format!("refused by policy (ingest): {}", d.reasons.join("; "))).await?]),
+        Err(e) => return Ok(vec![refused(ctx, uploader, name, "deny", e).await?]),
     }
     if format == Format::BeirRecord {
-        return submit_corpus(ctx, name, bytes, &meta).await;
+        return submit_corpus(ctx, uploader, name, bytes, &meta).await;
     }
-    Ok(vec![accept(ctx, name, None, format, bytes, &meta).await?])
+    Ok(vec![accept(ctx, uploader, name, None, format, bytes, &meta).await?])
 }
 
 /// A BEIR corpus: every line is its own document; bad lines are rejected alone.
-async fn submit_corpus(ctx: &Sanctum, name: &str, bytes: &[u8], meta: &DocumentMeta) -> Result<Vec<Outcome>> {
+async fn submit_corpus(ctx: &Sanctum, uploader: &str, name: &str, bytes: &[u8], meta: &DocumentMeta) -> Result<Vec<Outcome>> {
     let records = match ingest::parse_beir_corpus(bytes) {
         Ok(r) => r,
-        Err(e) => return Ok(vec![rejected(name, e)]),
+        Err(e) => return rejected(ctx, uploader, name, e).await,
     };
     let mut outcomes = Vec::with_capacity(records.len());
     for record in records {
@@ -124,9 +134,9 @@ async fn submit_corpus(ctx: &Sanctum, name: &str, bytes: &[u8], meta: &DocumentM
                 if m.title.is_none() {
                     m.title = r.document.title.clone();
                 }
-                outcomes.push(accept(ctx, name, Some(&r.id), Format::BeirRecord, r.raw.as_bytes(), &m).await?);
+                outcomes.push(accept(ctx, uploader, name, Some(&r.id), Format::BeirRecord, r.raw.as_bytes(), &m).await?);
             }
-            Err(e) => outcomes.push(rejected(name, e)),
+            Err(e) => outcomes.push(refused(ctx, uploader, name, "reject", e).await?),
         }
     }
     Ok(outcomes)
@@ -134,6 +144,7 @@ async fn submit_corpus(ctx: &Sanctum, name: &str, bytes: &[u8], meta: &DocumentM
 
 async fn accept(
     ctx: &Sanctum,
+    uploader: &str,
     name: &str,
     source_id: Option<&str>,
     format: Format,
@@ -160,13 +171,26 @@ async fn accept(
         groups: &meta.groups,
         region: meta.region.as_deref(),
         labels: &meta.labels,
+        uploaded_by: uploader,
+    };
+    let details = |job: Option<i64>| {
+        serde_json::json!({
+            "name": label, "format": format.as_str(), "size_bytes": bytes.len(), "sha256": sha, "title": meta.title,
+            "groups": meta.groups, "region": meta.region, "labels": meta.labels, "job": job,
+            "policy": { "point": "ingest", "allow": true },
+        })
     };
     let Some(document_id) = documents::insert(&mut tx, &row).await? else {
         tx.rollback().await?;
         let existing = documents::by_sha256(ctx.pool(), &sha).await?.ok_or_else(|| Error::Internal("duplicate vanished".into()))?;
+        let entry = Entry::new(uploader, Action::DocumentSubmit).object(existing.id.to_string()).decision("duplicate").details(details(None));
+        ctx.auditor.record(ctx.pool(), entry).await?;
         return Ok(Outcome::Duplicate { name: label, document_id: existing.id });
     };
     let job_id = jobs::enqueue(&mut tx, document_id).await?;
+    let entry = Entry::new(uploader, Action::DocumentSubmit).object(document_id.to_string()).decision("allow").details(details(Some(job_id)));
+    let record = audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
+    ctx.auditor.committed(ctx.pool(), &record).await;
     Ok(Outcome::Accepted { name: label, document_id, job_id })
 }

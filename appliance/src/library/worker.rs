@@ -10,6 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::app::{Engine, Sanctum};
+use crate::audit::{self, Action, Entry};
 use crate::db::chunks::{self, ChunkRow};
 use crate::db::documents::DocumentRow;
 use crate::db::{documents, jobs};
@@ -233,7 +234,20 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
         .bind(&doc_ids)
         .execute(&mut *tx)
         .await?;
+    let mut last = None;
+    for p in prepared {
+        let found: Vec<&String> = p.labels.iter().filter(|l| !p.doc.labels.contains(l)).collect();
+        let entry = Entry::new("sanctum", Action::DocumentIndex).object(p.doc.id.to_string()).decision("allow").details(serde_json::json!({
+            "name": p.doc.name, "job": p.job.id, "chunks": p.chunks.len(), "labels": p.labels, "labels_detected": found,
+            "identifiers": p.identifiers.len(), "groups": p.doc.groups, "region": p.doc.region,
+            "policy": { "point": "ingest", "allow": true },
+        }));
+        last = Some(audit::append(&mut tx, &entry).await?);
+    }
     tx.commit().await?;
+    if let Some(record) = last {
+        ctx.auditor.committed(ctx.pool(), &record).await;
+    }
     report.documents += prepared.len() as u64;
     report.chunks += rows.len() as u64;
     Ok(())

@@ -9,8 +9,9 @@ use policies::{PolicySet, Principal, Validation};
 use serde::Serialize;
 
 use super::store::{self, HistoryRow, NewVersion};
-use super::{compile, Active};
+use super::Active;
 use crate::app::Sanctum;
+use crate::audit::{self, Action, Entry};
 use crate::error::{Error, Result};
 
 /// Roles that may change the active policy.
@@ -87,7 +88,9 @@ fn summary(v: &Validation) -> String {
 
 /// Validates `source` and, only if it passes, makes it the active version.
 pub async fn activate(ctx: &Sanctum, actor: &Principal, source: &Source, comment: Option<&str>) -> Result<Activated> {
-    require_admin(actor, "activating a policy version")?;
+    if let Err(e) = require_admin(actor, "activating a policy version") {
+        return Err(audit::denied(ctx, &actor.id, Action::PolicyActivate, None, e).await);
+    }
     let (set, validation) = validate(ctx, source).await?;
     if !validation.ok() {
         return Err(Error::PolicyInvalid(format!("not activated: {}", summary(&validation))));
@@ -106,8 +109,15 @@ pub async fn activate(ctx: &Sanctum, actor: &Principal, source: &Source, comment
         None => store::insert_version(&mut tx, &NewVersion { set: &set, author: &actor.id, comment, tests_passed: passed, tests_total: total }).await?,
     };
     let activation = store::insert_activation(&mut tx, version, "activate", &actor.id).await?;
-    let active = compile(ctx.policies.config(), set, version, activation)?;
+    let digest = set.digest();
+    let active = ctx.policies.compile(set, version, activation)?;
+    let entry = Entry::new(&actor.id, Action::PolicyActivate).object(format!("version {version}")).decision("ok").details(serde_json::json!({
+        "before": { "version": previous }, "after": { "version": version, "digest": digest },
+        "new_version": existing.is_none(), "comment": comment, "tests_passed": passed, "tests_total": total,
+    }));
+    let record = audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
+    ctx.auditor.committed(ctx.pool(), &record).await;
     ctx.policies.install(Arc::new(active));
     Ok(Activated { version, activation, previous, validation })
 }
@@ -115,7 +125,9 @@ pub async fn activate(ctx: &Sanctum, actor: &Principal, source: &Source, comment
 /// Makes the version that was active before the current one active again (it is validated
 /// again first: a version is never activated with failing tests).
 pub async fn rollback(ctx: &Sanctum, actor: &Principal) -> Result<Activated> {
-    require_admin(actor, "rolling back the policy")?;
+    if let Err(e) = require_admin(actor, "rolling back the policy") {
+        return Err(audit::denied(ctx, &actor.id, Action::PolicyRollback, None, e).await);
+    }
     let mut tx = ctx.pool().begin().await?;
     store::lock(&mut tx).await?;
     let versions = store::previous_versions(&mut tx).await?;
@@ -132,8 +144,14 @@ pub async fn rollback(ctx: &Sanctum, actor: &Principal) -> Result<Activated> {
         return Err(Error::PolicyInvalid(format!("version {target} no longer validates, not rolled back: {}", summary(&validation))));
     }
     let activation = store::insert_activation(&mut tx, target, "rollback", &actor.id).await?;
-    let active: Active = compile(ctx.policies.config(), set, target, activation)?;
+    let digest = set.digest();
+    let active: Active = ctx.policies.compile(set, target, activation)?;
+    let entry = Entry::new(&actor.id, Action::PolicyRollback).object(format!("version {target}")).decision("ok").details(serde_json::json!({
+        "before": { "version": current }, "after": { "version": target, "digest": digest },
+    }));
+    let record = audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
+    ctx.auditor.committed(ctx.pool(), &record).await;
     ctx.policies.install(Arc::new(active));
     Ok(Activated { version: target, activation, previous: current, validation })
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use policies::{PolicyEngine, PolicySet};
 use sqlx::PgPool;
 
-use crate::config::PolicyConfig;
+use crate::config::{PolicyBackend, PolicyConfig};
 use crate::error::{Error, Result};
 
 /// The active policy version, compiled.
@@ -30,13 +30,51 @@ pub struct Active {
 pub struct Policies {
     config: PolicyConfig,
     active: RwLock<Arc<Active>>,
+    /// With `policy.engine = "wasm"`: the bundle that decides (with each version's data).
+    #[cfg(feature = "opa-wasm")]
+    wasm: Option<Arc<policies::wasm::WasmEngine>>,
 }
 
-/// Compiles a stored set for this appliance.
-fn compile(config: &PolicyConfig, set: PolicySet, version: i64, activation: i64) -> Result<Active> {
+/// Which engine decides, loaded once.
+#[cfg(feature = "opa-wasm")]
+type Backend = Option<Arc<policies::wasm::WasmEngine>>;
+#[cfg(not(feature = "opa-wasm"))]
+type Backend = ();
+
+async fn load_backend(config: &PolicyConfig) -> Result<Backend> {
+    match config.engine {
+        PolicyBackend::Bytecode => Ok(Backend::default()),
+        #[cfg(feature = "opa-wasm")]
+        PolicyBackend::Wasm => {
+            let bundle = config.wasm_bundle.as_deref().ok_or_else(|| Error::Config("policy.wasm_bundle is required when policy.engine = \"wasm\"".into()))?;
+            let engine = policies::wasm::WasmEngine::load(bundle, serde_json::json!({}), &config.region, config.wasm_fuel)
+                .await
+                .map_err(|e| Error::Config(format!("policy.wasm_bundle: {e}")))?;
+            Ok(Some(Arc::new(engine)))
+        }
+        #[cfg(not(feature = "opa-wasm"))]
+        PolicyBackend::Wasm => Err(Error::Config(
+            "policy.engine = \"wasm\" needs a build with the opa-wasm feature (cargo build --features sanctum/opa-wasm)".into(),
+        )),
+    }
+}
+
+/// Compiles a stored set for this appliance (and hands the wasm bundle, if it decides,
+/// the set's data).
+fn compile_with(config: &PolicyConfig, backend: &Backend, set: PolicySet, version: i64, activation: i64) -> Result<Active> {
     let engine = PolicyEngine::compile(&set, &config.region, config.limits())
         .map_err(|e| Error::PolicyInvalid(format!("active version {version} does not compile ({e}); activate a working version with `sanctum policy activate --version N`")))?
         .with_version(version);
+    #[cfg(feature = "opa-wasm")]
+    let engine = match backend {
+        Some(wasm) => {
+            let data: serde_json::Value = serde_json::from_str(set.data()).map_err(|e| Error::PolicyInvalid(format!("version {version}: data.json: {e}")))?;
+            engine.with_wasm(Arc::new(wasm.with_data(data)))
+        }
+        None => engine,
+    };
+    #[cfg(not(feature = "opa-wasm"))]
+    let _ = backend;
     Ok(Active { version, activation, set, engine: Arc::new(engine) })
 }
 
@@ -52,22 +90,47 @@ pub async fn validate(config: &PolicyConfig, set: &PolicySet) -> Result<policies
 impl Policies {
     /// Loads the active version, seeding the default set as version 1 on first start.
     pub async fn open(pool: &PgPool, config: &PolicyConfig) -> Result<Policies> {
+        let backend = load_backend(config).await?;
         let active = match store::active(pool).await? {
-            Some((activation, row)) => compile(config, row.set()?, row.version, activation)?,
+            Some((activation, row)) => compile_with(config, &backend, row.set()?, row.version, activation)?,
             None => {
                 let set = PolicySet::defaults();
                 let validation = validate(config, &set).await?;
                 let (version, activation) = store::seed(pool, &set, &validation).await?;
-                compile(config, set, version, activation)?
+                compile_with(config, &backend, set, version, activation)?
             }
         };
-        Ok(Policies { config: config.clone(), active: RwLock::new(Arc::new(active)) })
+        Ok(Self::assemble(config, active, backend))
     }
 
-    /// The default set, not stored anywhere (for tests and tools without a database).
+    fn assemble(config: &PolicyConfig, active: Active, backend: Backend) -> Policies {
+        #[cfg(feature = "opa-wasm")]
+        return Policies { config: config.clone(), active: RwLock::new(Arc::new(active)), wasm: backend };
+        #[cfg(not(feature = "opa-wasm"))]
+        {
+            let _ = backend;
+            Policies { config: config.clone(), active: RwLock::new(Arc::new(active)) }
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        #[cfg(feature = "opa-wasm")]
+        return self.wasm.clone();
+        #[cfg(not(feature = "opa-wasm"))]
+        Backend::default()
+    }
+
+    /// Compiles `set` for this appliance with the configured engine.
+    pub(crate) fn compile(&self, set: PolicySet, version: i64, activation: i64) -> Result<Active> {
+        compile_with(&self.config, &self.backend(), set, version, activation)
+    }
+
+    /// The default set, not stored anywhere (for tests and tools without a database); always
+    /// the bytecode engine.
     pub fn standalone(config: &PolicyConfig) -> Result<Policies> {
-        let active = compile(config, PolicySet::defaults(), 0, 0)?;
-        Ok(Policies { config: config.clone(), active: RwLock::new(Arc::new(active)) })
+        let backend = Backend::default();
+        let active = compile_with(config, &backend, PolicySet::defaults(), 0, 0)?;
+        Ok(Self::assemble(config, active, backend))
     }
 
     /// The active version (cheap: a pointer copy).
@@ -96,7 +159,7 @@ impl Policies {
         let Some((activation, row)) = store::active(pool).await? else {
             return Err(Error::PolicyInvalid("no policy version is active".into()));
         };
-        let fresh = Arc::new(compile(&self.config, row.set()?, row.version, activation)?);
+        let fresh = Arc::new(self.compile(row.set()?, row.version, activation)?);
         self.install(fresh.clone());
         Ok(fresh)
     }

@@ -132,6 +132,10 @@ pub async fn seed(pool: &PgPool, set: &PolicySet, validation: &policies::Validat
     let new = NewVersion { set, author: "sanctum", comment: Some("default policies shipped with this build"), tests_passed: passed, tests_total: validation.tests.len() as i32 };
     let version = insert_version(&mut tx, &new).await?;
     let activation = insert_activation(&mut tx, version, "seed", "sanctum").await?;
+    let entry = crate::audit::Entry::new("sanctum", crate::audit::Action::PolicySeed).object(format!("version {version}")).decision("ok").details(serde_json::json!({
+        "version": version, "digest": set.digest(), "tests_passed": passed, "tests_total": validation.tests.len(),
+    }));
+    crate::audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok((version, activation))
 }

@@ -159,6 +159,18 @@ pub struct Passage {
 pub struct SearchResults {
     pub passages: Vec<Passage>,
     pub timings: Timings,
+    /// Passages the `chunk` decision withheld, with its reasons: for the audit record
+    /// only, never shown to the caller.
+    #[serde(skip)]
+    pub withheld: Vec<Withheld>,
+}
+
+/// A passage found but not served.
+#[derive(Debug, Clone, Serialize)]
+pub struct Withheld {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub reasons: Vec<String>,
 }
 
 /// The retrieval engine: both indexes, the embedder and the optional reranker.
@@ -305,22 +317,23 @@ pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, auth: &Authorize
             }))
         })
         .collect();
-    let (passages, policy_ms) = apply_chunk_decisions(auth, &retriever.detector, candidates)?;
+    let (passages, withheld, policy_ms) = apply_chunk_decisions(auth, &retriever.detector, candidates)?;
     timings.policy_ms = policy_ms;
     timings.total_ms = ms(started);
-    Ok(SearchResults { passages, timings })
+    Ok(SearchResults { passages, timings, withheld })
 }
 
 /// The `chunk` decision on every final passage, in one batch: denied ones are dropped,
-/// redacted ones get their identifiers masked. Returns the passages and the time taken.
+/// redacted ones get their identifiers masked. Returns the passages, the withheld ones and
+/// the time taken.
 fn apply_chunk_decisions(
     auth: &AuthorizedQuery,
     detector: &Detector,
     passages: Vec<(Vec<crate::policy::redact::StoredSpan>, Passage)>,
-) -> Result<(Vec<Passage>, f64)> {
+) -> Result<(Vec<Passage>, Vec<Withheld>, f64)> {
     let started = Instant::now();
     if passages.is_empty() {
-        return Ok((Vec::new(), 0.0));
+        return Ok((Vec::new(), Vec::new(), 0.0));
     }
     let attrs: Vec<DocumentAttrs> = passages
         .iter()
@@ -328,8 +341,10 @@ fn apply_chunk_decisions(
         .collect();
     let decisions = auth.decide_chunks(&attrs)?;
     let mut out = Vec::with_capacity(passages.len());
+    let mut withheld = Vec::new();
     for ((stored, mut p), d) in passages.into_iter().zip(decisions) {
         if !d.allow {
+            withheld.push(Withheld { chunk_id: p.chunk_id, document_id: p.document_id, reasons: d.reasons });
             continue;
         }
         if d.redact {
@@ -340,5 +355,5 @@ fn apply_chunk_decisions(
         }
         out.push(p);
     }
-    Ok((out, ms(started)))
+    Ok((out, withheld, ms(started)))
 }

@@ -1,0 +1,211 @@
+//! Searches and questions on behalf of a user: who they are, the `retrieve` decision, the
+//! work, and its audit record. The CLI calls these (and the REST API and web pages will);
+//! a denial is recorded like a success, and a result whose record cannot be written is not
+//! returned (fail closed).
+
+use std::time::Instant;
+
+use policies::{AuthorizedQuery, DecisionPoint, Principal};
+
+use crate::answer::ask::{self, Answer, AskRequest, Limits};
+use crate::answer::TokenSink;
+use crate::app::Sanctum;
+use crate::audit::{Action, Entry};
+use crate::error::{Error, Result};
+use crate::retrieve::{self, Passage, SearchRequest, SearchResults, Withheld};
+
+/// Narrower than policy allows, at the caller's wish (never wider).
+#[derive(Debug, Clone, Default)]
+pub struct Narrowing {
+    /// Only documents of these groups (and those without groups).
+    pub groups: Option<Vec<String>>,
+    /// Only documents held in these regions (and those without a region).
+    pub regions: Option<Vec<String>>,
+    /// Leave out documents with these labels.
+    pub exclude_labels: Vec<String>,
+}
+
+/// Who asks, why, and how narrowly.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user (or service account) name.
+    pub user: String,
+    /// Purpose of use (treatment, operations, ...).
+    pub purpose: Option<String>,
+    pub narrowing: Narrowing,
+    /// Where the request came in: `cli`, `api`, `web`.
+    pub via: &'static str,
+}
+
+impl Caller {
+    pub fn cli(user: &str, purpose: Option<&str>, narrowing: Narrowing) -> Caller {
+        Caller { user: user.to_string(), purpose: purpose.map(str::to_string), narrowing, via: "cli" }
+    }
+}
+
+/// The `retrieve` decision for `caller`, narrowed; a refusal (unknown or disabled user,
+/// policy denial or failure) is recorded under `action` with the request's `text`.
+async fn authorize(ctx: &Sanctum, caller: &Caller, action: Action, text: &str) -> Result<(Principal, AuthorizedQuery)> {
+    let decided = async {
+        let principal = crate::users::principal(ctx, &caller.user).await?;
+        let auth = ctx.authorize(&principal, caller.purpose.as_deref()).await?;
+        Ok::<_, Error>((principal, auth))
+    }
+    .await;
+    match decided {
+        Ok((principal, auth)) => {
+            let n = &caller.narrowing;
+            Ok((principal, auth.narrow(n.groups.as_deref(), n.regions.as_deref(), &n.exclude_labels)))
+        }
+        Err(e) if refusal(&e) => Err(deny(ctx, caller, action, text, e).await),
+        Err(e) => Err(e),
+    }
+}
+
+/// Errors that are a decision about the caller (recorded as a denial), not a fault.
+fn refusal(e: &Error) -> bool {
+    matches!(e, Error::PolicyDenied { .. } | Error::PolicyFailed { .. } | Error::Forbidden(_) | Error::NotFound { what: "user", .. })
+}
+
+/// Records a denial; the text is always hashed (nothing was served, no policy decided).
+async fn deny(ctx: &Sanctum, caller: &Caller, action: Action, text: &str, error: Error) -> Error {
+    let (point, reasons) = match &error {
+        Error::PolicyDenied { point, reasons } => (Some(point.as_str()), reasons.clone()),
+        Error::PolicyFailed { point, message } => (Some(point.as_str()), vec![message.clone()]),
+        other => (None, vec![other.to_string()]),
+    };
+    let entry = Entry::new(&caller.user, action).decision("deny").details(serde_json::json!({
+        "purpose": caller.purpose, "via": caller.via, "text": ctx.auditor.text(text, true),
+        "error": error.code(), "point": point, "reasons": reasons,
+    }));
+    match ctx.auditor.record(ctx.pool(), entry).await {
+        Ok(_) => error,
+        Err(audit_error) => audit_error,
+    }
+}
+
+/// The `audit` decision: must the request's text be kept only as a hash? Labels are those
+/// of the passages served and those of identifiers in the text itself.
+fn text_policy(ctx: &Sanctum, principal: &Principal, auth: &AuthorizedQuery, text: &str, passages: &[Passage]) -> Result<(bool, Vec<String>)> {
+    let found = ctx.detector.detect(text);
+    let mut labels: Vec<String> = ingest::identifiers::labels(text, &found).into_iter().map(str::to_string).collect();
+    labels.extend(passages.iter().flat_map(|p| p.labels.iter().cloned()));
+    labels.sort();
+    labels.dedup();
+    let d = auth.engine().audit(principal, auth.purpose(), &labels)?;
+    Ok((d.redact, d.reasons))
+}
+
+fn passages_detail(passages: &[Passage]) -> serde_json::Value {
+    serde_json::Value::Array(
+        passages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                serde_json::json!({
+                    "rank": i + 1, "chunk": p.chunk_id, "document": p.document_id, "labels": p.labels,
+                    "redacted": p.redacted, "reasons": p.policy_reasons,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn scope_detail(auth: &AuthorizedQuery) -> serde_json::Value {
+    let s = auth.scope();
+    serde_json::json!({
+        "version": auth.engine().version(), "retrieve": auth.decision().reasons,
+        "groups": s.groups, "regions": s.regions, "withheld_labels": s.withheld_labels, "excluded_labels": s.excluded_labels,
+    })
+}
+
+fn withheld_detail(withheld: &[Withheld]) -> serde_json::Value {
+    serde_json::json!(withheld)
+}
+
+/// Hybrid search for `caller`, recorded.
+pub async fn search(ctx: &Sanctum, caller: &Caller, request: &SearchRequest) -> Result<SearchResults> {
+    let started = Instant::now();
+    let (principal, auth) = authorize(ctx, caller, Action::Search, &request.query).await?;
+    let engine = ctx.engine().await?;
+    let results = match retrieve::search(&engine.retriever, ctx.pool(), &auth, request).await {
+        Ok(r) => r,
+        Err(e) if refusal(&e) => return Err(deny(ctx, caller, Action::Search, &request.query, e).await),
+        Err(e) => return Err(e),
+    };
+    let (hash_only, text_reasons) = text_policy(ctx, &principal, &auth, &request.query, &results.passages)?;
+    let redacted = results.passages.iter().any(|p| p.redacted);
+    let entry = Entry::new(&caller.user, Action::Search).decision(if redacted { "redact" } else { "allow" }).details(serde_json::json!({
+        "purpose": caller.purpose, "via": caller.via, "query": ctx.auditor.text(&request.query, hash_only), "text_policy": text_reasons,
+        "k": request.k, "mode": request.mode, "policy": scope_detail(&auth), "passages": passages_detail(&results.passages),
+        "withheld": withheld_detail(&results.withheld), "latency_us": started.elapsed().as_micros() as u64,
+    }));
+    ctx.auditor.record(ctx.pool(), entry).await?;
+    Ok(results)
+}
+
+/// Answers `request` for `caller`, streaming to `sink`. Two records: `ask` before any text
+/// is generated (the passages given, the decisions, the model), `answer` when it ends.
+pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: TokenSink<'_>) -> Result<Answer> {
+    let started = Instant::now();
+    let (principal, auth) = authorize(ctx, caller, Action::Ask, &request.question).await?;
+    let engine = ctx.engine().await?;
+    let config = &ctx.config.answer;
+    let (evidence, withheld, retrieval_ms) = match ask::gather(&engine.retriever, ctx.pool(), &auth, config, request).await {
+        Ok(g) => g,
+        Err(e) if refusal(&e) => return Err(deny(ctx, caller, Action::Ask, &request.question, e).await),
+        Err(e) => return Err(e),
+    };
+    let answer_decision = if evidence.is_empty() {
+        None
+    } else {
+        match auth.decide_answer() {
+            Ok(d) if d.allow => Some(d),
+            Ok(d) => return Err(deny(ctx, caller, Action::Ask, &request.question, Error::PolicyDenied { point: DecisionPoint::Answer, reasons: d.reasons }).await),
+            Err(e) => return Err(deny(ctx, caller, Action::Ask, &request.question, e.into()).await),
+        }
+    };
+    let max_tokens = request.max_tokens.unwrap_or(config.max_tokens);
+    if max_tokens == 0 {
+        return Err(Error::invalid("max_tokens", "must be at least 1"));
+    }
+    let (hash_only, text_reasons) = text_policy(ctx, &principal, &auth, &request.question, &evidence)?;
+    let generator = if evidence.is_empty() { None } else { Some(ctx.generator().await?) };
+    let model = generator.as_ref().map(|g| g.info().clone());
+    let redact_answer = answer_decision.as_ref().is_some_and(|d| d.redact);
+    let ask_entry = Entry::new(&caller.user, Action::Ask).decision(if redact_answer { "redact" } else { "allow" }).details(serde_json::json!({
+        "purpose": caller.purpose, "via": caller.via, "question": ctx.auditor.text(&request.question, hash_only), "text_policy": text_reasons,
+        "policy": scope_detail(&auth), "answer_decision": answer_decision, "passages": passages_detail(&evidence),
+        "withheld": withheld_detail(&withheld), "model": model, "no_evidence": evidence.is_empty(), "retrieval_us": (retrieval_ms * 1000.0) as u64,
+    }));
+    let asked = ctx.auditor.record(ctx.pool(), ask_entry).await?;
+    let Some(generator) = generator else {
+        return Ok(ask::no_evidence(retrieval_ms));
+    };
+    let redactor = redact_answer.then_some(&*ctx.detector);
+    let limits = Limits { max_tokens, prompt_budget: None };
+    let result = ask::answer_from(generator.as_ref(), &request.question, &evidence, limits, retrieval_ms, redactor, sink).await;
+    let latency_us = started.elapsed().as_micros() as u64;
+    let entry = match &result {
+        Ok(a) => Entry::new(&caller.user, Action::Answer).object(asked.seq.to_string()).decision(if a.redacted { "redact" } else { "ok" }).details(serde_json::json!({
+            "ask": asked.seq, "answer": ctx.auditor.text(&a.text, hash_only), "model": a.model,
+            "sources": a.sources.iter().map(|s| serde_json::json!({ "number": s.number, "chunk": s.chunk_id, "document": s.document_id })).collect::<Vec<_>>(),
+            "cited": a.citations.iter().map(|c| c.number).collect::<Vec<_>>(), "invalid_citations": a.invalid_citations,
+            "ungrounded": a.ungrounded, "prompt_tokens": a.prompt_tokens, "completion_tokens": a.generation.as_ref().map(|g| g.completion_tokens),
+            "latency_us": latency_us,
+        })),
+        Err(e) => Entry::new(&caller.user, Action::Answer).object(asked.seq.to_string()).decision("fail").details(serde_json::json!({
+            "ask": asked.seq, "error": e.code(), "reason": e.to_string(), "latency_us": latency_us,
+        })),
+    };
+    ctx.auditor.record(ctx.pool(), entry).await?;
+    result
+}
+
+/// Records that `actor` read the audit log (query, tail, export): reading it is itself
+/// something a privacy officer wants to see.
+pub async fn record_audit_read(ctx: &Sanctum, actor: &str, action: Action, details: serde_json::Value) -> Result<()> {
+    ctx.auditor.record(ctx.pool(), Entry::new(actor, action).decision("ok").details(details)).await.map(|_| ())
+}
+
+

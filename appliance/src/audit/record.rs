@@ -1,0 +1,178 @@
+//! The appliance's audit writer: the keys, the text setting, and the checkpoints that follow
+//! the records. Service functions call [`Auditor::record`] (an action that changes nothing
+//! else) or [`super::append`] in their own transaction and then [`Auditor::committed`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use sqlx::PgPool;
+
+use super::checkpoint::{self, Checkpoint, Kind};
+use super::keys::AuditKeys;
+use super::{Action, Entry, Record};
+use crate::config::{AuditConfig, AuditText, Config};
+use crate::error::{Error, Result};
+
+pub struct Auditor {
+    keys: AuditKeys,
+    dir: PathBuf,
+    config: AuditConfig,
+    /// The record the last checkpoint signed.
+    checkpointed: AtomicI64,
+    /// One checkpoint at a time (the file is appended to).
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Auditor {
+    pub fn open(config: &Config) -> Result<Auditor> {
+        let dir = config.audit_dir();
+        let keys = AuditKeys::open(&dir)?;
+        let (checkpoints, _) = checkpoint::read(&dir, &keys.public_key_hex())?;
+        let last = checkpoints.iter().filter(|c| c.kind == Kind::Checkpoint).map(|c| c.seq).max().unwrap_or(0);
+        Ok(Auditor { keys, dir, config: config.audit.clone(), checkpointed: AtomicI64::new(last), writing: tokio::sync::Mutex::new(()) })
+    }
+
+    pub fn keys(&self) -> &AuditKeys {
+        &self.keys
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Query or answer text as it goes into a record: always its keyed hash, and the text
+    /// itself only when the setting is `store` and the policy did not require the hash.
+    pub fn text(&self, text: &str, policy_requires_hash: bool) -> serde_json::Value {
+        let hmac = self.keys.text_hmac(text);
+        if self.config.text == AuditText::Store && !policy_requires_hash {
+            serde_json::json!({ "hmac": hmac, "text": text })
+        } else {
+            serde_json::json!({ "hmac": hmac })
+        }
+    }
+
+    /// The keyed hash `sanctum audit query --text` looks for.
+    pub fn text_hash(&self, text: &str) -> String {
+        self.keys.text_hmac(text)
+    }
+
+    /// Records `entry` in a transaction of its own (fail closed: an error means the action
+    /// must not proceed or be reported as done).
+    pub async fn record(&self, pool: &PgPool, entry: Entry) -> Result<Record> {
+        let record = super::append_alone(pool, &entry).await?;
+        self.committed(pool, &record).await;
+        Ok(record)
+    }
+
+    /// After a transaction holding `record` committed: a checkpoint when enough records
+    /// have accumulated. A failed periodic checkpoint is logged, not fatal: the chain in
+    /// the database is intact and the next checkpoint covers it.
+    pub async fn committed(&self, pool: &PgPool, record: &Record) {
+        if record.seq - self.checkpointed.load(Ordering::Relaxed) >= self.config.checkpoint_every as i64 {
+            if let Err(e) = self.checkpoint(pool).await {
+                tracing::error!(error = %e, "writing an audit checkpoint failed");
+            }
+        }
+    }
+
+    /// Signs the current head into the checkpoint file (nothing when it is already signed).
+    pub async fn checkpoint(&self, pool: &PgPool) -> Result<Option<Checkpoint>> {
+        let _guard = self.writing.lock().await;
+        let Some(head) = super::head(pool).await? else { return Ok(None) };
+        if head.seq <= self.checkpointed.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let c = Checkpoint::new(&self.keys, Kind::Checkpoint, head.seq, &head.hash, None);
+        checkpoint::append(&self.dir, &c)?;
+        self.checkpointed.store(head.seq, Ordering::Relaxed);
+        Ok(Some(c))
+    }
+
+    /// An on-demand checkpoint by `actor`: recorded first, so the checkpoint signs its own
+    /// record.
+    pub async fn checkpoint_now(&self, pool: &PgPool, actor: &str) -> Result<Checkpoint> {
+        let head = super::head(pool).await?;
+        let entry = Entry::new(actor, Action::AuditCheckpoint)
+            .decision("ok")
+            .details(serde_json::json!({ "previous_head": head.map(|h| serde_json::json!({ "seq": h.seq, "hash": h.hash })) }));
+        super::append_alone(pool, &entry).await?;
+        self.checkpoint(pool).await?.ok_or_else(|| Error::Audit("no checkpoint was written".into()))
+    }
+
+    pub fn config(&self) -> &AuditConfig {
+        &self.config
+    }
+}
+
+/// The configuration as recorded: secrets (passwords in URLs, keys, tokens) left out.
+pub fn config_snapshot(config: &Config) -> serde_json::Value {
+    fn scrub(key: &str, v: serde_json::Value) -> serde_json::Value {
+        let secret = key == "token" || key.ends_with("_token") || ["password", "secret", "key_file"].iter().any(|s| key.contains(s));
+        match v {
+            _ if secret => serde_json::Value::String("(secret)".into()),
+            serde_json::Value::String(s) if key == "database_url" => serde_json::Value::String(without_password(&s)),
+            serde_json::Value::Object(map) => serde_json::Value::Object(map.into_iter().map(|(k, v)| {
+                let v = scrub(&k, v);
+                (k, v)
+            }).collect()),
+            serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(|v| scrub(key, v)).collect()),
+            other => other,
+        }
+    }
+    super::storable(scrub("", serde_json::to_value(config).unwrap_or_default()))
+}
+
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("(secret)"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Keys whose values differ between two snapshots, as dotted paths.
+pub fn changed_keys(before: &serde_json::Value, after: &serde_json::Value) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&path, x.get(k).unwrap_or(&serde_json::Value::Null), y.get(k).unwrap_or(&serde_json::Value::Null), out);
+                }
+            }
+            _ if a != b => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", before, after, &mut out);
+    out
+}
+
+/// Records the configuration the appliance runs with when it differs from the last one
+/// recorded (the first start records it too).
+pub async fn record_config(auditor: &Auditor, pool: &PgPool, config: &Config) -> Result<Option<Record>> {
+    let after = config_snapshot(config);
+    let before: Option<serde_json::Value> = sqlx::query_scalar("SELECT snapshot FROM config_snapshot").fetch_optional(pool).await?;
+    if before.as_ref() == Some(&after) {
+        return Ok(None);
+    }
+    let changed = before.as_ref().map(|b| changed_keys(b, &after)).unwrap_or_default();
+    let entry = Entry::new("sanctum", Action::ConfigChange)
+        .decision("ok")
+        .details(serde_json::json!({ "before": before, "after": after, "changed": changed }));
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO config_snapshot (id, snapshot) VALUES (true, $1) ON CONFLICT (id) DO UPDATE SET snapshot = $1, recorded_at = now()")
+        .bind(&after)
+        .execute(&mut *tx)
+        .await?;
+    let record = super::append(&mut tx, &entry).await?;
+    tx.commit().await?;
+    auditor.committed(pool, &record).await;
+    Ok(Some(record))
+}
