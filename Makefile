@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/sanctum-target
 export SANCTUM_MODELS__DIR ?= $(CURDIR)/.sanctum/models
 # slm: the in-process language model (llama.cpp, mistralrs); opa-wasm: OPA wasm bundles as
 # the policy engine. One feature set for build and test, so dependencies are compiled once.
-FEATURES ?= sanctum/slm
+FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 

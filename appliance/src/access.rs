@@ -35,11 +35,13 @@ pub struct Caller {
     pub narrowing: Narrowing,
     /// Where the request came in: `cli`, `api`, `web`.
     pub via: &'static str,
+    /// The API token that authenticated the request, if one did.
+    pub token: Option<i64>,
 }
 
 impl Caller {
     pub fn cli(user: &str, purpose: Option<&str>, narrowing: Narrowing) -> Caller {
-        Caller { user: user.to_string(), purpose: purpose.map(str::to_string), narrowing, via: "cli" }
+        Caller { user: user.to_string(), purpose: purpose.map(str::to_string), narrowing, via: "cli", token: None }
     }
 }
 
@@ -75,7 +77,7 @@ async fn deny(ctx: &Sanctum, caller: &Caller, action: Action, text: &str, error:
         other => (None, vec![other.to_string()]),
     };
     let entry = Entry::new(&caller.user, action).decision("deny").details(serde_json::json!({
-        "purpose": caller.purpose, "via": caller.via, "text": ctx.auditor.text(text, true),
+        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "text": ctx.auditor.text(text, true),
         "error": error.code(), "point": point, "reasons": reasons,
     }));
     match ctx.auditor.record(ctx.pool(), entry).await {
@@ -136,7 +138,7 @@ pub async fn search(ctx: &Sanctum, caller: &Caller, request: &SearchRequest) -> 
     let (hash_only, text_reasons) = text_policy(ctx, &principal, &auth, &request.query, &results.passages)?;
     let redacted = results.passages.iter().any(|p| p.redacted);
     let entry = Entry::new(&caller.user, Action::Search).decision(if redacted { "redact" } else { "allow" }).details(serde_json::json!({
-        "purpose": caller.purpose, "via": caller.via, "query": ctx.auditor.text(&request.query, hash_only), "text_policy": text_reasons,
+        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "query": ctx.auditor.text(&request.query, hash_only), "text_policy": text_reasons,
         "k": request.k, "mode": request.mode, "policy": scope_detail(&auth), "passages": passages_detail(&results.passages),
         "withheld": withheld_detail(&results.withheld), "latency_us": started.elapsed().as_micros() as u64,
     }));
@@ -174,7 +176,7 @@ pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: Tok
     let model = generator.as_ref().map(|g| g.info().clone());
     let redact_answer = answer_decision.as_ref().is_some_and(|d| d.redact);
     let ask_entry = Entry::new(&caller.user, Action::Ask).decision(if redact_answer { "redact" } else { "allow" }).details(serde_json::json!({
-        "purpose": caller.purpose, "via": caller.via, "question": ctx.auditor.text(&request.question, hash_only), "text_policy": text_reasons,
+        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "question": ctx.auditor.text(&request.question, hash_only), "text_policy": text_reasons,
         "policy": scope_detail(&auth), "answer_decision": answer_decision, "passages": passages_detail(&evidence),
         "withheld": withheld_detail(&withheld), "model": model, "no_evidence": evidence.is_empty(), "retrieval_us": (retrieval_ms * 1000.0) as u64,
     }));

@@ -50,6 +50,51 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `sanctum serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address and port to listen on.
+    pub bind: String,
+    /// HTTPS (default). Plain HTTP is allowed only on a loopback address.
+    pub tls: bool,
+    /// PEM certificate chain and key; absent: a self-signed pair generated on first start
+    /// in `<data_dir>/tls`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Names the generated certificate is valid for (besides localhost and 127.0.0.1).
+    pub hostnames: Vec<String>,
+    /// Worker threads accepting requests.
+    pub workers: usize,
+    /// Largest JSON request body.
+    pub max_body_bytes: usize,
+    /// Searches and questions run at once; more wait in no queue: they get 503 with
+    /// Retry-After.
+    pub search_concurrency: usize,
+    pub ask_concurrency: usize,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_timeout_s: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8443".into(),
+            tls: true,
+            cert_file: None,
+            key_file: None,
+            hostnames: Vec::new(),
+            workers: 2,
+            max_body_bytes: 1 << 20,
+            search_concurrency: 8,
+            ask_concurrency: 2,
+            shutdown_timeout_s: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -449,6 +494,20 @@ impl Config {
         if p.wasm_fuel < 1000 {
             return bad("policy.wasm_fuel", "must be at least 1000");
         }
+        let h = &self.http;
+        match h.bind.parse::<std::net::SocketAddr>() {
+            Err(_) => return bad("http.bind", "must be an address and port such as 0.0.0.0:8443"),
+            Ok(a) if !h.tls && !a.ip().is_loopback() => {
+                return bad("http.tls", "plain HTTP is allowed only on a loopback address (http.bind = \"127.0.0.1:PORT\")");
+            }
+            Ok(_) => {}
+        }
+        if h.cert_file.is_some() != h.key_file.is_some() {
+            return bad("http.cert_file", "give both http.cert_file and http.key_file, or neither (a self-signed pair is generated)");
+        }
+        if h.workers == 0 || h.search_concurrency == 0 || h.ask_concurrency == 0 {
+            return bad("http.workers", "http.workers, http.search_concurrency and http.ask_concurrency must be at least 1");
+        }
         if self.audit.checkpoint_every == 0 {
             return bad("audit.checkpoint_every", "must be at least 1");
         }
@@ -472,6 +531,7 @@ impl Config {
             egress: Default::default(),
             policy: Default::default(),
             audit: Default::default(),
+            http: Default::default(),
         }
     }
 
@@ -494,6 +554,11 @@ impl Config {
 
     pub fn audit_archive_dir(&self) -> PathBuf {
         self.audit.archive_dir.clone().unwrap_or_else(|| self.audit_dir().join("archive"))
+    }
+
+    /// The generated TLS certificate and key.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
     }
 
     pub fn originals_dir(&self) -> PathBuf {

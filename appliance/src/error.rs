@@ -46,6 +46,12 @@ pub enum Error {
     /// does not verify.
     #[error("audit: {0}")]
     Audit(String),
+    /// No valid credential (missing, unknown, revoked or expired).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A bounded queue is full: try again shortly.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl Error {
@@ -70,6 +76,8 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Internal(_) => "internal",
             Error::Audit(_) => "audit_failed",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Overloaded(_) => "overloaded",
         }
     }
 

@@ -21,11 +21,13 @@ pub mod doctor;
 pub mod egress;
 pub mod embed;
 pub mod error;
+pub mod http;
 pub mod library;
 pub mod models;
 pub mod policy;
 pub mod retrieve;
 pub mod store;
+pub mod tokens;
 pub mod users;
 
 pub use app::Sanctum;

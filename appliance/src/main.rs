@@ -51,6 +51,13 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Serve the REST API over HTTPS until SIGINT/SIGTERM.
+    Serve,
+    /// API tokens for internal systems: create (shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The audit log: verify, tail, query, export, checkpoint, purge.
     Audit {
         #[command(subcommand)]
@@ -227,6 +234,38 @@ enum PolicyCommand {
         version: Option<i64>,
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for USER; it is printed once and cannot be shown again.
+    Create {
+        user: String,
+        /// search, ask, ingest, admin, audit (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// What the token is for (the system using it).
+        #[arg(long)]
+        label: String,
+        /// Valid for this many days (default: until revoked).
+        #[arg(long)]
+        days: Option<u32>,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: every later request with it is refused.
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        actor: ActorArgs,
     },
 }
 
@@ -470,7 +509,7 @@ struct IngestArgs {
 #[derive(Args)]
 struct ActorArgs {
     /// The user acting; without it, the operating-system user at the console.
-    #[arg(long = "as", value_name = "USER", env = "SANCTUM_USER")]
+    #[arg(long = "as", id = "acting_user", value_name = "USER", env = "SANCTUM_USER")]
     user: Option<String>,
 }
 
@@ -627,6 +666,28 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(config, command).await,
+        Command::Token { command } => token(config, command).await,
+        Command::Serve => {
+            let ctx = std::sync::Arc::new(Sanctum::open(config).await?);
+            let served = sanctum::http::serve(ctx.clone(), |addr, cert| {
+                match cert {
+                    Some(c) => println!(
+                        "serving https://{addr} (certificate {}{}; sha256 fingerprint {})",
+                        c.cert_file.display(),
+                        if c.generated { ", self-signed" } else { "" },
+                        c.fingerprint
+                    ),
+                    None => println!("serving http://{addr} (plain HTTP, loopback only)"),
+                }
+            })
+            .await;
+            match std::sync::Arc::into_inner(ctx) {
+                Some(ctx) => ctx.close().await?,
+                None => eprintln!("warning: requests still held the appliance at shutdown"),
+            }
+            served?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reindex { actor } => {
             let ctx = Sanctum::open(config).await?;
             let bar = indicatif::ProgressBar::new_spinner();
@@ -1137,6 +1198,41 @@ async fn audit(config: Config, command: AuditCommand) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+    .await;
+    ctx.close().await?;
+    result
+}
+
+async fn token(config: Config, command: TokenCommand) -> Result<ExitCode> {
+    use sanctum::tokens::{self, Scope};
+    let ctx = Sanctum::open(config).await?;
+    let result = async {
+        match command {
+            TokenCommand::Create { user, scopes, label, days, actor } => {
+                let scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>>>()?;
+                let (info, secret) = tokens::create(&ctx, &actor.actor(&ctx).await?, &user, &label, &scopes, days).await?;
+                println!("token {} for {} ({}), scopes {}{}", info.id, info.user_name, info.label, info.scopes.join(","), info.expires_at.map(|t| format!(", expires {t}")).unwrap_or_default());
+                println!("{secret}");
+                eprintln!("this is the only time the token is shown: store it in the client's secret store");
+            }
+            TokenCommand::List { user, json } => {
+                let list = tokens::list(&ctx, user.as_deref()).await?;
+                if json {
+                    print_json(&list)?;
+                } else {
+                    for t in list {
+                        let state = if t.revoked_at.is_some() { "revoked" } else if t.expires_at.is_some_and(|e| e <= chrono::Utc::now()) { "expired" } else { "active" };
+                        println!("{:>6}  {:<16} {:<20} {:<8} scopes {}", t.id, t.user_name, t.label, state, t.scopes.join(","));
+                    }
+                }
+            }
+            TokenCommand::Revoke { id, actor } => {
+                let t = tokens::revoke(&ctx, &actor.actor(&ctx).await?, id).await?;
+                println!("token {} ({} for {}) revoked", t.id, t.label, t.user_name);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
     .await;
     ctx.close().await?;

@@ -243,6 +243,13 @@ async fn every_operation_leaves_its_record() {
     let answer = access::ask(&ctx, &Caller::cli("pat", Some("operations"), Narrowing::default()), &asked, &mut |_: &str| {}).await.unwrap();
     assert!(!answer.no_evidence);
 
+    // API tokens: created, refused for a scope it lacks, revoked
+    let (token, secret) = sanctum::tokens::create(&ctx, "pat", "ana", "ehr", &[sanctum::tokens::Scope::Search], Some(30)).await.unwrap();
+    assert_eq!(sanctum::tokens::authenticate(&ctx, &secret, sanctum::tokens::Scope::Search).await.unwrap(), ("ana".to_string(), token.id));
+    assert_eq!(sanctum::tokens::authenticate(&ctx, &secret, sanctum::tokens::Scope::Admin).await.unwrap_err().code(), "forbidden");
+    sanctum::tokens::revoke(&ctx, "pat", token.id).await.unwrap();
+    assert_eq!(sanctum::tokens::authenticate(&ctx, &secret, sanctum::tokens::Scope::Search).await.unwrap_err().code(), "unauthorized");
+
     // egress: no endpoint is allowed, the refusal is recorded
     let err = ctx.egress.post_json("https://api.example.com/v1/x", "a test", &Default::default(), None, &serde_json::json!({})).await.unwrap_err();
     assert_eq!(err.code(), "egress_denied");

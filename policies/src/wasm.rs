@@ -58,8 +58,6 @@ impl WasmEngine {
     /// Loads a compiled policy module (`policy.wasm`).
     pub async fn from_module(wasm: &[u8], data: serde_json::Value, appliance_region: &str, fuel: u64) -> Result<WasmEngine, String> {
         let mut config = wasmtime::Config::new();
-        // opa-wasm calls every export with call_async
-        config.async_support(true);
         config.consume_fuel(true);
         let engine = wasmtime::Engine::new(&config).map_err(|e| format!("wasm runtime: {e:#}"))?;
         let module = wasmtime::Module::new(&engine, wasm).map_err(|e| format!("not a WebAssembly module: {e:#}"))?;

@@ -69,10 +69,14 @@ pub enum Action {
     AuditQuery,
     AuditCheckpoint,
     AuditPurge,
+    TokenCreate,
+    TokenRevoke,
+    /// A credential refused: an unknown, revoked or expired token, or one without the scope.
+    AuthFail,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 22] = [
         Action::DocumentSubmit,
         Action::DocumentIndex,
         Action::DocumentFail,
@@ -92,6 +96,9 @@ impl Action {
         Action::AuditQuery,
         Action::AuditCheckpoint,
         Action::AuditPurge,
+        Action::TokenCreate,
+        Action::TokenRevoke,
+        Action::AuthFail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +122,9 @@ impl Action {
             Action::AuditQuery => "audit.query",
             Action::AuditCheckpoint => "audit.checkpoint",
             Action::AuditPurge => "audit.purge",
+            Action::TokenCreate => "token.create",
+            Action::TokenRevoke => "token.revoke",
+            Action::AuthFail => "auth.fail",
         }
     }
 }

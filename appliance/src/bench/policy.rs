@@ -61,6 +61,8 @@ pub fn run(config: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Resu
         out.insert(format!("chunks_batch_{batch}_per_document_us"), json!(round(per_doc)));
     }
     out.insert("answer_us".into(), time_us(n, || Ok(auth.decide_answer().map(|_| ())?))?);
+    let touched = vec!["confidential".to_string(), "phi".to_string()];
+    out.insert("audit_us".into(), time_us(n, || Ok(engine.audit(&analyst, Some("operations"), &touched).map(|_| ())?))?);
     let gpu = Endpoint::new("https", "gpu1.internal", 8000);
     let named = vec![gpu.origin.clone()];
     out.insert("egress_us".into(), time_us(n, || Ok(engine.egress(&gpu, &named, &Content::default()).map(|_| ())?))?);

@@ -1,0 +1,233 @@
+//! The `/v1` endpoints, `/healthz` and `/readyz`. Every `/v1` request carries a token
+//! (`Authorization: Bearer snt_...`) whose scope covers the operation, and, where policy needs
+//! one, a purpose of use (`X-Purpose-Of-Use` header, or `purpose` in the body).
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::State;
+use crate::access::{self, Caller, Narrowing};
+use crate::answer::AskRequest;
+use crate::audit::{self, review};
+use crate::db::jobs;
+use crate::error::Error;
+use crate::retrieve::{Mode, SearchRequest};
+use crate::tokens::{self, Scope};
+
+type Reply = std::result::Result<HttpResponse, ApiError>;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz)).route("/readyz", web::get().to(readyz)).route("/metrics", web::get().to(metrics)).service(
+        web::scope("/v1")
+            .route("/search", web::post().to(search))
+            .route("/ask", web::post().to(ask))
+            .route("/jobs", web::get().to(job_list))
+            .route("/audit", web::get().to(audit_query))
+            .route("/audit/verify", web::post().to(audit_verify)),
+    );
+}
+
+/// A malformed JSON body: 400 with the serde message (which names the field).
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let e = match &err {
+        actix_web::error::JsonPayloadError::OverflowKnownLength { .. } | actix_web::error::JsonPayloadError::Overflow { .. } => {
+            Error::invalid("body", "the request body is larger than http.max_body_bytes")
+        }
+        other => Error::invalid("body", other.to_string()),
+    };
+    ApiError(e).into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError(Error::invalid("query string", err.to_string())).into()
+}
+
+/// A JSON body; a type error names the field (`k: invalid type: string "three", expected
+/// usize`), an unknown field is refused.
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_string() } else { path };
+        ApiError(Error::invalid(field, e.inner().to_string()))
+    })
+}
+
+/// The token from `Authorization: Bearer ...`.
+fn bearer(req: &HttpRequest) -> std::result::Result<String, ApiError> {
+    let value = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match value.strip_prefix("Bearer ") {
+        Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => Err(ApiError(Error::Unauthorized("send a token: Authorization: Bearer snt_... (create one with `sanctum token create`)".into()))),
+    }
+}
+
+fn purpose(req: &HttpRequest, body: Option<String>) -> Option<String> {
+    body.or_else(|| req.headers().get("x-purpose-of-use").and_then(|v| v.to_str().ok()).map(str::to_string))
+}
+
+/// The caller a request's token speaks for, if it may be used for `scope`.
+async fn caller(state: &State, req: &HttpRequest, scope: Scope, purpose: Option<String>, narrowing: Narrowing) -> std::result::Result<Caller, ApiError> {
+    let token = bearer(req)?;
+    let (user, id) = state.run(move |ctx| async move { tokens::authenticate(&ctx, &token, scope).await }).await?;
+    Ok(Caller { user, purpose, narrowing, via: "api", token: Some(id) })
+}
+
+/// Live: the process answers.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Prometheus metrics (no token: they hold no data, only counts; restrict by network).
+async fn metrics(state: web::Data<State>) -> Reply {
+    let jobs = state.run(|ctx| async move { jobs::counts(ctx.pool()).await }).await?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(&jobs)))
+}
+
+/// Ready: the database answers and a policy version is active.
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let checked = state
+        .run(|ctx| async move {
+            let active = ctx.policies.current(ctx.pool()).await?;
+            Ok(active.version)
+        })
+        .await;
+    match checked {
+        Ok(version) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "policy_version": version })),
+        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "not ready", "error": e.body().error })),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    pub query: String,
+    pub k: Option<usize>,
+    pub mode: Option<Mode>,
+    pub purpose: Option<String>,
+    /// Only documents of these groups (and those without groups).
+    pub groups: Option<Vec<String>>,
+    /// Only documents held in these regions (and those without a region).
+    pub regions: Option<Vec<String>>,
+    /// Leave out documents with these labels.
+    #[serde(default)]
+    pub exclude_labels: Vec<String>,
+}
+
+async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
+    let body: SearchBody = json_body(&body)?;
+    let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
+    let caller = caller(&state, &req, Scope::Search, purpose(&req, body.purpose), narrowing).await?;
+    let _permit = state.search_permit()?;
+    let request = SearchRequest { query: body.query, k: body.k.unwrap_or(state.ctx.config.search.default_k), mode: body.mode.unwrap_or_default() };
+    let results = state.run(move |ctx| async move { access::search(&ctx, &caller, &request).await }).await?;
+    Ok(HttpResponse::Ok().json(results))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskBody {
+    pub question: String,
+    /// Passages offered to the model (default: answer.passages).
+    pub passages: Option<usize>,
+    /// Longest answer in tokens (default: answer.max_tokens).
+    pub max_tokens: Option<usize>,
+    pub purpose: Option<String>,
+    pub groups: Option<Vec<String>>,
+    pub regions: Option<Vec<String>>,
+    #[serde(default)]
+    pub exclude_labels: Vec<String>,
+}
+
+/// One server-sent event.
+fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
+    web::Bytes::from(format!("event: {name}\ndata: {}\n\n", serde_json::to_string(data).unwrap_or_else(|_| "null".into())))
+}
+
+async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
+    let body: AskBody = json_body(&body)?;
+    let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
+    let caller = caller(&state, &req, Scope::Ask, purpose(&req, body.purpose), narrowing).await?;
+    let permit = state.ask_permit()?;
+    let request = AskRequest { question: body.question, passages: body.passages, max_tokens: body.max_tokens };
+    let streaming = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    if !streaming {
+        let answer = state
+            .run(move |ctx| async move {
+                let _permit = permit;
+                access::ask(&ctx, &caller, &request, &mut |_: &str| {}).await
+            })
+            .await?;
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    // tokens as `token` events while they are generated, then `answer` (or `error`)
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
+    let ctx = state.ctx.clone();
+    state.main.spawn(async move {
+        let _permit = permit;
+        let pieces = tx.clone();
+        let mut sink = move |piece: &str| {
+            let _ = pieces.send(event("token", &serde_json::json!({ "text": piece })));
+        };
+        let last = match access::ask(&ctx, &caller, &request, &mut sink).await {
+            Ok(answer) => event("answer", &answer),
+            Err(e) => event("error", &ApiError(e).body()),
+        };
+        let _ = tx.send(last);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx)) });
+    Ok(HttpResponse::Ok().content_type("text/event-stream").insert_header((header::CACHE_CONTROL, "no-cache")).streaming(stream))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// queued, running, done or failed.
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+}
+
+async fn job_list(state: web::Data<State>, req: HttpRequest, query: web::Query<JobQuery>) -> Reply {
+    caller(&state, &req, Scope::Ingest, None, Narrowing::default()).await?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError(Error::invalid("limit", "expected an integer between 1 and 1000")));
+    }
+    let rows = state.run(move |ctx| async move { jobs::list(ctx.pool(), q.state.as_deref(), limit).await }).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "jobs": rows })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub decision: Option<String>,
+    pub object: Option<String>,
+    /// RFC 3339.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub limit: Option<i64>,
+}
+
+async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::Query<AuditQuery>) -> Reply {
+    let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError(Error::invalid("limit", "expected an integer between 1 and 10000")));
+    }
+    let action = q.action.map(|a| a.parse().map_err(|e: String| Error::invalid("action", e))).transpose()?;
+    let filter = audit::Filter { actor: q.actor, action, decision: q.decision, object: q.object, since: q.since, until: q.until, limit: Some(limit), ..Default::default() };
+    let rows = state.run(move |ctx| async move { review::query(&ctx, &caller.user, &filter, None).await }).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "records": rows })))
+}
+
+async fn audit_verify(state: web::Data<State>, req: HttpRequest) -> Reply {
+    let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
+    let v = state.run(move |ctx| async move { review::verify(&ctx, &caller.user).await }).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": v.ok(), "verification": v })))
+}

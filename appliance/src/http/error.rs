@@ -1,0 +1,83 @@
+//! One error shape on every endpoint: the HTTP status, and `{"error": {"code", "type",
+//! "message"}}` with the same stable code and message the CLI prints.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// An [`Error`] on its way to an HTTP client.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine code, e.g. `invalid_input`, `policy_denied`.
+    pub code: String,
+    /// `invalid_request`, `auth`, `policy`, `unavailable` or `internal`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What went wrong, naming the offending field or value.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn kind(&self) -> &'static str {
+        match self.0 {
+            Error::InvalidInput { .. } | Error::NotFound { .. } => "invalid_request",
+            Error::Unauthorized(_) | Error::Forbidden(_) => "auth",
+            Error::PolicyDenied { .. } | Error::EgressDenied { .. } => "policy",
+            Error::Overloaded(_) | Error::Models(_) => "unavailable",
+            _ => "internal",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { error: ErrorDetail { code: self.0.code().into(), kind: self.kind().into(), message: self.0.to_string() } }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self.0 {
+            Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) | Error::PolicyDenied { .. } | Error::EgressDenied { .. } => StatusCode::FORBIDDEN,
+            Error::Overloaded(_) | Error::Models(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status_code());
+        match self.0 {
+            Error::Unauthorized(_) => {
+                r.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Error::Overloaded(_) => {
+                r.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
+        }
+        r.json(self.body())
+    }
+}

@@ -1,0 +1,117 @@
+//! `sanctum serve`: the REST API for internal systems, on actix-web over rustls. Handlers
+//! are thin: they take the caller's token, call the same service function the CLI calls,
+//! and turn the result (or the one error type) into JSON.
+//!
+//! The appliance (its database pool, indexes and models) lives on the main tokio runtime;
+//! actix runs each worker on a runtime of its own, so handlers hand the service call to the
+//! main runtime and await its result there.
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use tokio::sync::Semaphore;
+
+use crate::app::Sanctum;
+use crate::error::{Error, Result};
+use error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct State {
+    pub ctx: Arc<Sanctum>,
+    main: tokio::runtime::Handle,
+    search_permits: Arc<Semaphore>,
+    ask_permits: Arc<Semaphore>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl State {
+    pub fn new(ctx: Arc<Sanctum>) -> State {
+        let h = &ctx.config.http;
+        State {
+            search_permits: Arc::new(Semaphore::new(h.search_concurrency)),
+            ask_permits: Arc::new(Semaphore::new(h.ask_concurrency)),
+            main: tokio::runtime::Handle::current(),
+            metrics: Arc::new(metrics::Metrics::default()),
+            ctx,
+        }
+    }
+
+    /// Runs `work` on the main runtime (where the pool and indexes live).
+    pub async fn run<T, F, Fut>(&self, work: F) -> std::result::Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Sanctum>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        self.main
+            .spawn(async move { work(ctx).await })
+            .await
+            .map_err(|e| ApiError(Error::Internal(format!("the request task failed: {e}"))))?
+            .map_err(ApiError)
+    }
+
+    /// A place among the searches running now, or 503 at once when there is none.
+    pub fn search_permit(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.search_permits.clone().try_acquire_owned().map_err(|_| ApiError(Error::Overloaded("too many searches are running; retry shortly".into())))
+    }
+
+    pub fn ask_permit(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.ask_permits.clone().try_acquire_owned().map_err(|_| ApiError(Error::Overloaded("too many questions are being answered; retry shortly".into())))
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then finishes requests in flight (up to
+/// `http.shutdown_timeout_s`). `on_ready` is told the address and the certificate.
+pub async fn serve(ctx: Arc<Sanctum>, on_ready: impl FnOnce(&str, Option<&tls::ServerCert>)) -> Result<()> {
+    let config = ctx.config.http.clone();
+    // the first search should not pay for loading the models
+    ctx.engine().await?;
+    let state = State::new(ctx.clone());
+    let json_limit = config.max_body_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(observe))
+            .app_data(web::Data::new(state.clone()))
+            .app_data(web::JsonConfig::default().limit(json_limit).error_handler(api::json_error))
+            .app_data(web::PayloadConfig::new(json_limit))
+            .app_data(web::QueryConfig::default().error_handler(api::query_error))
+            .configure(api::routes)
+    })
+    .workers(config.workers)
+    .shutdown_timeout(config.shutdown_timeout_s);
+    let bind_err = |e: std::io::Error| Error::Config(format!("http.bind {}: {e}", config.bind));
+    let (server, cert) = if config.tls {
+        let cert = tls::server_cert(&ctx.config)?;
+        let rustls = tls::rustls_config(&cert)?;
+        (server.bind_rustls_0_23(&config.bind, rustls).map_err(bind_err)?, Some(cert))
+    } else {
+        (server.bind(&config.bind).map_err(bind_err)?, None)
+    };
+    let addrs: Vec<String> = server.addrs().iter().map(|a| a.to_string()).collect();
+    on_ready(&addrs.join(", "), cert.as_ref());
+    server.run().await.map_err(|e| Error::Internal(format!("the HTTP server stopped: {e}")))
+}
+
+/// Counts every request by route pattern (not path: no ids or text in the labels) and status.
+async fn observe(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> std::result::Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".into());
+    let method = req.method().to_string();
+    let metrics = req.app_data::<web::Data<State>>().map(|s| s.metrics.clone());
+    let res = next.call(req).await?;
+    if let Some(m) = metrics {
+        m.observe(&method, &route, res.status().as_u16(), started.elapsed());
+    }
+    Ok(res)
+}

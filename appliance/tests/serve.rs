@@ -1,0 +1,214 @@
+//! `sanctum serve` end to end: the real binary on the embedded PostgreSQL, over HTTPS with
+//! its generated certificate, driven by a real HTTP client: health, auth failures (no
+//! token, wrong scope, revoked, unknown), the policy over HTTP, the error shape, search, a
+//! streamed answer, the audit endpoints, and a graceful stop that leaves the log verifiable.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SMOLLM2: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn sanctum(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
+/// Creates a token and returns it (the last line the command prints).
+fn token(config: &Path, user: &str, scopes: &str) -> String {
+    let t = sanctum(config, &["token", "create", user, "--scopes", scopes, "--label", "test"]);
+    t.lines().find(|l| l.starts_with("snt_")).unwrap().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_over_https() {
+    let tmp = support::tempdir();
+    let port = free_port();
+    let extra = format!("\n[answer]\nmodel = {SMOLLM2:?}\ncontext_tokens = 1024\nmax_tokens = 16\n\n[http]\nbind = \"127.0.0.1:{port}\"\nask_concurrency = 1\n");
+    let config = support::write_config(tmp.path(), &extra);
+    sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical"]);
+    sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
+    let doc = support::write(tmp.path(), "visitors.md", "# Visitors\n\nIn intensive care at most two visitors may be at a bedside.");
+    sanctum(&config, &["ingest", doc.to_str().unwrap(), "--groups", "clinical", "--region", "us"]);
+    let search_token = token(&config, "ana", "search");
+    let ask_token = token(&config, "pat", "ask");
+    let audit_token = token(&config, "pat", "audit");
+    let revoked = token(&config, "ana", "search");
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
+    sanctum(&config, &["token", "revoke", &revoked_id]);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).arg("serve").stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.contains(&format!("serving https://127.0.0.1:{port}")) && line.contains("fingerprint"), "{line}");
+
+    let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["policy_version"], 1);
+    // no plain HTTP on the TLS port
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.map(|r| !r.status().is_success()).unwrap_or(true));
+
+    let search = |token: Option<&str>, body: serde_json::Value| {
+        let mut r = client.post(format!("{base}/v1/search")).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.header("X-Purpose-Of-Use", "operations").send()
+    };
+    let query = serde_json::json!({ "query": "how many visitors at a bedside", "k": 3 });
+    let error = |v: &serde_json::Value| (v["error"]["code"].as_str().unwrap_or("").to_string(), v["error"]["type"].as_str().unwrap_or("").to_string());
+
+    // auth failures
+    let r = search(None, query.clone()).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(error(&r.json().await.unwrap()), ("unauthorized".into(), "auth".into()));
+    let r = search(Some(&ask_token), query.clone()).await.unwrap();
+    assert_eq!(r.status(), 403, "a token without the search scope");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error(&body), ("forbidden".into(), "auth".into()));
+    assert!(body["error"]["message"].as_str().unwrap().contains("not for search"), "{body}");
+    let r = search(Some(&revoked), query.clone()).await.unwrap();
+    assert_eq!(r.status(), 401, "a revoked token");
+    assert!(r.text().await.unwrap().contains("revoked"));
+    let r = search(Some("snt_999_0000"), query.clone()).await.unwrap();
+    assert_eq!(r.status(), 401, "an unknown token");
+
+    // bad input names the field
+    let r = search(Some(&search_token), serde_json::json!({ "query": "x", "k": "three" })).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error(&body).0, "invalid_input");
+    assert!(body["error"]["message"].as_str().unwrap().contains("k"), "{body}");
+    let r = search(Some(&search_token), serde_json::json!({ "query": "x", "color": "blue" })).await.unwrap();
+    assert_eq!(r.status(), 400, "unknown fields are refused");
+
+    // the policy over HTTP: an unknown purpose is denied, a narrowing to another group finds nothing
+    let r = client.post(format!("{base}/v1/search")).bearer_auth(&search_token).header("X-Purpose-Of-Use", "marketing").json(&query).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(error(&r.json().await.unwrap()), ("policy_denied".into(), "policy".into()));
+    let r = search(Some(&search_token), serde_json::json!({ "query": "visitors bedside", "groups": ["finance"] })).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["passages"].as_array().unwrap().len(), 0);
+    let r = search(Some(&search_token), query.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let found: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(found["passages"][0]["document_name"], "visitors.md", "{found}");
+
+    // a streamed answer: token events, then the answer
+    let r = client
+        .post(format!("{base}/v1/ask"))
+        .bearer_auth(&ask_token)
+        .header("Accept", "text/event-stream")
+        .header("X-Purpose-Of-Use", "operations")
+        .json(&serde_json::json!({ "question": "How many visitors may be at a bedside in intensive care?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let events = r.text().await.unwrap();
+    assert!(events.contains("event: token\ndata: {\"text\":"), "{events}");
+    let answer_line = events.split("event: answer\ndata: ").nth(1).expect("an answer event").lines().next().unwrap();
+    let answer: serde_json::Value = serde_json::from_str(answer_line).unwrap();
+    assert_eq!(answer["sources"][0]["document_name"], "visitors.md");
+    // and as plain JSON
+    let r = client
+        .post(format!("{base}/v1/ask"))
+        .bearer_auth(&ask_token)
+        .header("X-Purpose-Of-Use", "operations")
+        .json(&serde_json::json!({ "question": "How many visitors may be at a bedside in intensive care?", "max_tokens": 8 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["model"]["model"] == SMOLLM2);
+
+    // backpressure: while an answer is being generated (ask_concurrency = 1), another
+    // question is refused at once with 503 and Retry-After rather than queued
+    let ask = |accept: &'static str| {
+        client
+            .post(format!("{base}/v1/ask"))
+            .bearer_auth(&ask_token)
+            .header("Accept", accept)
+            .header("X-Purpose-Of-Use", "operations")
+            .json(&serde_json::json!({ "question": "How many visitors may be at a bedside in intensive care?" }))
+            .send()
+    };
+    let mut refused = false;
+    for _ in 0..5 {
+        let first = ask("text/event-stream").await.unwrap();
+        let second = ask("application/json").await.unwrap();
+        let status = second.status();
+        if status == 503 {
+            assert_eq!(second.headers()["retry-after"], "1");
+            assert_eq!(error(&second.json().await.unwrap()), ("overloaded".into(), "unavailable".into()));
+            refused = true;
+        }
+        first.text().await.unwrap();
+        if refused {
+            break;
+        }
+    }
+    assert!(refused, "a second question while the first was generated was not refused");
+
+    // metrics, by route pattern
+    let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/search\",status=\"401\"} 3"), "{text}");
+    assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/ask\",status=\"503\"}"), "{text}");
+    assert!(text.contains("sanctum_ingest_jobs{state=\"done\"} 1"), "{text}");
+
+    // the audit endpoints
+    let r = client.post(format!("{base}/v1/audit/verify")).bearer_auth(&audit_token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["ok"], true);
+    let r = client.get(format!("{base}/v1/audit?action=search&limit=50")).bearer_auth(&audit_token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let records: serde_json::Value = r.json().await.unwrap();
+    let searches = records["records"].as_array().unwrap();
+    assert!(searches.iter().any(|r| r["details"]["via"] == "api" && r["details"]["token"].is_i64() && r["decision"] == "deny"), "{records}");
+    let r = client.get(format!("{base}/v1/audit?action=nothing")).bearer_auth(&audit_token).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = client.get(format!("{base}/v1/audit")).bearer_auth(&search_token).send().await.unwrap();
+    assert_eq!(r.status(), 403, "the audit log needs the audit scope");
+
+    // a graceful stop; the log verifies afterwards, with the refused tokens recorded
+    let mut server = server;
+    let pid = server.0.id();
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let t = sanctum(&config, &["audit", "verify"]);
+    assert!(t.contains("intact"), "{t}");
+    let t = sanctum(&config, &["audit", "query", "--action", "auth.fail"]);
+    assert!(t.lines().filter(|l| l.contains("auth.fail")).count() >= 4, "{t}");
+}
