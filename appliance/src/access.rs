@@ -87,8 +87,12 @@ async fn deny(ctx: &Sanctum, caller: &Caller, action: Action, text: &str, error:
 }
 
 /// The `audit` decision: must the request's text be kept only as a hash? Labels are those
-/// of the passages served and those of identifiers in the text itself.
+/// of the passages served and those of identifiers in the text itself. With `audit.text =
+/// "hash"` the text is hashed whatever the policy says, so it is not asked.
 fn text_policy(ctx: &Sanctum, principal: &Principal, auth: &AuthorizedQuery, text: &str, passages: &[Passage]) -> Result<(bool, Vec<String>)> {
+    if ctx.config.audit.text == crate::config::AuditText::Hash {
+        return Ok((true, Vec::new()));
+    }
     let found = ctx.detector.detect(text);
     let mut labels: Vec<String> = ingest::identifiers::labels(text, &found).into_iter().map(str::to_string).collect();
     labels.extend(passages.iter().flat_map(|p| p.labels.iter().cloned()));
@@ -130,7 +134,7 @@ pub async fn search(ctx: &Sanctum, caller: &Caller, request: &SearchRequest) -> 
     let started = Instant::now();
     let (principal, auth) = authorize(ctx, caller, Action::Search, &request.query).await?;
     let engine = ctx.engine().await?;
-    let results = match retrieve::search(&engine.retriever, ctx.pool(), &auth, request).await {
+    let mut results = match retrieve::search(&engine.retriever, ctx.pool(), &auth, request).await {
         Ok(r) => r,
         Err(e) if refusal(&e) => return Err(deny(ctx, caller, Action::Search, &request.query, e).await),
         Err(e) => return Err(e),
@@ -142,7 +146,10 @@ pub async fn search(ctx: &Sanctum, caller: &Caller, request: &SearchRequest) -> 
         "k": request.k, "mode": request.mode, "policy": scope_detail(&auth), "passages": passages_detail(&results.passages),
         "withheld": withheld_detail(&results.withheld), "latency_us": started.elapsed().as_micros() as u64,
     }));
+    let recording = Instant::now();
     ctx.auditor.record(ctx.pool(), entry).await?;
+    results.timings.audit_ms = recording.elapsed().as_secs_f64() * 1000.0;
+    results.timings.total_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(results)
 }
 

@@ -1,10 +1,10 @@
 //! Exports with the hashes, so a third party can verify them offline (`sanctum audit verify
 //! --file`): JSON Lines (one record per line, as stored) or CSV (details as a JSON string).
 //!
-//! A record's hash is `sha256(prev_hash || canonical JSON)`, where the canonical JSON is the
-//! object `{action, actor, at, decision, details, object, seq}` with keys sorted at every
-//! level, no whitespace, and `at` in RFC 3339 UTC with microseconds
-//! (`2026-11-22T10:00:00.123456Z`).
+//! A record's hash is `sha256(prev_hash + ":" + seq + ":" + digest)` (hex strings, decimal
+//! seq), where `digest` is the sha256 of the canonical JSON of the object `{action, actor, at,
+//! decision, details, object}`: keys sorted at every level, no whitespace, and `at` in RFC
+//! 3339 UTC with microseconds (`2026-11-22T10:00:00.123456Z`).
 
 use std::io::{BufRead, Write};
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! The audit log: who did what, when, under which rule, and proof that the record was not
 //! edited afterwards.
 //!
-//! - Every record is chained to the one before: `hash = sha256(prev_hash || canonical JSON)`.
+//! - Every record is chained to the one before: `hash = sha256(prev_hash:seq:digest)`, the
+//!   digest being the sha256 of the record's canonical JSON.
 //! - The table is append-only: the application's database role may only insert and read it,
 //!   and a trigger rejects UPDATE, DELETE and TRUNCATE for everyone (retention's purge
 //!   function excepted).
@@ -31,8 +32,9 @@ use crate::error::{Error, Result};
 pub use record::Auditor;
 pub use verify::{verify, verify_on, Verification};
 
-/// Key of the advisory lock serialising appends.
-const LOCK: i64 = 0x5341_4e43_4155_44; // "SANCAUD"
+/// Key of the advisory lock serialising appends (taken inside the database function
+/// `audit_append`, which spells it in decimal).
+pub const LOCK: i64 = 0x5341_4e43_4155_44; // "SANCAUD"
 
 /// The prev_hash of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -208,9 +210,10 @@ pub struct Record {
 }
 
 impl Record {
-    /// The hash this record's content should have.
+    /// The hash this record should have, from its content and its place in the chain.
     pub fn expected_hash(&self) -> String {
-        hash_fields(&self.prev_hash, self.seq, &self.at, &self.actor, &self.action, self.object.as_deref(), self.decision.as_deref(), &self.details)
+        let digest = content_digest(&self.at, &self.actor, &self.action, self.object.as_deref(), self.decision.as_deref(), &self.details);
+        chain_hash(&self.prev_hash, self.seq, &digest)
     }
 }
 
@@ -251,21 +254,10 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
     out
 }
 
-/// The hash of a record: sha256 over the previous hash and the canonical JSON of the
-/// record's fields (time in RFC 3339 with microseconds, as PostgreSQL keeps it).
-#[allow(clippy::too_many_arguments)]
-pub fn hash_fields(
-    prev_hash: &str,
-    seq: i64,
-    at: &DateTime<Utc>,
-    actor: &str,
-    action: &str,
-    object: Option<&str>,
-    decision: Option<&str>,
-    details: &serde_json::Value,
-) -> String {
+/// The digest of a record's content: sha256 of the canonical JSON of `{action, actor, at,
+/// decision, details, object}` (`at` in RFC 3339 UTC with microseconds), hex.
+pub fn content_digest(at: &DateTime<Utc>, actor: &str, action: &str, object: Option<&str>, decision: Option<&str>, details: &serde_json::Value) -> String {
     let canonical = serde_json::json!({
-        "seq": seq,
         "at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "actor": actor,
         "action": action,
@@ -273,10 +265,13 @@ pub fn hash_fields(
         "decision": decision,
         "details": details,
     });
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(canonical_json(&canonical).as_bytes());
-    hex::encode(h.finalize())
+    hex::encode(Sha256::digest(canonical_json(&canonical).as_bytes()))
+}
+
+/// A record's hash: `sha256(prev_hash || ':' || seq || ':' || content digest)`, hex (the
+/// database function `audit_append` computes the same).
+pub fn chain_hash(prev_hash: &str, seq: i64, digest: &str) -> String {
+    hex::encode(Sha256::digest(format!("{prev_hash}:{seq}:{digest}").as_bytes()))
 }
 
 /// What goes into `details`. PostgreSQL's JSONB refuses the NUL character (a record must
@@ -293,37 +288,25 @@ pub(crate) fn storable(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Appends `entry` in `tx`: it commits or rolls back with the action it records. Call it
-/// last in the transaction: the lock serialising appends is held until the commit.
-pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: &Entry) -> Result<Record> {
+/// Writes `entry` through `executor` in one round trip (`audit_append`: the lock, the
+/// previous record, the chained hash and the insert).
+async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, entry: &Entry) -> Result<Record> {
     let details = storable(entry.details.clone());
-    let failed = |e: sqlx::Error| Error::Audit(format!("the audit record ({}) could not be written: {e}", entry.action));
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut **tx).await.map_err(failed)?;
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await.map_err(failed)?;
-    let (seq, prev_hash) = match last {
-        Some((s, h)) => (s + 1, h),
-        None => (1, GENESIS.to_string()),
-    };
     // PostgreSQL keeps microseconds: hash what will be read back
     let at = Utc::now().trunc_subsecs(6);
     let action = entry.action.as_str();
-    let hash = hash_fields(&prev_hash, seq, &at, &entry.actor, action, entry.object.as_deref(), entry.decision.as_deref(), &details);
-    sqlx::query(
-        "INSERT INTO audit (seq, at, actor, action, object, decision, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(seq)
-    .bind(at)
-    .bind(&entry.actor)
-    .bind(action)
-    .bind(&entry.object)
-    .bind(&entry.decision)
-    .bind(&details)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(failed)?;
+    let digest = content_digest(&at, &entry.actor, action, entry.object.as_deref(), entry.decision.as_deref(), &details);
+    let (seq, prev_hash, hash): (i64, String, String) = sqlx::query_as("SELECT out_seq, out_prev, out_hash FROM audit_append($1, $2, $3, $4, $5, $6, $7)")
+        .bind(at)
+        .bind(&entry.actor)
+        .bind(action)
+        .bind(&entry.object)
+        .bind(&entry.decision)
+        .bind(&details)
+        .bind(&digest)
+        .fetch_one(executor)
+        .await
+        .map_err(|e| Error::Audit(format!("the audit record ({}) could not be written: {e}", entry.action)))?;
     Ok(Record {
         seq,
         at,
@@ -337,13 +320,16 @@ pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: &Entry) -> Result
     })
 }
 
-/// Appends `entry` in a transaction of its own (for actions that change no other state).
+/// Appends `entry` in `tx`: it commits or rolls back with the action it records. Call it
+/// last in the transaction: the lock serialising appends is held until the commit.
+pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: &Entry) -> Result<Record> {
+    insert(&mut **tx, entry).await
+}
+
+/// Appends `entry` on its own (for actions that change no other state): one statement, its
+/// own transaction.
 pub async fn append_alone(pool: &PgPool, entry: &Entry) -> Result<Record> {
-    let failed = |e: sqlx::Error| Error::Audit(format!("the audit record ({}) could not be written: {e}", entry.action));
-    let mut tx = pool.begin().await.map_err(failed)?;
-    let record = append(&mut tx, entry).await?;
-    tx.commit().await.map_err(failed)?;
-    Ok(record)
+    insert(pool, entry).await
 }
 
 /// Records that `actor` was refused `action` (on `object`) with `error`, and returns the

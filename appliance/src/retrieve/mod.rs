@@ -122,6 +122,8 @@ pub struct Timings {
     pub policy_ms: f64,
     /// Retrieval without query embedding.
     pub retrieve_ms: f64,
+    /// Writing the search's audit record (the audited search service sets it).
+    pub audit_ms: f64,
     pub total_ms: f64,
 }
 
