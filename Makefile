@@ -39,6 +39,7 @@ demo: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) doctor
 
 test: build
+	./scripts/test-tools.sh
 	$(CLEAN_LINKS)
 	cargo test --workspace --features $(FEATURES) -- --test-threads 2
 

@@ -153,6 +153,43 @@ async fn the_api_over_https() {
     assert_eq!(r.status(), 200);
     assert!(r.json::<serde_json::Value>().await.unwrap()["model"]["model"] == SMOLLM2);
 
+    // the official openai client (PyPI), not streaming and streaming, against /v1/chat/completions
+    let script = r#"
+import os, ssl, openai
+tls = ssl.create_default_context(cafile=os.environ["CA"])
+client = openai.OpenAI(base_url=os.environ["BASE"] + "/v1", api_key=os.environ["TOKEN"],
+                       default_headers={"X-Purpose-Of-Use": "operations"}, http_client=openai.DefaultHttpxClient(verify=tls))
+q = "How many visitors may be at a bedside in intensive care?"
+r = client.chat.completions.create(model="sanctum", messages=[{"role": "user", "content": q}], max_tokens=8)
+assert r.object == "chat.completion" and r.choices[0].message.role == "assistant", r
+print("COMPLETION", r.choices[0].finish_reason, r.usage.completion_tokens, len(r.choices[0].message.content))
+parts = []
+for event in client.chat.completions.create(model="sanctum", messages=[{"role": "user", "content": q}], max_tokens=8, stream=True):
+    if event.choices and event.choices[0].delta.content:
+        parts.append(event.choices[0].delta.content)
+print("STREAMED", len(parts), len("".join(parts)))
+try:
+    client.chat.completions.create(model="sanctum", messages=[{"role": "system", "content": "be brief"}])
+except openai.BadRequestError as e:
+    print("BADREQUEST", e.status_code, e.code)
+"#;
+    let out = Command::new(support::test_python())
+        .arg("-c")
+        .arg(script)
+        .env("CA", tmp.path().join("data/tls/cert.pem"))
+        .env("BASE", &base)
+        .env("TOKEN", &ask_token)
+        .output()
+        .unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{printed}");
+    let completion = printed.lines().find(|l| l.starts_with("COMPLETION ")).unwrap_or_else(|| panic!("{printed}"));
+    let fields: Vec<&str> = completion.split_whitespace().collect();
+    assert!(["stop", "length"].contains(&fields[1]) && fields[2].parse::<u32>().unwrap() > 0, "{printed}");
+    let streamed = printed.lines().find(|l| l.starts_with("STREAMED ")).unwrap_or_else(|| panic!("{printed}"));
+    assert!(streamed.split_whitespace().nth(1).unwrap().parse::<u32>().unwrap() > 1, "several chunks: {printed}");
+    assert!(printed.contains("BADREQUEST 400 invalid_input"), "{printed}");
+
     // backpressure: while an answer is being generated (ask_concurrency = 1), another
     // question is refused at once with 503 and Retry-After rather than queued
     let ask = |accept: &'static str| {

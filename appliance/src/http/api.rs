@@ -16,13 +16,14 @@ use crate::error::Error;
 use crate::retrieve::{Mode, SearchRequest};
 use crate::tokens::{self, Scope};
 
-type Reply = std::result::Result<HttpResponse, ApiError>;
+pub(super) type Reply = std::result::Result<HttpResponse, ApiError>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz)).route("/readyz", web::get().to(readyz)).route("/metrics", web::get().to(metrics)).service(
         web::scope("/v1")
             .route("/search", web::post().to(search))
             .route("/ask", web::post().to(ask))
+            .route("/chat/completions", web::post().to(super::openai::completions))
             .route("/jobs", web::get().to(job_list))
             .route("/audit", web::get().to(audit_query))
             .route("/audit/verify", web::post().to(audit_verify)),
@@ -46,7 +47,7 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest)
 
 /// A JSON body; a type error names the field (`k: invalid type: string "three", expected
 /// usize`), an unknown field is refused.
-fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, ApiError> {
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -64,12 +65,12 @@ fn bearer(req: &HttpRequest) -> std::result::Result<String, ApiError> {
     }
 }
 
-fn purpose(req: &HttpRequest, body: Option<String>) -> Option<String> {
+pub(super) fn purpose(req: &HttpRequest, body: Option<String>) -> Option<String> {
     body.or_else(|| req.headers().get("x-purpose-of-use").and_then(|v| v.to_str().ok()).map(str::to_string))
 }
 
 /// The caller a request's token speaks for, if it may be used for `scope`.
-async fn caller(state: &State, req: &HttpRequest, scope: Scope, purpose: Option<String>, narrowing: Narrowing) -> std::result::Result<Caller, ApiError> {
+pub(super) async fn caller(state: &State, req: &HttpRequest, scope: Scope, purpose: Option<String>, narrowing: Narrowing) -> std::result::Result<Caller, ApiError> {
     let token = bearer(req)?;
     let (user, id) = state.run(move |ctx| async move { tokens::authenticate(&ctx, &token, scope).await }).await?;
     Ok(Caller { user, purpose, narrowing, via: "api", token: Some(id) })

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod error;
 pub mod metrics;
+pub mod openai;
 pub mod tls;
 
 use std::future::Future;

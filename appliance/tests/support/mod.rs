@@ -120,3 +120,13 @@ pub fn write_lora_gguf(path: &Path, layers: usize, n_embd: usize, rank: usize, b
     }
     std::fs::write(path, out).unwrap();
 }
+
+/// The Python with the test tools (the official openai client): `scripts/test-tools.sh`
+/// makes it (`make test` runs it); SANCTUM_TEST_PYTHON names another.
+pub fn test_python() -> PathBuf {
+    let python = std::env::var_os("SANCTUM_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sanctum/pytools/bin/python"));
+    assert!(python.is_file(), "{} is missing: run scripts/test-tools.sh (`make test` does)", python.display());
+    python
+}
