@@ -9,7 +9,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit clean-demo
+.PHONY: setup build demo serve test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -37,6 +37,10 @@ demo: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) audit tail -n 8
 	$(SANCTUM) --config $(DEMO_CONFIG) audit verify
 	$(SANCTUM) --config $(DEMO_CONFIG) doctor
+
+# The demo appliance's REST API on https://127.0.0.1:8443 (after `make demo`); Ctrl-C stops it.
+serve: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) serve
 
 test: build
 	./scripts/test-tools.sh

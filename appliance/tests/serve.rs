@@ -51,6 +51,8 @@ async fn the_api_over_https() {
     let search_token = token(&config, "ana", "search");
     let ask_token = token(&config, "pat", "ask");
     let audit_token = token(&config, "pat", "audit");
+    let admin_token = token(&config, "pat", "admin");
+    let analyst_admin_token = token(&config, "ana", "admin");
     let revoked = token(&config, "ana", "search");
     let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
     sanctum(&config, &["token", "revoke", &revoked_id]);
@@ -74,6 +76,28 @@ async fn the_api_over_https() {
     let r = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["policy_version"], 1);
+    // the OpenAPI document describes exactly the routes served
+    let doc: serde_json::Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let concrete = path.replace("{id}", "1").replace("{name}", "nobody");
+            let r = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{base}{concrete}")).send().await.unwrap();
+            assert!(![404, 405].contains(&r.status().as_u16()), "{method} {path} is documented but not served: {}", r.status());
+            documented.push(format!("{method} {path}"));
+        }
+    }
+    documented.sort();
+    let served = [
+        "DELETE /v1/tokens/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "GET /v1/audit", "GET /v1/jobs", "GET /v1/tokens",
+        "GET /v1/users", "PATCH /v1/users/{name}", "POST /v1/ask", "POST /v1/audit/verify", "POST /v1/chat/completions",
+        "POST /v1/search", "POST /v1/tokens", "POST /v1/users",
+    ];
+    assert_eq!(documented, served, "every route served is documented");
+    assert_eq!(client.get(format!("{base}/v1/nothing")).send().await.unwrap().status(), 404);
+    assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer");
+
     // no plain HTTP on the TLS port
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.map(|r| !r.status().is_success()).unwrap_or(true));
 
@@ -237,6 +261,30 @@ except openai.BadRequestError as e:
     assert_eq!(r.status(), 400);
     let r = client.get(format!("{base}/v1/audit")).bearer_auth(&search_token).send().await.unwrap();
     assert_eq!(r.status(), 403, "the audit log needs the audit scope");
+
+    // administration: users and tokens; a revocation takes effect on the very next request
+    let r = client.get(format!("{base}/v1/users")).bearer_auth(&analyst_admin_token).send().await.unwrap();
+    assert_eq!(r.status(), 403, "an admin-scoped token of an analyst is not an administrator");
+    let r = client.post(format!("{base}/v1/users")).bearer_auth(&admin_token).json(&serde_json::json!({ "name": "ehr", "roles": ["analyst"], "region": "us", "groups": ["clinical"], "service": true })).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = client.post(format!("{base}/v1/users")).bearer_auth(&admin_token).json(&serde_json::json!({ "name": "x", "roles": ["wizard"] })).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = client.post(format!("{base}/v1/tokens")).bearer_auth(&admin_token).json(&serde_json::json!({ "user": "ehr", "label": "EHR integration", "scopes": ["search"], "days": 30 })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let ehr_token = created["token"].as_str().unwrap().to_string();
+    let ehr_id = created["info"]["id"].as_i64().unwrap();
+    assert_eq!(search(Some(&ehr_token), query.clone()).await.unwrap().status(), 200);
+    let r = client.delete(format!("{base}/v1/tokens/{ehr_id}")).bearer_auth(&admin_token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = search(Some(&ehr_token), query.clone()).await.unwrap();
+    assert_eq!(r.status(), 401, "revoked while the server runs");
+    let r = client.patch(format!("{base}/v1/users/ana")).bearer_auth(&admin_token).json(&serde_json::json!({ "disabled": true })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = search(Some(&search_token), query.clone()).await.unwrap();
+    assert_eq!(r.status(), 403, "a disabled user's token is refused");
+    let listed: serde_json::Value = client.get(format!("{base}/v1/tokens")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+    assert!(listed["tokens"].as_array().unwrap().iter().all(|t| t.get("hash").is_none()), "no secrets listed");
 
     // a graceful stop; the log verifies afterwards, with the refused tokens recorded
     let mut server = server;

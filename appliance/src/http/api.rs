@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::State;
 use crate::access::{self, Caller, Narrowing};
 use crate::answer::AskRequest;
@@ -19,14 +19,24 @@ use crate::tokens::{self, Scope};
 pub(super) type Reply = std::result::Result<HttpResponse, ApiError>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz)).route("/readyz", web::get().to(readyz)).route("/metrics", web::get().to(metrics)).service(
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(super::openapi::document))
+        .service(
         web::scope("/v1")
             .route("/search", web::post().to(search))
             .route("/ask", web::post().to(ask))
             .route("/chat/completions", web::post().to(super::openai::completions))
             .route("/jobs", web::get().to(job_list))
             .route("/audit", web::get().to(audit_query))
-            .route("/audit/verify", web::post().to(audit_verify)),
+            .route("/audit/verify", web::post().to(audit_verify))
+            .route("/users", web::get().to(super::admin::user_list))
+            .route("/users", web::post().to(super::admin::user_add))
+            .route("/users/{name}", web::patch().to(super::admin::user_change))
+            .route("/tokens", web::get().to(super::admin::token_list))
+            .route("/tokens", web::post().to(super::admin::token_create))
+            .route("/tokens/{id}", web::delete().to(super::admin::token_revoke)),
     );
 }
 
@@ -77,18 +87,23 @@ pub(super) async fn caller(state: &State, req: &HttpRequest, scope: Scope, purpo
 }
 
 /// Live: the process answers.
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the process answers", body = Object)))]
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Prometheus metrics (no token: they hold no data, only counts; restrict by network).
-async fn metrics(state: web::Data<State>) -> Reply {
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(state: web::Data<State>) -> Reply {
     let jobs = state.run(|ctx| async move { jobs::counts(ctx.pool()).await }).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(&jobs)))
 }
 
 /// Ready: the database answers and a policy version is active.
-async fn readyz(state: web::Data<State>) -> HttpResponse {
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "ready", body = Object),
+    (status = 503, description = "not ready, with the reason", body = Object)))]
+pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     let checked = state
         .run(|ctx| async move {
             let active = ctx.policies.current(ctx.pool()).await?;
@@ -101,7 +116,7 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
     pub query: String,
@@ -117,7 +132,14 @@ pub struct SearchBody {
     pub exclude_labels: Vec<String>,
 }
 
-async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
+/// Hybrid search as the token's user, under the policy for the purpose of use.
+#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use: treatment, payment, operations, research, public_health, legal")), security(("token" = [])), responses(
+        (status = 200, description = "passages (best first) and timings", body = Object),
+        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
+        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+pub async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: SearchBody = json_body(&body)?;
     let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
     let caller = caller(&state, &req, Scope::Search, purpose(&req, body.purpose), narrowing).await?;
@@ -127,7 +149,7 @@ async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> 
     Ok(HttpResponse::Ok().json(results))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskBody {
     pub question: String,
@@ -147,7 +169,15 @@ fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
     web::Bytes::from(format!("event: {name}\ndata: {}\n\n", serde_json::to_string(data).unwrap_or_else(|_| "null".into())))
 }
 
-async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
+/// An answer with numbered citations; with `Accept: text/event-stream`, `token` events
+/// while it is generated, then `answer` (or `error`).
+#[utoipa::path(post, path = "/v1/ask", tag = "ask", request_body = AskBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use: treatment, payment, operations, research, public_health, legal")), security(("token" = [])), responses(
+        (status = 200, description = "the answer, its sources and citations (or an event stream)", body = Object),
+        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
+        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: AskBody = json_body(&body)?;
     let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
     let caller = caller(&state, &req, Scope::Ask, purpose(&req, body.purpose), narrowing).await?;
@@ -182,7 +212,7 @@ async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Rep
     Ok(HttpResponse::Ok().content_type("text/event-stream").insert_header((header::CACHE_CONTROL, "no-cache")).streaming(stream))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// queued, running, done or failed.
@@ -190,7 +220,14 @@ pub struct JobQuery {
     pub limit: Option<i64>,
 }
 
-async fn job_list(state: web::Data<State>, req: HttpRequest, query: web::Query<JobQuery>) -> Reply {
+/// Ingest jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "documents", params(JobQuery), security(("token" = [])), responses(
+        (status = 200, description = "jobs", body = Object),
+        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
+        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+pub async fn job_list(state: web::Data<State>, req: HttpRequest, query: web::Query<JobQuery>) -> Reply {
     caller(&state, &req, Scope::Ingest, None, Narrowing::default()).await?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(50);
@@ -201,20 +238,30 @@ async fn job_list(state: web::Data<State>, req: HttpRequest, query: web::Query<J
     Ok(HttpResponse::Ok().json(serde_json::json!({ "jobs": rows })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub decision: Option<String>,
     pub object: Option<String>,
-    /// RFC 3339.
+    /// From this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     pub limit: Option<i64>,
 }
 
-async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::Query<AuditQuery>) -> Reply {
+/// Audit records matching the filters, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), security(("token" = [])), responses(
+        (status = 200, description = "records with their hashes", body = Object),
+        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
+        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+pub async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::Query<AuditQuery>) -> Reply {
     let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(100);
@@ -227,7 +274,14 @@ async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::Quer
     Ok(HttpResponse::Ok().json(serde_json::json!({ "records": rows })))
 }
 
-async fn audit_verify(state: web::Data<State>, req: HttpRequest) -> Reply {
+/// The full verification: the hash chain and the signed checkpoints.
+#[utoipa::path(post, path = "/v1/audit/verify", tag = "audit", security(("token" = [])), responses(
+        (status = 200, description = "the verification; `ok` false names the first broken record", body = Object),
+        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
+        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+pub async fn audit_verify(state: web::Data<State>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
     let v = state.run(move |ctx| async move { review::verify(&ctx, &caller.user).await }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": v.ok(), "verification": v })))

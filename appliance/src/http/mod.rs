@@ -6,10 +6,12 @@
 //! actix runs each worker on a runtime of its own, so handlers hand the service call to the
 //! main runtime and await its result there.
 
+pub mod admin;
 pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod tls;
 
 use std::future::Future;

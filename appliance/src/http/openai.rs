@@ -16,7 +16,7 @@ use crate::answer::{Answer, AskRequest};
 use crate::error::Error;
 use crate::tokens::Scope;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatRequest {
     /// Echoed back; the appliance answers with its configured model.
     pub model: Option<String>,
@@ -27,11 +27,12 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatMessage {
     pub role: String,
     /// A string, or a list of parts of which the `text` ones are read.
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub content: serde_json::Value,
 }
 
@@ -72,6 +73,13 @@ fn chunk(id: &str, created: i64, model: &str, delta: serde_json::Value, finish: 
     web::Bytes::from(format!("data: {v}\n\n"))
 }
 
+/// OpenAI-compatible chat completion: the last user message is the question.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "ask", request_body = ChatRequest, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use")), security(("token" = [])), responses(
+        (status = 200, description = "a chat.completion, or chat.completion.chunk events ending in [DONE] when stream is true", body = Object),
+        (status = 400, description = "invalid input, naming the field", body = super::error::ErrorBody),
+        (status = 401, description = "no valid token", body = super::error::ErrorBody),
+        (status = 403, description = "the token lacks the scope, or the policy denies", body = super::error::ErrorBody),
+        (status = 503, description = "at capacity", body = super::error::ErrorBody)))]
 pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: ChatRequest = json_body(&body)?;
     let question = body.messages.iter().rev().find(|m| m.role == "user").map(|m| text_of(&m.content)).unwrap_or_default();

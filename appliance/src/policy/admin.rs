@@ -34,7 +34,7 @@ pub struct Activated {
     pub validation: Validation,
 }
 
-fn require_admin(actor: &Principal, what: &str) -> Result<()> {
+pub fn require_admin(actor: &Principal, what: &str) -> Result<()> {
     if actor.roles.iter().any(|r| ADMIN_ROLES.contains(&r.as_str())) {
         return Ok(());
     }

@@ -1,0 +1,47 @@
+//! `GET /openapi.json`: the API described from the handlers' own annotations (utoipa), so
+//! the document cannot drift from the code; a test holds it against the routes served.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, api, error, openai};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sanctum", description = "On-prem, compliance-focused RAG appliance: the REST API for internal systems."),
+    paths(
+        api::healthz,
+        api::readyz,
+        api::metrics,
+        api::search,
+        api::ask,
+        openai::completions,
+        api::job_list,
+        api::audit_query,
+        api::audit_verify,
+        admin::user_list,
+        admin::user_add,
+        admin::user_change,
+        admin::token_list,
+        admin::token_create,
+        admin::token_revoke,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, openai::ChatRequest, openai::ChatMessage, crate::retrieve::Mode)),
+    modifiers(&TokenAuth)
+)]
+pub struct ApiDoc;
+
+/// Bearer tokens (`sanctum token create`).
+struct TokenAuth;
+
+impl Modify for TokenAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
