@@ -97,6 +97,9 @@ async fn the_api_over_https() {
     assert_eq!(documented, served, "every route served is documented");
     assert_eq!(client.get(format!("{base}/v1/nothing")).send().await.unwrap().status(), 404);
     assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer");
+    for status in ["200", "400", "401", "403", "503"] {
+        assert!(doc["paths"]["/v1/search"]["post"]["responses"].get(status).is_some(), "{status} of /v1/search is documented");
+    }
 
     // no plain HTTP on the TLS port
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.map(|r| !r.status().is_success()).unwrap_or(true));

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::api::{caller, json_body, Reply};
-use super::error::ErrorBody;
+use super::error::Refusals;
 use super::State;
 use crate::access::Narrowing;
 use crate::tokens::{self, Scope};
@@ -58,8 +58,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
 
 #[utoipa::path(get, path = "/v1/users", tag = "admin", security(("token" = [])), responses(
     (status = 200, description = "users", body = Object),
-    (status = 401, description = "no valid token", body = ErrorBody),
-    (status = 403, description = "not an administrator's admin token", body = ErrorBody)))]
+    Refusals))]
 pub async fn user_list(state: web::Data<State>, req: HttpRequest) -> Reply {
     administrator(&state, &req, "listing users").await?;
     let list = state.run(|ctx| async move { users::list(&ctx).await }).await?;
@@ -68,9 +67,7 @@ pub async fn user_list(state: web::Data<State>, req: HttpRequest) -> Reply {
 
 #[utoipa::path(post, path = "/v1/users", tag = "admin", request_body = NewUser, security(("token" = [])), responses(
     (status = 201, description = "the user", body = Object),
-    (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-    (status = 401, description = "no valid token", body = ErrorBody),
-    (status = 403, description = "not an administrator's admin token", body = ErrorBody)))]
+    Refusals))]
 pub async fn user_add(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: NewUser = json_body(&body)?;
     let actor = administrator(&state, &req, "adding users").await?;
@@ -81,10 +78,7 @@ pub async fn user_add(state: web::Data<State>, req: HttpRequest, body: web::Byte
 
 #[utoipa::path(patch, path = "/v1/users/{name}", tag = "admin", request_body = UserChange, params(("name" = String, Path, description = "the user")), security(("token" = [])), responses(
     (status = 200, description = "the user as changed", body = Object),
-    (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-    (status = 401, description = "no valid token", body = ErrorBody),
-    (status = 403, description = "not an administrator's admin token", body = ErrorBody),
-    (status = 404, description = "no such user", body = ErrorBody)))]
+    Refusals))]
 pub async fn user_change(state: web::Data<State>, req: HttpRequest, name: web::Path<String>, body: web::Bytes) -> Reply {
     let body: UserChange = json_body(&body)?;
     let actor = administrator(&state, &req, "changing users").await?;
@@ -107,8 +101,7 @@ pub struct NewToken {
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "admin", security(("token" = [])), responses(
     (status = 200, description = "tokens (never their secrets)", body = Object),
-    (status = 401, description = "no valid token", body = ErrorBody),
-    (status = 403, description = "not an administrator's admin token", body = ErrorBody)))]
+    Refusals))]
 pub async fn token_list(state: web::Data<State>, req: HttpRequest) -> Reply {
     administrator(&state, &req, "listing tokens").await?;
     let list = state.run(|ctx| async move { tokens::list(&ctx, None).await }).await?;
@@ -117,10 +110,7 @@ pub async fn token_list(state: web::Data<State>, req: HttpRequest) -> Reply {
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken, security(("token" = [])), responses(
     (status = 201, description = "the token, shown this once, and its record", body = Object),
-    (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-    (status = 401, description = "no valid token", body = ErrorBody),
-    (status = 403, description = "not an administrator's admin token", body = ErrorBody),
-    (status = 404, description = "no such user", body = ErrorBody)))]
+    Refusals))]
 pub async fn token_create(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: NewToken = json_body(&body)?;
     let actor = administrator(&state, &req, "creating tokens").await?;
@@ -131,9 +121,7 @@ pub async fn token_create(state: web::Data<State>, req: HttpRequest, body: web::
 
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = i64, Path, description = "the token's id")), security(("token" = [])), responses(
     (status = 200, description = "the token, revoked: every later request with it is refused", body = Object),
-    (status = 401, description = "no valid token", body = ErrorBody),
-    (status = 403, description = "not an administrator's admin token", body = ErrorBody),
-    (status = 404, description = "no such token", body = ErrorBody)))]
+    Refusals))]
 pub async fn token_revoke(state: web::Data<State>, req: HttpRequest, id: web::Path<i64>) -> Reply {
     let actor = administrator(&state, &req, "revoking tokens").await?;
     let id = id.into_inner();

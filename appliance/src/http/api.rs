@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, Refusals};
 use super::State;
 use crate::access::{self, Caller, Narrowing};
 use crate::answer::AskRequest;
@@ -135,10 +135,7 @@ pub struct SearchBody {
 /// Hybrid search as the token's user, under the policy for the purpose of use.
 #[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use: treatment, payment, operations, research, public_health, legal")), security(("token" = [])), responses(
         (status = 200, description = "passages (best first) and timings", body = Object),
-        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-        (status = 401, description = "no valid token", body = ErrorBody),
-        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
-        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+        Refusals))]
 pub async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: SearchBody = json_body(&body)?;
     let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
@@ -173,10 +170,7 @@ fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
 /// while it is generated, then `answer` (or `error`).
 #[utoipa::path(post, path = "/v1/ask", tag = "ask", request_body = AskBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use: treatment, payment, operations, research, public_health, legal")), security(("token" = [])), responses(
         (status = 200, description = "the answer, its sources and citations (or an event stream)", body = Object),
-        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-        (status = 401, description = "no valid token", body = ErrorBody),
-        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
-        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+        Refusals))]
 pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: AskBody = json_body(&body)?;
     let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
@@ -223,10 +217,7 @@ pub struct JobQuery {
 /// Ingest jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "documents", params(JobQuery), security(("token" = [])), responses(
         (status = 200, description = "jobs", body = Object),
-        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-        (status = 401, description = "no valid token", body = ErrorBody),
-        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
-        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+        Refusals))]
 pub async fn job_list(state: web::Data<State>, req: HttpRequest, query: web::Query<JobQuery>) -> Reply {
     caller(&state, &req, Scope::Ingest, None, Narrowing::default()).await?;
     let q = query.into_inner();
@@ -257,10 +248,7 @@ pub struct AuditQuery {
 /// Audit records matching the filters, oldest first.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), security(("token" = [])), responses(
         (status = 200, description = "records with their hashes", body = Object),
-        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-        (status = 401, description = "no valid token", body = ErrorBody),
-        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
-        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+        Refusals))]
 pub async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::Query<AuditQuery>) -> Reply {
     let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
     let q = query.into_inner();
@@ -277,10 +265,7 @@ pub async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::
 /// The full verification: the hash chain and the signed checkpoints.
 #[utoipa::path(post, path = "/v1/audit/verify", tag = "audit", security(("token" = [])), responses(
         (status = 200, description = "the verification; `ok` false names the first broken record", body = Object),
-        (status = 400, description = "invalid input, naming the field", body = ErrorBody),
-        (status = 401, description = "no valid token", body = ErrorBody),
-        (status = 403, description = "the token lacks the scope, or the policy denies", body = ErrorBody),
-        (status = 503, description = "at capacity: retry after the Retry-After seconds", body = ErrorBody)))]
+        Refusals))]
 pub async fn audit_verify(state: web::Data<State>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
     let v = state.run(move |ctx| async move { review::verify(&ctx, &caller.user).await }).await?;

@@ -39,6 +39,28 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The refusals a `/v1` endpoint may answer with, all in the one error shape (for the
+/// OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Refusals {
+    /// Invalid input, naming the field.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No valid token: missing, unknown, revoked or expired.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The token lacks the scope, its user the role, or the policy denies.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such user or token.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// At capacity: retry after the Retry-After seconds.
+    #[response(status = 503)]
+    Busy(ErrorBody),
+}
+
 impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self.0 {

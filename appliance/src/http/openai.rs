@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::api::{caller, json_body, purpose, Reply};
-use super::error::ApiError;
+use super::error::{ApiError, Refusals};
 use super::State;
 use crate::access::{self, Narrowing};
 use crate::answer::{Answer, AskRequest};
@@ -76,10 +76,7 @@ fn chunk(id: &str, created: i64, model: &str, delta: serde_json::Value, finish: 
 /// OpenAI-compatible chat completion: the last user message is the question.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "ask", request_body = ChatRequest, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use")), security(("token" = [])), responses(
         (status = 200, description = "a chat.completion, or chat.completion.chunk events ending in [DONE] when stream is true", body = Object),
-        (status = 400, description = "invalid input, naming the field", body = super::error::ErrorBody),
-        (status = 401, description = "no valid token", body = super::error::ErrorBody),
-        (status = 403, description = "the token lacks the scope, or the policy denies", body = super::error::ErrorBody),
-        (status = 503, description = "at capacity", body = super::error::ErrorBody)))]
+        Refusals))]
 pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: ChatRequest = json_body(&body)?;
     let question = body.messages.iter().rev().find(|m| m.role == "user").map(|m| text_of(&m.content)).unwrap_or_default();
