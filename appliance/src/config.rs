@@ -129,11 +129,14 @@ pub struct EmbeddingConfig {
     pub threads: usize,
     /// Embedding sessions kept for concurrent queries.
     pub sessions: usize,
+    /// Let ONNX Runtime's worker threads spin-wait between runs (off by default: on a box
+    /// shared with PostgreSQL, the indexes and the model, spinning takes their CPU).
+    pub spin_wait: bool,
 }
 
 impl Default for EmbeddingConfig {
     fn default() -> Self {
-        Self { model: "all-minilm-l6-v2".into(), max_length: 256, batch_size: 16, threads: 0, sessions: 1 }
+        Self { model: "all-minilm-l6-v2".into(), max_length: 256, batch_size: 16, threads: 0, sessions: 1, spin_wait: false }
     }
 }
 

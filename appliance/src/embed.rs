@@ -75,6 +75,10 @@ impl Embedder {
             if config.embedding.threads > 0 {
                 options = options.with_intra_threads(config.embedding.threads);
             }
+            if !config.embedding.spin_wait {
+                options.session_config.push(("session.intra_op.allow_spinning".into(), "0".into()));
+                options.session_config.push(("session.inter_op.allow_spinning".into(), "0".into()));
+            }
             let session = TextEmbedding::try_new_from_user_defined(model, options)
                 .map_err(|e| Error::Models(format!("cannot load embedding model from {}: {e}", dir.display())))?;
             sessions.push(session);
