@@ -138,6 +138,10 @@ async fn the_api_over_https() {
     assert!(body["error"]["message"].as_str().unwrap().contains("k"), "{body}");
     let r = search(Some(&search_token), serde_json::json!({ "query": "x", "color": "blue" })).await.unwrap();
     assert_eq!(r.status(), 400, "unknown fields are refused");
+    let r = search(Some(&search_token), serde_json::json!({ "query": "x".repeat(2 << 20) })).await.unwrap();
+    assert_eq!(r.status(), 413, "a body over http.max_body_bytes");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("max_body_bytes"), "{body}");
 
     // the policy over HTTP: an unknown purpose is denied, a narrowing to another group finds nothing
     let r = client.post(format!("{base}/v1/search")).bearer_auth(&search_token).header("X-Purpose-Of-Use", "marketing").json(&query).send().await.unwrap();

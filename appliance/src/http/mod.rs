@@ -81,6 +81,7 @@ pub async fn serve(ctx: Arc<Sanctum>, on_ready: impl FnOnce(&str, Option<&tls::S
     let json_limit = config.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::ErrorHandlers::new().handler(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, too_large))
             .wrap(actix_web::middleware::from_fn(observe))
             .app_data(web::Data::new(state.clone()))
             .app_data(web::JsonConfig::default().limit(json_limit).error_handler(api::json_error))
@@ -117,4 +118,13 @@ async fn observe(
         m.observe(&method, &route, res.status().as_u16(), started.elapsed());
     }
     Ok(res)
+}
+
+/// A body over `http.max_body_bytes` gets the one error shape too (actix answers it itself).
+fn too_large<B>(res: actix_web::dev::ServiceResponse<B>) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    let limit = res.request().app_data::<web::Data<State>>().map(|s| s.ctx.config.http.max_body_bytes).unwrap_or_default();
+    let (req, _) = res.into_parts();
+    let body = ApiError(Error::invalid("body", format!("the request body is larger than http.max_body_bytes ({limit} bytes)"))).body();
+    let response = actix_web::HttpResponse::PayloadTooLarge().json(body);
+    Ok(actix_web::middleware::ErrorHandlerResponse::Response(actix_web::dev::ServiceResponse::new(req, response).map_into_right_body()))
 }
