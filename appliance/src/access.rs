@@ -80,10 +80,7 @@ async fn deny(ctx: &Sanctum, caller: &Caller, action: Action, text: &str, error:
         "purpose": caller.purpose, "via": caller.via, "token": caller.token, "text": ctx.auditor.text(text, true),
         "error": error.code(), "point": point, "reasons": reasons,
     }));
-    match ctx.auditor.record(ctx.pool(), entry).await {
-        Ok(_) => error,
-        Err(audit_error) => audit_error,
-    }
+    ctx.auditor.refusal(ctx.pool(), entry, error).await
 }
 
 /// The `audit` decision: must the request's text be kept only as a hash? Labels are those

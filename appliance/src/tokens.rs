@@ -133,10 +133,7 @@ pub async fn authenticate(ctx: &Sanctum, presented: &str, scope: Scope) -> Resul
     let refuse = |actor: String, object: Option<String>, reason: String, error: Error| async move {
         let mut entry = Entry::new(actor, Action::AuthFail).decision("deny").details(serde_json::json!({ "scope": scope.as_str(), "reason": reason }));
         entry.object = object;
-        match ctx.auditor.record(ctx.pool(), entry).await {
-            Ok(_) => error,
-            Err(e) => e,
-        }
+        ctx.auditor.refusal(ctx.pool(), entry, error).await
     };
     let unknown = || Error::Unauthorized("the token is not valid: create one with `sanctum token create`".into());
     let parsed = presented.strip_prefix("snt_").and_then(|rest| rest.split_once('_')).and_then(|(id, secret)| Some((id.parse::<i64>().ok()?, secret)));

@@ -337,10 +337,7 @@ pub async fn append_alone(pool: &PgPool, entry: &Entry) -> Result<Record> {
 pub async fn denied(ctx: &crate::app::Sanctum, actor: &str, action: Action, object: Option<String>, error: Error) -> Error {
     let mut entry = Entry::new(actor, action).decision("deny").details(serde_json::json!({ "error": error.code(), "reason": error.to_string() }));
     entry.object = object;
-    match ctx.auditor.record(ctx.pool(), entry).await {
-        Ok(_) => error,
-        Err(audit_error) => audit_error,
-    }
+    ctx.auditor.refusal(ctx.pool(), entry, error).await
 }
 
 /// The last record, if any.

@@ -64,6 +64,15 @@ impl Auditor {
         Ok(record)
     }
 
+    /// Records a refusal and returns the error to give the caller: `error`, or the audit
+    /// failure if even the record could not be written.
+    pub async fn refusal(&self, pool: &PgPool, entry: Entry, error: Error) -> Error {
+        match self.record(pool, entry).await {
+            Ok(_) => error,
+            Err(audit_error) => audit_error,
+        }
+    }
+
     /// After a transaction holding `record` committed: a checkpoint when enough records
     /// have accumulated. A failed periodic checkpoint is logged, not fatal: the chain in
     /// the database is intact and the next checkpoint covers it.

@@ -40,17 +40,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A malformed JSON body: 400 with the serde message (which names the field).
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let e = match &err {
-        actix_web::error::JsonPayloadError::OverflowKnownLength { .. } | actix_web::error::JsonPayloadError::Overflow { .. } => {
-            Error::invalid("body", "the request body is larger than http.max_body_bytes")
-        }
-        other => Error::invalid("body", other.to_string()),
-    };
-    ApiError(e).into()
-}
-
 pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError(Error::invalid("query string", err.to_string())).into()
 }
@@ -161,6 +150,12 @@ pub struct AskBody {
     pub exclude_labels: Vec<String>,
 }
 
+/// A `text/event-stream` response of whatever `rx` receives, until its senders are gone.
+pub(super) fn event_stream(rx: tokio::sync::mpsc::UnboundedReceiver<web::Bytes>) -> HttpResponse {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx)) });
+    HttpResponse::Ok().content_type("text/event-stream").insert_header((header::CACHE_CONTROL, "no-cache")).streaming(stream)
+}
+
 /// One server-sent event.
 fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
     web::Bytes::from(format!("event: {name}\ndata: {}\n\n", serde_json::to_string(data).unwrap_or_else(|_| "null".into())))
@@ -202,8 +197,7 @@ pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) ->
         };
         let _ = tx.send(last);
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx)) });
-    Ok(HttpResponse::Ok().content_type("text/event-stream").insert_header((header::CACHE_CONTROL, "no-cache")).streaming(stream))
+    Ok(event_stream(rx))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

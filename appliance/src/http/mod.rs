@@ -84,7 +84,6 @@ pub async fn serve(ctx: Arc<Sanctum>, on_ready: impl FnOnce(&str, Option<&tls::S
             .wrap(actix_web::middleware::ErrorHandlers::new().handler(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, too_large))
             .wrap(actix_web::middleware::from_fn(observe))
             .app_data(web::Data::new(state.clone()))
-            .app_data(web::JsonConfig::default().limit(json_limit).error_handler(api::json_error))
             .app_data(web::PayloadConfig::new(json_limit))
             .app_data(web::QueryConfig::default().error_handler(api::query_error))
             .configure(api::routes)

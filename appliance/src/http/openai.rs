@@ -4,7 +4,6 @@
 //! ending in `data: [DONE]` when `stream` is true. Sources and citations ride along in a
 //! `sanctum` field that OpenAI clients ignore.
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -133,6 +132,5 @@ pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::B
         }
         let _ = tx.send(web::Bytes::from_static(b"data: [DONE]\n\n"));
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx)) });
-    Ok(HttpResponse::Ok().content_type("text/event-stream").insert_header((header::CACHE_CONTROL, "no-cache")).streaming(stream))
+    Ok(super::api::event_stream(rx))
 }
