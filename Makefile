@@ -9,7 +9,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit clean-demo
+.PHONY: setup build demo serve test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -67,3 +67,7 @@ bench-identifiers: build $(DEMO_CONFIG)
 
 clean-demo:
 	rm -rf .sanctum/demo $(DEMO_CONFIG)
+
+# 50 clients searching the REST API over HTTPS for 60 s (BENCHMARKS.md)
+bench-load: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench load --dataset ../shared/bench/scifact --clients 50 --seconds 60 --json

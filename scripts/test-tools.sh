@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # Python tools the tests drive the REST API with, in a virtual environment of their own
-# (.sanctum/pytools): the official openai client, pinned. A no-op when it is there.
+# (.sanctum/pytools): the official openai client and schemathesis (fuzzes the API from its
+# OpenAPI document), pinned. A no-op when they are there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${SANCTUM_PYTOOLS:-$root/.sanctum/pytools}"
 OPENAI=3.54.0
+SCHEMATHESIS=4.32.5
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-have="$("$venv/bin/python" -c 'import openai; print(openai.__version__)' 2>/dev/null || true)"
-if [ "$have" != "$OPENAI" ]; then
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check "openai==$OPENAI"
+have="$("$venv/bin/python" -c 'import openai, importlib.metadata as m; print(openai.__version__, m.version("schemathesis"))' 2>/dev/null || true)"
+if [ "$have" != "$OPENAI $SCHEMATHESIS" ]; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "openai==$OPENAI" "schemathesis==$SCHEMATHESIS"
 fi
-echo "test-tools: ready ($venv: openai $OPENAI)"
+# the web UI's browser tests: Debian's Chromium, and playwright-core from npm to drive it
+if ! [ -x /usr/bin/chromium ]; then
+  echo "test-tools: installing chromium"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+fi
+PLAYWRIGHT=1.64.1
+web="$root/.sanctum/webtools"
+if [ "$(node -p "require('$web/node_modules/playwright-core/package.json').version" 2>/dev/null || true)" != "$PLAYWRIGHT" ]; then
+  mkdir -p "$web"
+  npm install --prefix "$web" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT"
+fi
+echo "test-tools: ready ($venv: openai $OPENAI, schemathesis $SCHEMATHESIS; playwright-core $PLAYWRIGHT)"

@@ -172,8 +172,8 @@ pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: Tok
         }
     };
     let max_tokens = request.max_tokens.unwrap_or(config.max_tokens);
-    if max_tokens == 0 {
-        return Err(Error::invalid("max_tokens", "must be at least 1"));
+    if max_tokens == 0 || max_tokens > config.max_tokens_limit {
+        return Err(Error::invalid("max_tokens", format!("expected an integer between 1 and {} (answer.max_tokens_limit)", config.max_tokens_limit)));
     }
     let (hash_only, text_reasons) = text_policy(ctx, &principal, &auth, &request.question, &evidence)?;
     let generator = if evidence.is_empty() { None } else { Some(ctx.generator().await?) };

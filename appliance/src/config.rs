@@ -52,6 +52,39 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// Passwords, web sessions and login throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session unused this long ends.
+    pub session_idle_minutes: u64,
+    /// A session ends this long after sign-in, used or not.
+    pub session_absolute_hours: u64,
+    /// Failed sign-ins for one user within `login_window_minutes` before further attempts
+    /// for that user are refused (until the oldest failure leaves the window).
+    pub login_max_failures: i64,
+    /// Failed sign-ins from one client address within the window before it is refused.
+    pub login_max_failures_per_client: i64,
+    pub login_window_minutes: u64,
+    /// Shortest password accepted.
+    pub password_min_length: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            login_max_failures: 5,
+            login_max_failures_per_client: 20,
+            login_window_minutes: 15,
+            password_min_length: 12,
+        }
+    }
 }
 
 /// `sanctum serve`.
@@ -78,6 +111,13 @@ pub struct HttpConfig {
     pub ask_concurrency: usize,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_timeout_s: u64,
+    /// Largest document upload (a multipart request, all files together).
+    pub max_upload_bytes: usize,
+    /// Mutual TLS: client certificates signed by this CA (PEM) are accepted; the
+    /// certificate's common name names the service user it acts as.
+    pub client_ca_file: Option<PathBuf>,
+    /// What a client certificate may be used for (the scopes of an API token).
+    pub client_cert_scopes: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -93,6 +133,9 @@ impl Default for HttpConfig {
             search_concurrency: 8,
             ask_concurrency: 2,
             shutdown_timeout_s: 30,
+            max_upload_bytes: 64 << 20,
+            client_ca_file: None,
+            client_cert_scopes: vec!["search".into(), "ask".into()],
         }
     }
 }
@@ -216,6 +259,8 @@ pub struct AnswerConfig {
     pub threads: usize,
     /// Longest answer in tokens.
     pub max_tokens: usize,
+    /// The longest answer a request may ask for (`max_tokens` in /v1/ask, chat completions).
+    pub max_tokens_limit: usize,
     /// Passages retrieved and offered to the model, best first.
     pub passages: usize,
     /// A passage counts as evidence only when its embedding similarity to the question
@@ -243,6 +288,7 @@ impl Default for AnswerConfig {
             context_tokens: 4096,
             threads: 0,
             max_tokens: 384,
+            max_tokens_limit: 2048,
             passages: 6,
             min_similarity: 0.3,
             http: None,
@@ -381,7 +427,7 @@ impl PolicyConfig {
 }
 
 /// Variables read by the CLI itself, not configuration keys.
-const NON_KEY_VARS: &[&str] = &["SANCTUM_CONFIG", "SANCTUM_LOG", "SANCTUM_USER", "SANCTUM_PURPOSE"];
+const NON_KEY_VARS: &[&str] = &["SANCTUM_CONFIG", "SANCTUM_LOG", "SANCTUM_USER", "SANCTUM_PURPOSE", "SANCTUM_PASSWORD"];
 
 impl Config {
     /// Loads `path` (if given) and applies the process environment.
@@ -511,6 +557,25 @@ impl Config {
         if h.workers == 0 || h.search_concurrency == 0 || h.ask_concurrency == 0 {
             return bad("http.workers", "http.workers, http.search_concurrency and http.ask_concurrency must be at least 1");
         }
+        if h.client_ca_file.is_some() && !h.tls {
+            return bad("http.client_ca_file", "mutual TLS needs http.tls = true");
+        }
+        if let Some(bad_scope) = h.client_cert_scopes.iter().find(|s| !["search", "ask", "ingest", "admin", "audit"].contains(&s.as_str())) {
+            return bad("http.client_cert_scopes", &format!("{bad_scope:?} is not a scope (search, ask, ingest, admin, audit)"));
+        }
+        let a = &self.auth;
+        if a.session_idle_minutes == 0 || a.session_absolute_hours == 0 || a.login_window_minutes == 0 {
+            return bad("auth.session_idle_minutes", "auth.session_idle_minutes, auth.session_absolute_hours and auth.login_window_minutes must be at least 1");
+        }
+        if a.login_max_failures < 1 || a.login_max_failures_per_client < 1 {
+            return bad("auth.login_max_failures", "auth.login_max_failures and auth.login_max_failures_per_client must be at least 1");
+        }
+        if a.password_min_length < 8 {
+            return bad("auth.password_min_length", "must be at least 8");
+        }
+        if self.answer.max_tokens == 0 || self.answer.max_tokens > self.answer.max_tokens_limit {
+            return bad("answer.max_tokens", "must be at least 1 and at most answer.max_tokens_limit");
+        }
         if self.audit.checkpoint_every == 0 {
             return bad("audit.checkpoint_every", "must be at least 1");
         }
@@ -535,6 +600,7 @@ impl Config {
             policy: Default::default(),
             audit: Default::default(),
             http: Default::default(),
+            auth: Default::default(),
         }
     }
 

@@ -49,6 +49,12 @@ pub enum Error {
     /// No valid credential (missing, unknown, revoked or expired).
     #[error("{0}")]
     Unauthorized(String),
+    /// Too many attempts (failed sign-ins): refused until `retry_after_s` has passed.
+    #[error("{message}")]
+    Throttled { retry_after_s: u64, message: String },
+    /// The request conflicts with work in progress: retry when it has finished.
+    #[error("{0}")]
+    Conflict(String),
     /// A bounded queue is full: try again shortly.
     #[error("{0}")]
     Overloaded(String),
@@ -78,6 +84,8 @@ impl Error {
             Error::Audit(_) => "audit_failed",
             Error::Unauthorized(_) => "unauthorized",
             Error::Overloaded(_) => "overloaded",
+            Error::Conflict(_) => "conflict",
+            Error::Throttled { .. } => "throttled",
         }
     }
 
@@ -92,6 +100,13 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        // a value PostgreSQL cannot store (a NUL character in text or JSON) is the input's
+        // fault, not the database's; the checks at the edges should have caught it already
+        if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
+            if matches!(code.as_ref(), "22021" | "22P05" | "54000") {
+                return Error::invalid("input", "contains a value the database cannot store (a NUL character, or text too long)");
+            }
+        }
         Error::Database(e.to_string())
     }
 }

@@ -13,6 +13,7 @@ pub mod access;
 pub mod answer;
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod cpu;

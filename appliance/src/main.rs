@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The library: list documents with their ingest state, show one, delete one.
+    Documents {
+        #[command(subcommand)]
+        command: DocumentsCommand,
+    },
     /// List ingest jobs.
     Jobs {
         #[arg(long)]
@@ -91,6 +96,43 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DocumentsCommand {
+    /// Documents the user may see (and their own uploads), newest first.
+    List {
+        #[command(flatten)]
+        principal: PrincipalArgs,
+        /// queued, indexed or failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// A part of the name or title.
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One document and its ingest jobs (JSON).
+    Show {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    /// Delete a document: its passages leave both indexes, its original is removed.
+    Delete {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        principal: PrincipalArgs,
     },
 }
 
@@ -153,6 +195,14 @@ enum UserCommand {
     List {
         #[arg(long)]
         json: bool,
+    },
+    /// Set a user's password (for signing in to the web UI): read from the first line of
+    /// standard input, or from the environment variable SANCTUM_PASSWORD. Ends their sessions.
+    Password {
+        name: String,
+        /// Who sets it (audit): an existing user; without it, the console user.
+        #[arg(long = "by", value_name = "USER")]
+        by: Option<String>,
     },
     /// Change a user's roles, region, groups, or disable / enable them.
     Set {
@@ -459,6 +509,20 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The REST API under load: CLIENTS concurrent clients searching for SECONDS over HTTPS
+    /// against a fresh appliance holding the first DOCS documents of a BEIR corpus.
+    Load {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value_t = 500)]
+        docs: usize,
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Precision and recall of identifier (PHI/PII) detection on the labelled notes.
     Identifiers {
         #[arg(long)]
@@ -665,6 +729,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Documents { command } => documents(config, command).await,
         Command::Audit { command } => audit(config, command).await,
         Command::Token { command } => token(config, command).await,
         Command::Serve => {
@@ -740,6 +805,9 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
                 BenchCommand::Audit { dataset, docs, rounds, json } => {
                     (bench::audit::run(&config, &bench::audit::Options { dataset, docs, rounds }, &log).await?, json)
+                }
+                BenchCommand::Load { dataset, docs, clients, seconds, json } => {
+                    (bench::load::run(&config, &bench::load::Options { dataset, docs, clients, seconds }, &log).await?, json)
                 }
                 BenchCommand::Scale { chunks, dataset, base_docs, rounds, data_dir, json } => {
                     let opts = bench::scale::Options { dataset, chunks, base_docs, data_dir, rounds };
@@ -958,8 +1026,54 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 
 fn print_user(u: &users::User) {
     let region = u.region.as_deref().unwrap_or("-");
-    let state = if u.disabled { "  (disabled)" } else { "" };
+    let state = match (u.disabled, u.has_password) {
+        (true, _) => "  (disabled)",
+        (false, true) => "  (password set)",
+        (false, false) => "",
+    };
     println!("{:<20} {:<8} roles {:<28} region {:<6} groups {}{state}", u.name, u.kind, u.roles.join(","), region, if u.groups.is_empty() { "-".into() } else { u.groups.join(",") });
+}
+
+async fn documents(config: Config, command: DocumentsCommand) -> Result<ExitCode> {
+    use sanctum::library::{self, catalog, DocumentFilter};
+    let ctx = Sanctum::open(config).await?;
+    let result = async {
+        match command {
+            DocumentsCommand::List { principal, state, group, label, region, text, limit, json } => {
+                let user = principal.user("listing documents")?;
+                let filter = DocumentFilter { state, group, label, region, uploaded_by: None, text, limit, offset: 0 };
+                let rows = catalog::list(&ctx, user, principal.purpose.as_deref(), &filter).await?;
+                if json {
+                    print_json(&rows)?;
+                } else if rows.is_empty() {
+                    println!("no documents; add some with `sanctum ingest PATH`");
+                }
+                if !json {
+                    for d in &rows {
+                        let name = match &d.source_id {
+                            Some(id) => format!("{}#{id}", d.name),
+                            None => d.name.clone(),
+                        };
+                        let why = d.job_error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
+                        println!("{}  {:<8} {:>6} chunks  {}{}", d.id, d.state, d.chunks, name, why);
+                    }
+                }
+            }
+            DocumentsCommand::Show { id, principal } => {
+                let user = principal.user("showing a document")?;
+                print_json(&catalog::get(&ctx, user, principal.purpose.as_deref(), id).await?)?;
+            }
+            DocumentsCommand::Delete { id, principal } => {
+                let user = principal.user("deleting a document")?;
+                let gone = library::delete(&ctx, user, principal.purpose.as_deref(), id).await?;
+                println!("deleted {} ({}; {} chunks)", gone.id, gone.name, gone.chunks);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    ctx.close().await?;
+    result
 }
 
 async fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
@@ -977,6 +1091,19 @@ async fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
                 let disabled = if disable { Some(true) } else if enable { Some(false) } else { None };
                 let actor = ActorArgs { user: by }.actor(&ctx).await?;
                 print_user(&users::set(&ctx, &actor, &name, &fields.fields(disabled)).await?)
+            }
+            UserCommand::Password { name, by } => {
+                let password = match std::env::var("SANCTUM_PASSWORD") {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line).map_err(|e| Error::io("standard input", e))?;
+                        line.trim_end_matches(['\r', '\n']).to_string()
+                    }
+                };
+                let actor = ActorArgs { user: by }.actor(&ctx).await?;
+                sanctum::auth::set_password(&ctx, &actor, &name, &password).await?;
+                println!("password set for {name}; their sessions were ended");
             }
             UserCommand::List { json } => {
                 let list = users::list(&ctx).await?;

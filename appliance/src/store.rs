@@ -37,6 +37,15 @@ impl OriginalStore {
         Ok(sha)
     }
 
+    /// Removes the original with this hash (absent already: nothing to do).
+    pub fn remove(&self, sha256: &str) -> Result<()> {
+        let path = self.path(sha256);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads the original with this hash, checking it still matches.
     pub fn get(&self, sha256: &str) -> Result<Vec<u8>> {
         let path = self.path(sha256);

@@ -130,8 +130,13 @@ pub async fn revoke(ctx: &Sanctum, actor: &str, id: i64) -> Result<TokenInfo> {
 /// token's id. A refusal is recorded (`auth.fail`) and named without saying which part of
 /// an unknown token was wrong.
 pub async fn authenticate(ctx: &Sanctum, presented: &str, scope: Scope) -> Result<(String, i64)> {
+    authenticate_for(ctx, presented, Some(scope)).await
+}
+
+/// As [`authenticate`]; with no scope, any valid token is accepted (`/v1/me`, sign-out).
+pub async fn authenticate_for(ctx: &Sanctum, presented: &str, scope: Option<Scope>) -> Result<(String, i64)> {
     let refuse = |actor: String, object: Option<String>, reason: String, error: Error| async move {
-        let mut entry = Entry::new(actor, Action::AuthFail).decision("deny").details(serde_json::json!({ "scope": scope.as_str(), "reason": reason }));
+        let mut entry = Entry::new(actor, Action::AuthFail).decision("deny").details(serde_json::json!({ "scope": scope.map(Scope::as_str), "reason": reason }));
         entry.object = object;
         ctx.auditor.refusal(ctx.pool(), entry, error).await
     };
@@ -165,7 +170,7 @@ pub async fn authenticate(ctx: &Sanctum, presented: &str, scope: Scope) -> Resul
         let e = Error::Unauthorized(format!("token {id} expired"));
         return Err(refuse(info.user_name, object, "expired".into(), e).await);
     }
-    if !info.scopes.iter().any(|s| s == scope.as_str()) {
+    if let Some(scope) = scope.filter(|s| !info.scopes.iter().any(|x| x == s.as_str())) {
         let e = Error::Forbidden(format!("token {id} may be used for {} but not for {}", info.scopes.join(", "), scope.as_str()));
         return Err(refuse(info.user_name, object, format!("scope {} missing", scope.as_str()), e).await);
     }

@@ -17,6 +17,8 @@ pub struct User {
     pub region: Option<String>,
     pub groups: Vec<String>,
     pub disabled: bool,
+    /// Whether the user can sign in with a password.
+    pub has_password: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -88,7 +90,7 @@ fn check_region(region: Option<&str>) -> Result<Option<String>> {
 /// `$head` followed by the user columns, then `$tail` (SQL stays literal).
 macro_rules! with_columns {
     ($head:literal, $tail:literal) => {
-        concat!($head, "name, kind, roles, region, groups, disabled, created_at, updated_at", $tail)
+        concat!($head, "name, kind, roles, region, groups, disabled, password_hash IS NOT NULL AS has_password, created_at, updated_at", $tail)
     };
 }
 

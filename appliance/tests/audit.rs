@@ -250,6 +250,20 @@ async fn every_operation_leaves_its_record() {
     sanctum::tokens::revoke(&ctx, "pat", token.id).await.unwrap();
     assert_eq!(sanctum::tokens::authenticate(&ctx, &secret, sanctum::tokens::Scope::Search).await.unwrap_err().code(), "unauthorized");
 
+    // passwords and sessions: set, a wrong password, a sign-in and sign-out
+    sanctum::auth::set_password(&ctx, "pat", "ana", "correct horse battery staple").await.unwrap();
+    assert_eq!(sanctum::auth::login(&ctx, "ana", "wrong password here", "127.0.0.1").await.unwrap_err().code(), "unauthorized");
+    let (session, _) = sanctum::auth::login(&ctx, "ana", "correct horse battery staple", "127.0.0.1").await.unwrap();
+    sanctum::auth::logout(&ctx, &session).await.unwrap();
+
+    // a document deleted by its uploader
+    let broken = outcomes.iter().find_map(|o| match o {
+        Outcome::Accepted { name, document_id, .. } if name == "broken.pdf" => Some(*document_id),
+        _ => None,
+    });
+    let gone = library::delete(&ctx, "ana", Some("operations"), broken.expect("broken.pdf accepted")).await.unwrap();
+    assert_eq!(gone.state, "failed");
+
     // egress: no endpoint is allowed, the refusal is recorded
     let err = ctx.egress.post_json("https://api.example.com/v1/x", "a test", &Default::default(), None, &serde_json::json!({})).await.unwrap_err();
     assert_eq!(err.code(), "egress_denied");

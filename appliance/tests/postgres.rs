@@ -100,22 +100,12 @@ async fn a_cluster_left_by_a_dead_owner_is_adopted_and_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_database_url_is_used_and_migrated() {
-    use sqlx::Connection;
-    let server = support::external_server_url();
-    let mut admin = sqlx::PgConnection::connect(&server)
-        .await
-        .unwrap_or_else(|e| panic!("the external PostgreSQL at {server} is needed for this test (set SANCTUM_TEST_DATABASE_URL): {e}"));
-    let name = format!("sanctum_test_{}", std::process::id());
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-    let url = match server.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("bad url {server}"),
-    };
+    let (url, admin) = support::external_database("sanctum_test").await;
+    drop(admin);
 
     let tmp = support::tempdir();
     let mut config = support::config(tmp.path());
-    config.database_url = Some(url);
+    config.database_url = Some(url.clone());
     let ctx = Sanctum::open(config).await.unwrap();
     assert!(!ctx.db.is_embedded());
     assert!(!tmp.path().join("postgres").exists(), "no embedded cluster when database_url is set");
@@ -126,5 +116,8 @@ async fn external_database_url_is_used_and_migrated() {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks").fetch_one(ctx.pool()).await.unwrap();
     assert!(n >= 1);
     ctx.close().await.unwrap();
+    use sqlx::Connection;
+    let name = url.rsplit('/').next().unwrap();
+    let mut admin = sqlx::PgConnection::connect(&support::external_server_url()).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
 }

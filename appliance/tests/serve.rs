@@ -5,38 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const SMOLLM2: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-fn sanctum(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{args:?}: {text}");
-    text
-}
-
-/// Creates a token and returns it (the last line the command prints).
-fn token(config: &Path, user: &str, scopes: &str) -> String {
-    let t = sanctum(config, &["token", "create", user, "--scopes", scopes, "--label", "test"]);
-    t.lines().find(|l| l.starts_with("snt_")).unwrap().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{free_port, sanctum, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_over_https() {
@@ -57,11 +31,7 @@ async fn the_api_over_https() {
     let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
     sanctum(&config, &["token", "revoke", &revoked_id]);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).arg("serve").stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let (server, line) = support::serve(&config);
     assert!(line.contains(&format!("serving https://127.0.0.1:{port}")) && line.contains("fingerprint"), "{line}");
 
     let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();
@@ -82,18 +52,22 @@ async fn the_api_over_https() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             let method = method.to_uppercase();
-            let concrete = path.replace("{id}", "1").replace("{name}", "nobody");
+            let concrete = path.replace("{id}", "1").replace("{name}", "nobody").replace("{version}", "1");
             let r = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{base}{concrete}")).send().await.unwrap();
             assert!(![404, 405].contains(&r.status().as_u16()), "{method} {path} is documented but not served: {}", r.status());
             documented.push(format!("{method} {path}"));
         }
     }
     documented.sort();
-    let served = [
-        "DELETE /v1/tokens/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "GET /v1/audit", "GET /v1/jobs", "GET /v1/tokens",
-        "GET /v1/users", "PATCH /v1/users/{name}", "POST /v1/ask", "POST /v1/audit/verify", "POST /v1/chat/completions",
+    let mut served = [
+        "DELETE /v1/documents/{id}", "DELETE /v1/tokens/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "GET /v1/audit",
+        "GET /v1/documents", "GET /v1/documents/{id}", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/me", "GET /v1/policies",
+        "GET /v1/policies/{version}", "GET /v1/tokens", "GET /v1/users", "PATCH /v1/users/{name}", "POST /v1/ask",
+        "POST /v1/audit/verify", "POST /v1/chat/completions", "POST /v1/documents", "POST /v1/login", "POST /v1/logout",
+        "POST /v1/policies/activate", "POST /v1/policies/diff", "POST /v1/policies/rollback", "POST /v1/policies/validate",
         "POST /v1/search", "POST /v1/tokens", "POST /v1/users",
     ];
+    served.sort();
     assert_eq!(documented, served, "every route served is documented");
     assert_eq!(client.get(format!("{base}/v1/nothing")).send().await.unwrap().status(), 404);
     assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer");

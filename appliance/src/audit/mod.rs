@@ -50,6 +50,8 @@ pub enum Action {
     DocumentIndex,
     /// A document that could not be indexed.
     DocumentFail,
+    /// A document deleted: its rows, its passages in both indexes, its stored original.
+    DocumentDelete,
     /// Both indexes rebuilt from PostgreSQL.
     IndexRebuild,
     Search,
@@ -73,15 +75,23 @@ pub enum Action {
     AuditPurge,
     TokenCreate,
     TokenRevoke,
-    /// A credential refused: an unknown, revoked or expired token, or one without the scope.
+    /// A credential refused: an unknown, revoked or expired token, or one without the scope;
+    /// a wrong password, a throttled login, an expired session.
     AuthFail,
+    /// A password accepted: a web session begins.
+    AuthLogin,
+    /// A web session ended by its user.
+    AuthLogout,
+    /// A user's password set or changed.
+    UserPassword,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 26] = [
         Action::DocumentSubmit,
         Action::DocumentIndex,
         Action::DocumentFail,
+        Action::DocumentDelete,
         Action::IndexRebuild,
         Action::Search,
         Action::Ask,
@@ -101,6 +111,9 @@ impl Action {
         Action::TokenCreate,
         Action::TokenRevoke,
         Action::AuthFail,
+        Action::AuthLogin,
+        Action::AuthLogout,
+        Action::UserPassword,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +121,7 @@ impl Action {
             Action::DocumentSubmit => "document.submit",
             Action::DocumentIndex => "document.index",
             Action::DocumentFail => "document.fail",
+            Action::DocumentDelete => "document.delete",
             Action::IndexRebuild => "index.rebuild",
             Action::Search => "search",
             Action::Ask => "ask",
@@ -127,6 +141,9 @@ impl Action {
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
             Action::AuthFail => "auth.fail",
+            Action::AuthLogin => "auth.login",
+            Action::AuthLogout => "auth.logout",
+            Action::UserPassword => "user.password",
         }
     }
 }

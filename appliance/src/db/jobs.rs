@@ -119,6 +119,10 @@ pub async fn get(pool: &PgPool, ids: &[i64]) -> Result<Vec<JobRow>> {
     .await?)
 }
 
+pub async fn for_document(pool: &PgPool, document_id: Uuid) -> Result<Vec<JobRow>> {
+    Ok(sqlx::query_as(select_jobs!("WHERE j.document_id = $1 ORDER BY j.id")).bind(document_id).fetch_all(pool).await?)
+}
+
 pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as("SELECT state, count(*) FROM ingest_jobs GROUP BY state ORDER BY state").fetch_all(pool).await?)
 }

@@ -14,7 +14,7 @@ use crate::tokens::{self, Scope};
 use crate::users::{self, UserFields};
 
 /// The acting administrator: an `admin`-scoped token of a user with an administrative role.
-async fn administrator(state: &State, req: &HttpRequest, what: &'static str) -> std::result::Result<String, super::error::ApiError> {
+pub(super) async fn administrator(state: &State, req: &HttpRequest, what: &'static str) -> std::result::Result<String, super::error::ApiError> {
     let caller = caller(state, req, Scope::Admin, None, Narrowing::default()).await?;
     let user = caller.user.clone();
     state
@@ -122,9 +122,10 @@ pub async fn token_create(state: web::Data<State>, req: HttpRequest, body: web::
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = i64, Path, description = "the token's id")), security(("token" = [])), responses(
     (status = 200, description = "the token, revoked: every later request with it is refused", body = Object),
     Refusals))]
-pub async fn token_revoke(state: web::Data<State>, req: HttpRequest, id: web::Path<i64>) -> Reply {
+pub async fn token_revoke(state: web::Data<State>, req: HttpRequest, id: web::Path<String>) -> Reply {
+    let raw = id.into_inner();
+    let id: i64 = raw.parse().map_err(|_| super::error::ApiError(crate::error::Error::invalid("id", format!("{raw:?} is not a token id (an integer)"))))?;
     let actor = administrator(&state, &req, "revoking tokens").await?;
-    let id = id.into_inner();
     let info = state.run(move |ctx| async move { tokens::revoke(&ctx, &actor, id).await }).await?;
     Ok(HttpResponse::Ok().json(info))
 }

@@ -28,7 +28,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/search", web::post().to(search))
             .route("/ask", web::post().to(ask))
             .route("/chat/completions", web::post().to(super::openai::completions))
+            .route("/login", web::post().to(super::session::login))
+            .route("/logout", web::post().to(super::session::logout))
+            .route("/me", web::get().to(super::session::me))
+            .route("/documents", web::post().to(super::documents::upload))
+            .route("/documents", web::get().to(super::documents::list))
+            .route("/documents/{id}", web::get().to(super::documents::get))
+            .route("/documents/{id}", web::delete().to(super::documents::delete))
             .route("/jobs", web::get().to(job_list))
+            .route("/jobs/{id}", web::get().to(super::documents::job))
+            .route("/policies", web::get().to(super::policies::list))
+            .route("/policies/validate", web::post().to(super::policies::validate))
+            .route("/policies/diff", web::post().to(super::policies::diff))
+            .route("/policies/activate", web::post().to(super::policies::activate))
+            .route("/policies/rollback", web::post().to(super::policies::rollback))
+            .route("/policies/{version}", web::get().to(super::policies::get))
             .route("/audit", web::get().to(audit_query))
             .route("/audit/verify", web::post().to(audit_verify))
             .route("/users", web::get().to(super::admin::user_list))
@@ -47,6 +61,12 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest)
 /// A JSON body; a type error names the field (`k: invalid type: string "three", expected
 /// usize`), an unknown field is refused.
 pub(super) fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, ApiError> {
+    // PostgreSQL stores no NUL character in text or JSON: refuse it here, naming the field
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        if let Some(path) = nul_at(&value, String::new()) {
+            return Err(ApiError(Error::invalid(if path.is_empty() { "body".into() } else { path }, "contains a NUL character")));
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -55,24 +75,82 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::re
     })
 }
 
-/// The token from `Authorization: Bearer ...`.
-fn bearer(req: &HttpRequest) -> std::result::Result<String, ApiError> {
-    let value = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    match value.strip_prefix("Bearer ") {
-        Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-        _ => Err(ApiError(Error::Unauthorized("send a token: Authorization: Bearer snt_... (create one with `sanctum token create`)".into()))),
+/// Where in `value` a string (or key) holds a NUL character.
+fn nul_at(value: &serde_json::Value, at: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(at),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_at(v, format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            if k.contains('\0') { Some(here) } else { nul_at(v, here) }
+        }),
+        _ => None,
     }
+}
+
+/// The token from `Authorization: Bearer ...`, if the header is there.
+fn bearer(req: &HttpRequest) -> Option<std::result::Result<String, ApiError>> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().unwrap_or("");
+    Some(match value.strip_prefix("Bearer ") {
+        Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => Err(ApiError(Error::Unauthorized("the Authorization header must be `Bearer snt_...` (create a token with `sanctum token create`)".into()))),
+    })
 }
 
 pub(super) fn purpose(req: &HttpRequest, body: Option<String>) -> Option<String> {
     body.or_else(|| req.headers().get("x-purpose-of-use").and_then(|v| v.to_str().ok()).map(str::to_string))
 }
 
-/// The caller a request's token speaks for, if it may be used for `scope`.
+/// Who a request speaks for, and by which credential.
+pub(super) struct Identity {
+    pub user: String,
+    /// `api` (token or client certificate) or `web` (a signed-in person's session).
+    pub via: &'static str,
+    pub token: Option<i64>,
+    pub session: Option<crate::auth::Session>,
+}
+
+/// Whether a request changes state (and so, with a session, needs the CSRF token).
+fn changes_state(req: &HttpRequest) -> bool {
+    !matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD | actix_web::http::Method::OPTIONS)
+}
+
+/// The caller's credential, in this order: an API token (`Authorization: Bearer`), a
+/// session cookie (with `X-CSRF-Token` on a state change), a verified client certificate.
+/// A token must carry `scope`; a session may do whatever its user's roles and the policy
+/// allow; a certificate may be used for `http.client_cert_scopes`.
+pub(super) async fn identify(state: &State, req: &HttpRequest, scope: Option<Scope>) -> std::result::Result<Identity, ApiError> {
+    if let Some(token) = bearer(req) {
+        let token = token?;
+        let (user, id) = state.run(move |ctx| async move { tokens::authenticate_for(&ctx, &token, scope).await }).await?;
+        return Ok(Identity { user, via: "api", token: Some(id), session: None });
+    }
+    if let Some(cookie) = req.cookie(crate::auth::COOKIE).filter(|c| !c.value().is_empty()) {
+        let value = cookie.value().to_string();
+        let session = state.run(move |ctx| async move { crate::auth::sessions::authenticate(&ctx, &value).await }).await?;
+        if changes_state(req) {
+            let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !crate::auth::sessions::csrf_matches(&session, sent) {
+                return Err(ApiError(Error::Forbidden("a change made with a session cookie needs the session's CSRF token (X-CSRF-Token header)".into())));
+            }
+        }
+        return Ok(Identity { user: session.user_name.clone(), via: "web", token: None, session: Some(session) });
+    }
+    if let Some(cert) = req.conn_data::<super::tls::ClientCert>().cloned() {
+        let user = state
+            .run(move |ctx| async move { crate::auth::certificates::authenticate(&ctx, cert.common_name.as_deref(), &cert.fingerprint, scope).await })
+            .await?;
+        return Ok(Identity { user, via: "api", token: None, session: None });
+    }
+    Err(ApiError(Error::Unauthorized(
+        "no credential: send a token (Authorization: Bearer snt_..., from `sanctum token create`), sign in (POST /v1/login), or present a client certificate".into(),
+    )))
+}
+
+/// The caller a request's credential speaks for, if it may be used for `scope`.
 pub(super) async fn caller(state: &State, req: &HttpRequest, scope: Scope, purpose: Option<String>, narrowing: Narrowing) -> std::result::Result<Caller, ApiError> {
-    let token = bearer(req)?;
-    let (user, id) = state.run(move |ctx| async move { tokens::authenticate(&ctx, &token, scope).await }).await?;
-    Ok(Caller { user, purpose, narrowing, via: "api", token: Some(id) })
+    let who = identify(state, req, Some(scope)).await?;
+    Ok(Caller { user: who.user, purpose, narrowing, via: who.via, token: who.token })
 }
 
 /// Live: the process answers.

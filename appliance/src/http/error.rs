@@ -53,9 +53,15 @@ pub enum Refusals {
     /// The token lacks the scope, its user the role, or the policy denies.
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// No such user or token.
+    /// No such user, token, document, job or policy version.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// In conflict with work in progress (a document being indexed): retry later.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// Too many failed sign-ins: retry after the Retry-After seconds.
+    #[response(status = 429)]
+    Throttled(ErrorBody),
     /// At capacity: retry after the Retry-After seconds.
     #[response(status = 503)]
     Busy(ErrorBody),
@@ -64,8 +70,8 @@ pub enum Refusals {
 impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self.0 {
-            Error::InvalidInput { .. } | Error::NotFound { .. } => "invalid_request",
-            Error::Unauthorized(_) | Error::Forbidden(_) => "auth",
+            Error::InvalidInput { .. } | Error::NotFound { .. } | Error::Conflict(_) | Error::PolicyInvalid(_) => "invalid_request",
+            Error::Unauthorized(_) | Error::Forbidden(_) | Error::Throttled { .. } => "auth",
             Error::PolicyDenied { .. } | Error::EgressDenied { .. } => "policy",
             Error::Overloaded(_) | Error::Models(_) => "unavailable",
             _ => "internal",
@@ -80,8 +86,10 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self.0 {
-            Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            Error::InvalidInput { .. } | Error::PolicyInvalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::PolicyDenied { .. } | Error::EgressDenied { .. } => StatusCode::FORBIDDEN,
             Error::Overloaded(_) | Error::Models(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -97,6 +105,9 @@ impl ResponseError for ApiError {
             }
             Error::Overloaded(_) => {
                 r.insert_header(("Retry-After", "1"));
+            }
+            Error::Throttled { retry_after_s, .. } => {
+                r.insert_header(("Retry-After", retry_after_s.to_string()));
             }
             _ => {}
         }

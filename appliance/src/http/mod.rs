@@ -8,10 +8,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod documents;
 pub mod error;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+pub mod policies;
+pub mod session;
 pub mod tls;
 
 use std::future::Future;
@@ -32,6 +35,8 @@ pub struct State {
     search_permits: Arc<Semaphore>,
     ask_permits: Arc<Semaphore>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Wakes the ingest worker (after an upload).
+    ingest: Arc<tokio::sync::Notify>,
 }
 
 impl State {
@@ -42,6 +47,7 @@ impl State {
             ask_permits: Arc::new(Semaphore::new(h.ask_concurrency)),
             main: tokio::runtime::Handle::current(),
             metrics: Arc::new(metrics::Metrics::default()),
+            ingest: Arc::new(tokio::sync::Notify::new()),
             ctx,
         }
     }
@@ -61,6 +67,11 @@ impl State {
             .map_err(ApiError)
     }
 
+    /// Tells the ingest worker there are new jobs.
+    pub fn ingest_wanted(&self) {
+        self.ingest.notify_one();
+    }
+
     /// A place among the searches running now, or 503 at once when there is none.
     pub fn search_permit(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         self.search_permits.clone().try_acquire_owned().map_err(|_| ApiError(Error::Overloaded("too many searches are running; retry shortly".into())))
@@ -71,13 +82,36 @@ impl State {
     }
 }
 
-/// Serves until SIGINT or SIGTERM, then finishes requests in flight (up to
-/// `http.shutdown_timeout_s`). `on_ready` is told the address and the certificate.
-pub async fn serve(ctx: Arc<Sanctum>, on_ready: impl FnOnce(&str, Option<&tls::ServerCert>)) -> Result<()> {
+/// A server bound and ready to run.
+pub struct Started {
+    /// The addresses bound (`127.0.0.1:8443`).
+    pub addrs: Vec<std::net::SocketAddr>,
+    pub cert: Option<tls::ServerCert>,
+    /// Stops the server (gracefully with `stop(true)`).
+    pub handle: actix_web::dev::ServerHandle,
+    server: actix_web::dev::Server,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Started {
+    /// Serves until stopped (SIGINT, SIGTERM, or the handle), finishing requests in flight
+    /// (up to `http.shutdown_timeout_s`).
+    pub async fn run(self) -> Result<()> {
+        let served = self.server.await.map_err(|e| Error::Internal(format!("the HTTP server stopped: {e}")));
+        // a job cut short stays `running` and is queued again at the next start
+        self.worker.abort();
+        let _ = self.worker.await;
+        served
+    }
+}
+
+/// Binds the server (and starts the ingest worker) without serving yet.
+pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
     let config = ctx.config.http.clone();
     // the first search should not pay for loading the models
     ctx.engine().await?;
     let state = State::new(ctx.clone());
+    let worker = tokio::spawn(ingest_worker(ctx.clone(), state.ingest.clone()));
     let json_limit = config.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
@@ -88,31 +122,63 @@ pub async fn serve(ctx: Arc<Sanctum>, on_ready: impl FnOnce(&str, Option<&tls::S
             .app_data(web::QueryConfig::default().error_handler(api::query_error))
             .configure(api::routes)
     })
+    .on_connect(tls::on_connect)
     .workers(config.workers)
     .shutdown_timeout(config.shutdown_timeout_s);
     let bind_err = |e: std::io::Error| Error::Config(format!("http.bind {}: {e}", config.bind));
     let (server, cert) = if config.tls {
         let cert = tls::server_cert(&ctx.config)?;
-        let rustls = tls::rustls_config(&cert)?;
+        let rustls = tls::rustls_config(&cert, config.client_ca_file.as_deref())?;
         (server.bind_rustls_0_23(&config.bind, rustls).map_err(bind_err)?, Some(cert))
     } else {
         (server.bind(&config.bind).map_err(bind_err)?, None)
     };
-    let addrs: Vec<String> = server.addrs().iter().map(|a| a.to_string()).collect();
-    on_ready(&addrs.join(", "), cert.as_ref());
-    server.run().await.map_err(|e| Error::Internal(format!("the HTTP server stopped: {e}")))
+    let addrs = server.addrs();
+    let server = server.run();
+    Ok(Started { addrs, cert, handle: server.handle(), server, worker })
+}
+
+/// Serves until SIGINT or SIGTERM, then finishes requests in flight (up to
+/// `http.shutdown_timeout_s`). `on_ready` is told the address and the certificate.
+pub async fn serve(ctx: Arc<Sanctum>, on_ready: impl FnOnce(&str, Option<&tls::ServerCert>)) -> Result<()> {
+    let started = start(ctx).await?;
+    let addrs: Vec<String> = started.addrs.iter().map(|a| a.to_string()).collect();
+    on_ready(&addrs.join(", "), started.cert.as_ref());
+    started.run().await
+}
+
+/// Indexes queued documents while the server runs: woken by uploads, and every few
+/// seconds for jobs queued otherwise. Failures are the jobs' (recorded there); a fault of
+/// the worker itself is logged by its code and retried.
+async fn ingest_worker(ctx: Arc<Sanctum>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        if let Err(e) = crate::library::run_until_idle(&ctx, &|_| {}).await {
+            tracing::warn!(code = e.code(), "the ingest worker stopped on an error; retrying shortly");
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 /// Counts every request by route pattern (not path: no ids or text in the labels) and status.
-async fn observe(
+/// A URL holding a NUL character (`%00`, which PostgreSQL cannot store) is refused here.
+async fn observe<B: actix_web::body::MessageBody>(
     req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> std::result::Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    next: actix_web::middleware::Next<B>,
+) -> std::result::Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
     let started = std::time::Instant::now();
     let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".into());
     let method = req.method().to_string();
     let metrics = req.app_data::<web::Data<State>>().map(|s| s.metrics.clone());
-    let res = next.call(req).await?;
+    let res = if req.uri().path().contains("%00") || req.query_string().contains("%00") {
+        let (r, _) = req.into_parts();
+        let refused = actix_web::ResponseError::error_response(&ApiError(Error::invalid("url", "contains a NUL character (%00)")));
+        actix_web::dev::ServiceResponse::new(r, refused).map_into_right_body()
+    } else {
+        next.call(req).await?.map_into_left_body()
+    };
     if let Some(m) = metrics {
         m.observe(&method, &route, res.status().as_u16(), started.elapsed());
     }

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, error, openai};
+use super::{admin, api, documents, error, openai, policies, session};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,21 @@ use super::{admin, api, error, openai};
         api::search,
         api::ask,
         openai::completions,
+        session::login,
+        session::logout,
+        session::me,
+        documents::upload,
+        documents::list,
+        documents::get,
+        documents::delete,
         api::job_list,
+        documents::job,
+        policies::list,
+        policies::get,
+        policies::validate,
+        policies::diff,
+        policies::activate,
+        policies::rollback,
         api::audit_query,
         api::audit_verify,
         admin::user_list,
@@ -27,7 +41,7 @@ use super::{admin, api, error, openai};
         admin::token_create,
         admin::token_revoke,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, openai::ChatRequest, openai::ChatMessage, crate::retrieve::Mode)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
     modifiers(&TokenAuth)
 )]
 pub struct ApiDoc;

@@ -69,14 +69,51 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 /// The rustls configuration serving `cert`.
-pub fn rustls_config(cert: &ServerCert) -> Result<rustls::ServerConfig> {
+/// The server's TLS configuration; with `client_ca`, client certificates signed by that CA
+/// are asked for and checked (a client without one may still use a token or a session).
+pub fn rustls_config(cert: &ServerCert, client_ca: Option<&Path>) -> Result<rustls::ServerConfig> {
     let certs = read_certs(&cert.cert_file)?;
     let key = PrivateKeyDer::from_pem_file(&cert.key_file).map_err(|e| Error::Config(format!("http.key_file {}: {e}", cert.key_file.display())))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Internal(format!("TLS: {e}")))?
-        .with_no_client_auth()
+        .map_err(|e| Error::Internal(format!("TLS: {e}")))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca).map_err(|_| Error::Config(format!("http.client_ca_file {}: no PEM certificate could be read", ca.display())))? {
+                roots.add(c).map_err(|e| Error::Config(format!("http.client_ca_file {}: {e}", ca.display())))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| Error::Config(format!("http.client_ca_file {}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
         .with_single_cert(certs, key)
         .map_err(|e| Error::Config(format!("http.cert_file / http.key_file do not form a usable pair: {e}")))
+}
+
+/// The service principal a verified client certificate names (its subject common name),
+/// kept with the connection.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub common_name: Option<String>,
+    pub fingerprint: String,
+}
+
+/// Called for each new connection: notes the verified client certificate, if any.
+pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let Some(tls) = conn.downcast_ref::<Tls>() else { return };
+    let (_, session) = tls.get_ref();
+    let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) else { return };
+    let fingerprint = hex::encode(Sha256::digest(leaf.as_ref()));
+    let common_name = x509_parser::parse_x509_certificate(leaf.as_ref()).ok().and_then(|(_, cert)| {
+        cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string)
+    });
+    ext.insert(ClientCert { common_name, fingerprint });
 }

@@ -6,10 +6,14 @@
 //! are written in one transaction. Everything slow (parse, chunk, embed, index) happens in
 //! a worker, so a crash at any point leaves either a queued job or a finished one.
 
+pub mod catalog;
+mod delete;
 mod reindex;
 mod submit;
 mod worker;
 
+pub use catalog::{DocumentDetail, DocumentFilter, DocumentInfo};
+pub use delete::delete;
 pub use reindex::reindex;
 pub use submit::{Outcome, submit_bytes, submit_path};
 pub use worker::{Progress, WorkerReport, run_until_idle};

@@ -24,6 +24,23 @@ pub enum Source {
     Files { paths: Vec<PathBuf>, whole: bool },
     /// A stored version.
     Version(i64),
+    /// Files sent with a request (file name -> content); unless `whole`, they replace the
+    /// active set's files of the same name.
+    Inline { files: std::collections::BTreeMap<String, String>, whole: bool },
+}
+
+/// A stored version as listed.
+#[derive(Debug, Serialize)]
+pub struct VersionSummary {
+    pub version: i64,
+    pub active: bool,
+    pub digest: String,
+    pub author: String,
+    pub comment: Option<String>,
+    pub tests_passed: i32,
+    pub tests_total: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +68,15 @@ pub async fn load(ctx: &Sanctum, source: &Source) -> Result<(PolicySet, Option<i
             let active = ctx.policies.current(ctx.pool()).await?;
             let base = if *whole { None } else { Some(&active.set) };
             let set = PolicySet::read(paths, base).map_err(|e| Error::PolicyInvalid(e.to_string()))?;
+            Ok((set, None))
+        }
+        Source::Inline { files, whole } => {
+            if files.is_empty() {
+                return Err(Error::invalid("files", "send at least one policy file (name -> content)"));
+            }
+            let mut all = if *whole { Default::default() } else { ctx.policies.current(ctx.pool()).await?.set.files().clone() };
+            all.extend(files.iter().map(|(n, c)| (n.clone(), c.clone())));
+            let set = PolicySet::from_files(all).map_err(|e| Error::PolicyInvalid(e.to_string()))?;
             Ok((set, None))
         }
         Source::Version(v) => {
@@ -97,7 +123,7 @@ pub async fn activate(ctx: &Sanctum, actor: &Principal, source: &Source, comment
     }
     let existing = match source {
         Source::Version(v) => Some(*v),
-        Source::Files { .. } => None,
+        Source::Files { .. } | Source::Inline { .. } => None,
     };
     let passed = validation.tests.iter().filter(|t| t.passed).count() as i32;
     let total = validation.tests.len() as i32;
@@ -158,6 +184,28 @@ pub async fn rollback(ctx: &Sanctum, actor: &Principal) -> Result<Activated> {
 
 pub async fn history(ctx: &Sanctum, limit: i64) -> Result<Vec<HistoryRow>> {
     store::history(ctx.pool(), limit).await
+}
+
+/// Every stored version, newest first, marking the active one.
+pub async fn versions(ctx: &Sanctum) -> Result<Vec<VersionSummary>> {
+    let active = ctx.policies.current(ctx.pool()).await?.version;
+    let mut rows: Vec<VersionSummary> = store::versions(ctx.pool())
+        .await?
+        .into_iter()
+        .map(|r| VersionSummary {
+            version: r.version,
+            active: r.version == active,
+            files: r.files.0.keys().cloned().collect(),
+            digest: r.digest,
+            author: r.author,
+            comment: r.comment,
+            tests_passed: r.tests_passed,
+            tests_total: r.tests_total,
+            created_at: r.created_at,
+        })
+        .collect();
+    rows.reverse();
+    Ok(rows)
 }
 
 /// A stored version's files (default: the active version).

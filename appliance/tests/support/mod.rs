@@ -130,3 +130,68 @@ pub fn test_python() -> PathBuf {
     assert!(python.is_file(), "{} is missing: run scripts/test-tools.sh (`make test` does)", python.display());
     python
 }
+
+/// Runs the `sanctum` binary with `config`; its output, or a panic with it on failure.
+pub fn sanctum(config: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
+/// Creates a token and returns it (the line the command prints it on).
+pub fn token(config: &Path, user: &str, scopes: &str) -> String {
+    let t = sanctum(config, &["token", "create", user, "--scopes", scopes, "--label", "test"]);
+    t.lines().find(|l| l.starts_with("snt_")).unwrap().to_string()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `sanctum serve`, killed when dropped.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sanctum serve` on `config` and waits until it is serving; with the line it
+/// printed (the address and the certificate's fingerprint).
+pub fn serve(config: &Path) -> (Server, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sanctum"))
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.contains("serving https://") || line.contains("serving http://"), "{line}");
+    (server, line)
+}
+
+/// A fresh database on the external PostgreSQL server: its URL, and an owner connection.
+pub async fn external_database(name: &str) -> (String, sqlx::PgConnection) {
+    use sqlx::Connection;
+    let server = external_server_url();
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("the external PostgreSQL at {server} is needed for this test (set SANCTUM_TEST_DATABASE_URL): {e}"));
+    let name = format!("{name}_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    let url = match server.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("bad url {server}"),
+    };
+    let conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    (url, conn)
+}

@@ -1,0 +1,328 @@
+//! The rest of the REST API end to end, on the real binary over HTTPS: documents (multipart
+//! upload, ingest followed at /v1/jobs/{id}, listing with filters, deletion that removes
+//! the passages from search), policy administration (validate with the failing line,
+//! diff, activate only when valid, rollback), people signing in (argon2id passwords,
+//! cookie flags, CSRF on changes, throttling, idle expiry, sign-out) and service accounts
+//! presenting client certificates (mutual TLS).
+//!
+//! The database is on the external PostgreSQL server so that the test can age a session.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+use support::{free_port, sanctum, token};
+
+/// A CA, and client certificates it signs (PEM: certificate then key).
+struct Authority {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl Authority {
+    fn new(name: &str) -> Authority {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::CrlSign];
+        Authority { cert: params.self_signed(&key).unwrap(), key }
+    }
+
+    fn client(&self, common_name: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        format!("{}{}", cert.pem(), key.serialize_pem()).into_bytes()
+    }
+}
+
+fn client(server_pem: &[u8], identity: Option<&[u8]>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(server_pem).unwrap()).timeout(Duration::from_secs(120));
+    if let Some(id) = identity {
+        b = b.identity(reqwest::Identity::from_pem(id).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_policies_sessions_and_client_certificates() {
+    let tmp = support::tempdir();
+    let (url, mut db) = support::external_database("sanctum_api").await;
+    let port = free_port();
+    let ca = Authority::new("Sanctum test CA");
+    std::fs::write(tmp.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    let extra = format!(
+        "database_url = {url:?}\n\n[http]\nbind = \"127.0.0.1:{port}\"\nclient_ca_file = {:?}\n\n[auth]\nlogin_max_failures = 3\n",
+        tmp.path().join("ca.pem")
+    );
+    // database_url is a top-level key: put it before the first table
+    let config = support::write_config(tmp.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (top, rest) = text.split_once("\n\n").unwrap();
+    let (db_line, tables) = extra.split_once("\n\n").unwrap();
+    std::fs::write(&config, format!("{top}\n{db_line}\n\n{rest}\n{tables}")).unwrap();
+
+    sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical"]);
+    sanctum(&config, &["user", "add", "cole", "--roles", "analyst", "--region", "us", "--groups", "clinical"]);
+    sanctum(&config, &["user", "add", "bob", "--roles", "analyst", "--region", "us"]);
+    sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
+    sanctum(&config, &["user", "add", "ehr", "--roles", "analyst", "--region", "us", "--groups", "clinical", "--service"]);
+    let set_password = |user: &str, password: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(["user", "password", user]).env("SANCTUM_PASSWORD", password).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, said) = set_password("ana", "short");
+    assert!(!ok && said.contains("password: must be at least 12"), "{said}");
+    assert!(set_password("ana", "correct horse battery staple").0);
+    assert!(set_password("bob", "a long passphrase here").0);
+    let listed = sanctum(&config, &["user", "list"]);
+    assert!(listed.lines().any(|l| l.starts_with("ana ") && l.contains("password set")), "{listed}");
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE name = 'ana'").fetch_one(&mut db).await.unwrap();
+    assert!(stored.starts_with("$argon2id$"), "argon2id, not the password: {stored}");
+
+    let ingest_token = token(&config, "ana", "ingest");
+    let cole_ingest = token(&config, "cole", "ingest");
+    let search_token = token(&config, "ana", "search");
+    let admin_token = token(&config, "pat", "admin,audit");
+    let analyst_admin = token(&config, "ana", "admin");
+
+    let (_server, _) = support::serve(&config);
+    let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();
+    let http = client(&pem, None);
+    let base = format!("https://localhost:{port}");
+    let search = |token: String, q: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http.post(format!("{base}/v1/search")).bearer_auth(token).header("X-Purpose-Of-Use", "operations").json(&json!({ "query": q, "k": 5 })).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            v["passages"].as_array().unwrap().iter().map(|p| p["document_name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        }
+    };
+
+    // ---- documents: a multipart upload of two files with metadata
+    let form = Form::new()
+        .part("file", Part::bytes(b"# Visitors\n\nIn intensive care at most two visitors may be at a bedside.".to_vec()).file_name("visitors.md"))
+        .part("file", Part::bytes(b"Staff parking is in garage B; the gate opens with the badge from 6 am.".to_vec()).file_name("parking.txt"))
+        .text("groups", "clinical")
+        .text("region", "us")
+        .text("labels", "internal");
+    let r = http.post(format!("{base}/v1/documents")).bearer_auth(&ingest_token).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let uploaded: Value = r.json().await.unwrap();
+    let outcomes = uploaded["documents"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 2, "{uploaded}");
+    assert!(outcomes.iter().all(|o| o["outcome"] == "accepted"), "{uploaded}");
+    // the server's worker indexes them; follow the jobs
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for o in outcomes {
+        let job = o["job_id"].as_i64().unwrap();
+        loop {
+            let j: Value = http.get(format!("{base}/v1/jobs/{job}")).bearer_auth(&ingest_token).send().await.unwrap().json().await.unwrap();
+            if j["state"] == "done" {
+                break;
+            }
+            assert!(j["state"] != "failed" && Instant::now() < deadline, "{j}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let list = |query: &'static str, token: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http.get(format!("{base}/v1/documents{query}")).bearer_auth(token).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, all) = list("?state=indexed", ingest_token.clone()).await;
+    assert_eq!(status, 200);
+    let docs = all["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 2, "{all}");
+    assert!(docs.iter().all(|d| d["groups"] == json!(["clinical"]) && d["region"] == "us" && d["uploaded_by"] == "ana" && d["chunks"].as_i64().unwrap() >= 1 && d["job_state"] == "done"), "{all}");
+    let (_, parking) = list("?q=PARKING", ingest_token.clone()).await;
+    assert_eq!(parking["documents"].as_array().unwrap().len(), 1, "{parking}");
+    let parking_id = parking["documents"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list("?label=phi", ingest_token.clone()).await.1["documents"].as_array().unwrap().len(), 0);
+    assert_eq!(list("?state=lost", ingest_token.clone()).await.0, 400);
+    assert_eq!(list("?limit=0", ingest_token.clone()).await.0, 400);
+    let detail: Value = http.get(format!("{base}/v1/documents/{parking_id}")).bearer_auth(&ingest_token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(detail["name"], "parking.txt");
+    assert_eq!(detail["jobs"].as_array().unwrap().len(), 1, "{detail}");
+    let r = http.get(format!("{base}/v1/documents/not-an-id")).bearer_auth(&ingest_token).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not a document id"));
+    assert!(search(search_token.clone(), "where is staff parking").await.contains(&"parking.txt".to_string()));
+
+    // bad uploads: an empty file, no file, not multipart, a region policy refuses
+    let empty = Form::new().part("file", Part::bytes(Vec::new()).file_name("empty.txt"));
+    let r = http.post(format!("{base}/v1/documents")).bearer_auth(&ingest_token).multipart(empty).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(code(&body) == "invalid_input" && body["error"]["message"].as_str().unwrap().contains("empty.txt"), "{body}");
+    let r = http.post(format!("{base}/v1/documents")).bearer_auth(&ingest_token).multipart(Form::new().text("groups", "clinical")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.post(format!("{base}/v1/documents")).bearer_auth(&ingest_token).json(&json!({ "file": "x" })).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("multipart"));
+    let eu = Form::new().part("file", Part::bytes(b"Held under EU rules.".to_vec()).file_name("eu.txt")).text("region", "eu");
+    let r = http.post(format!("{base}/v1/documents")).bearer_auth(&ingest_token).multipart(eu).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(code(&r.json().await.unwrap()), "policy_denied");
+    let r = http.post(format!("{base}/v1/documents")).bearer_auth(&search_token).multipart(Form::new().text("region", "us")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "uploads need the ingest scope");
+
+    // deletion: not by another analyst; by the uploader, and the passages leave search
+    let r = http.delete(format!("{base}/v1/documents/{parking_id}")).bearer_auth(&cole_ingest).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http.delete(format!("{base}/v1/documents/{parking_id}")).bearer_auth(&ingest_token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.get(format!("{base}/v1/documents/{parking_id}")).bearer_auth(&ingest_token).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!search(search_token.clone(), "where is staff parking").await.contains(&"parking.txt".to_string()), "deleted passages are not found");
+    assert!(search(search_token.clone(), "visitors at a bedside").await.contains(&"visitors.md".to_string()));
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.name = 'parking.txt'").fetch_one(&mut db).await.unwrap();
+    assert_eq!(left, 0);
+
+    // ---- policies
+    let r = http.get(format!("{base}/v1/policies")).bearer_auth(&analyst_admin).send().await.unwrap();
+    assert_eq!(r.status(), 403, "an analyst is not a policy administrator");
+    let listed: Value = http.get(format!("{base}/v1/policies")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["versions"][0]["version"], 1);
+    assert_eq!(listed["versions"][0]["active"], true);
+    let active: Value = http.get(format!("{base}/v1/policies/active")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+    let files = active["files"].as_object().unwrap();
+    let data = files["data.json"].as_str().unwrap().to_string();
+    let (module, source) = files.iter().find(|(n, _)| n.ends_with(".rego") && !n.contains("test")).unwrap();
+    let broken = format!("{}\nthis is not rego (((\n", source.as_str().unwrap());
+    let line = broken.lines().count() as u64;
+    let r = http.post(format!("{base}/v1/policies/validate")).bearer_auth(&admin_token).json(&json!({ "files": { module: broken } })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["ok"], false);
+    let error = &v["validation"]["errors"][0];
+    assert!(error["file"] == module.as_str() && error["line"].as_u64() == Some(line), "the failing line is named: {v}");
+    let r = http.post(format!("{base}/v1/policies/activate")).bearer_auth(&admin_token).json(&json!({ "files": { module: broken } })).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(&r.json().await.unwrap()), "policy_invalid");
+    let changed = data.replace("\"legal\"]", "\"legal\", \"quality\"]");
+    assert_ne!(changed, data);
+    let d: Value = http.post(format!("{base}/v1/policies/diff")).bearer_auth(&admin_token).json(&json!({ "files": { "data.json": changed } })).send().await.unwrap().json().await.unwrap();
+    assert!(d["diff"].as_str().unwrap().lines().any(|l| l.starts_with('+') && l.contains("quality")), "{d}");
+    let r = http.post(format!("{base}/v1/policies/activate")).bearer_auth(&admin_token).json(&json!({ "files": { "data.json": changed }, "comment": "a quality purpose" })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], 2);
+    let listed: Value = http.get(format!("{base}/v1/policies")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["versions"][0]["version"], 2);
+    assert_eq!(listed["versions"][0]["active"], true);
+    assert_eq!(listed["history"].as_array().unwrap().len(), 2, "{listed}");
+    let r = http.post(format!("{base}/v1/policies/rollback")).bearer_auth(&admin_token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], 1);
+    let r = http.get(format!("{base}/v1/policies/7")).bearer_auth(&admin_token).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http.post(format!("{base}/v1/policies/validate")).bearer_auth(&admin_token).json(&json!({ "version": 1, "files": {} })).send().await.unwrap();
+    assert_eq!(r.status(), 400, "files or version, not both");
+
+    // ---- people signing in
+    let login = |name: &'static str, password: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        async move { http.post(format!("{base}/v1/login")).json(&json!({ "name": name, "password": password })).send().await.unwrap() }
+    };
+    for _ in 0..3 {
+        let r = login("bob", "not the right one").await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(code(&r.json().await.unwrap()), "unauthorized");
+    }
+    let r = login("bob", "a long passphrase here").await;
+    assert_eq!(r.status(), 429, "throttled after 3 failures, even with the right password");
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert_eq!(login("nobody", "whatever password").await.status(), 401, "an unknown user is refused like a wrong password");
+    let r = login("ana", "correct horse battery staple").await;
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_string();
+    let me: Value = http.get(format!("{base}/v1/me")).header("Cookie", &session).send().await.unwrap().json().await.unwrap();
+    assert!(me["user"]["name"] == "ana" && me["via"] == "web", "{me}");
+    let q = json!({ "query": "visitors at a bedside", "purpose": "operations" });
+    let r = http.post(format!("{base}/v1/search")).header("Cookie", &session).json(&q).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a change-capable request with a session needs the CSRF token");
+    assert!(r.text().await.unwrap().contains("CSRF"));
+    let r = http.post(format!("{base}/v1/search")).header("Cookie", &session).header("X-CSRF-Token", &csrf).json(&q).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // a session unused for longer than auth.session_idle_minutes has ended
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '2 hours' WHERE user_name = 'ana'").execute(&mut db).await.unwrap();
+    let r = http.get(format!("{base}/v1/me")).header("Cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 401, "an idle session is expired");
+    assert!(r.text().await.unwrap().contains("without use"));
+    // sign-out ends the session at once
+    let r = login("ana", "correct horse battery staple").await;
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_string();
+    let r = http.post(format!("{base}/v1/logout")).header("Cookie", &session).header("X-CSRF-Token", &csrf).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(http.get(format!("{base}/v1/me")).header("Cookie", &session).send().await.unwrap().status(), 401);
+
+    // ---- service accounts with client certificates (mutual TLS)
+    let ehr = client(&pem, Some(&ca.client("ehr")));
+    let r = ehr.post(format!("{base}/v1/search")).header("X-Purpose-Of-Use", "operations").json(&json!({ "query": "visitors at a bedside" })).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a certificate naming a service account");
+    let r = ehr.get(format!("{base}/v1/documents")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "ingest is not in http.client_cert_scopes");
+    let me: Value = ehr.get(format!("{base}/v1/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["name"], "ehr");
+    let person = client(&pem, Some(&ca.client("bob")));
+    let r = person.post(format!("{base}/v1/search")).json(&json!({ "query": "visitors" })).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a certificate naming a person is refused");
+    let stranger = client(&pem, Some(&Authority::new("Another CA").client("ehr")));
+    assert!(stranger.get(format!("{base}/healthz")).send().await.is_err(), "a certificate from another CA fails the handshake");
+    let r = http.post(format!("{base}/v1/search")).json(&json!({ "query": "visitors" })).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no certificate, no token, no session");
+
+    // ---- the audit log has all of it, and verifies
+    let records: Value = http.get(format!("{base}/v1/audit?limit=10000")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+    let records = records["records"].as_array().unwrap();
+    let has = |action: &str, decision: &str| records.iter().any(|r| r["action"] == action && r["decision"] == decision);
+    for (action, decision) in [
+        ("document.delete", "ok"),
+        ("document.delete", "deny"),
+        ("user.password", "ok"),
+        ("auth.login", "allow"),
+        ("auth.logout", "ok"),
+        ("auth.fail", "deny"),
+        ("policy.activate", "ok"),
+        ("policy.rollback", "ok"),
+    ] {
+        assert!(has(action, decision), "no {action} {decision} record");
+    }
+    assert!(records.iter().any(|r| r["action"] == "auth.fail" && r["details"]["reason"] == "throttled"));
+    assert!(records.iter().any(|r| r["action"] == "auth.fail" && r["details"]["reason"] == "idle"));
+    assert!(records.iter().any(|r| r["action"] == "auth.fail" && r["details"]["via"] == "certificate"));
+    assert!(!records.iter().any(|r| r.to_string().contains("correct horse")), "no password in the log");
+    let v: Value = http.post(format!("{base}/v1/audit/verify")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    drop(db);
+    drop(_server);
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&support::external_server_url()).await.unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+}
