@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod policies;
 pub mod session;
 pub mod tls;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -121,6 +122,7 @@ pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
             .app_data(web::PayloadConfig::new(json_limit))
             .app_data(web::QueryConfig::default().error_handler(api::query_error))
             .configure(api::routes)
+            .configure(ui::routes)
     })
     .on_connect(tls::on_connect)
     .workers(config.workers)
