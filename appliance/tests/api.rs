@@ -317,6 +317,19 @@ async fn documents_policies_sessions_and_client_certificates() {
     assert!(records.iter().any(|r| r["action"] == "auth.fail" && r["details"]["reason"] == "idle"));
     assert!(records.iter().any(|r| r["action"] == "auth.fail" && r["details"]["via"] == "certificate"));
     assert!(!records.iter().any(|r| r.to_string().contains("correct horse")), "no password in the log");
+    // an export with every record's hashes, its digest in a header
+    use sha2::Digest;
+    let r = http.get(format!("{base}/v1/audit/export?format=jsonl&action=document.delete")).bearer_auth(&admin_token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let digest = r.headers()["x-sanctum-export-sha256"].to_str().unwrap().to_string();
+    let count: usize = r.headers()["x-sanctum-export-records"].to_str().unwrap().parse().unwrap();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&body)), digest);
+    assert!(count >= 2 && String::from_utf8_lossy(&body).lines().filter(|l| l.contains("document.delete")).count() >= 2, "{count}");
+    let r = http.get(format!("{base}/v1/audit/export?format=csv")).bearer_auth(&admin_token).send().await.unwrap();
+    assert!(r.status() == 200 && r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let r = http.get(format!("{base}/v1/audit/export?format=xml")).bearer_auth(&admin_token).send().await.unwrap();
+    assert_eq!(r.status(), 400);
     let v: Value = http.post(format!("{base}/v1/audit/verify")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["ok"], true, "{v}");
     drop(db);

@@ -21,6 +21,8 @@ pub struct Auditor {
     checkpointed: AtomicI64,
     /// One checkpoint at a time (the file is appended to).
     writing: tokio::sync::Mutex<()>,
+    /// Records written by this process, by action and decision (for `/metrics`).
+    counts: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl Auditor {
@@ -29,7 +31,7 @@ impl Auditor {
         let keys = AuditKeys::open(&dir)?;
         let (checkpoints, _) = checkpoint::read(&dir, &keys.public_key_hex())?;
         let last = checkpoints.iter().filter(|c| c.kind == Kind::Checkpoint).map(|c| c.seq).max().unwrap_or(0);
-        Ok(Auditor { keys, dir, config: config.audit.clone(), checkpointed: AtomicI64::new(last), writing: tokio::sync::Mutex::new(()) })
+        Ok(Auditor { keys, dir, config: config.audit.clone(), checkpointed: AtomicI64::new(last), writing: tokio::sync::Mutex::new(()), counts: Default::default() })
     }
 
     pub fn keys(&self) -> &AuditKeys {
@@ -77,11 +79,20 @@ impl Auditor {
     /// have accumulated. A failed periodic checkpoint is logged, not fatal: the chain in
     /// the database is intact and the next checkpoint covers it.
     pub async fn committed(&self, pool: &PgPool, record: &Record) {
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            *counts.entry((record.action.clone(), record.decision.clone().unwrap_or_else(|| "none".into()))).or_default() += 1;
+        }
         if record.seq - self.checkpointed.load(Ordering::Relaxed) >= self.config.checkpoint_every as i64 {
             if let Err(e) = self.checkpoint(pool).await {
                 tracing::error!(error = %e, "writing an audit checkpoint failed");
             }
         }
+    }
+
+    /// Records written by this process since it started, by action and decision.
+    pub fn counts(&self) -> Vec<((String, String), u64)> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Signs the current head into the checkpoint file (nothing when it is already signed).

@@ -45,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/policies/{version}", web::get().to(super::policies::get))
             .route("/audit", web::get().to(audit_query))
             .route("/audit/verify", web::post().to(audit_verify))
+            .route("/audit/export", web::get().to(audit_export))
             .route("/users", web::get().to(super::admin::user_list))
             .route("/users", web::post().to(super::admin::user_add))
             .route("/users/{name}", web::patch().to(super::admin::user_change))
@@ -163,7 +164,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<State>) -> Reply {
     let jobs = state.run(|ctx| async move { jobs::counts(ctx.pool()).await }).await?;
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(&jobs)))
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(&jobs, &state.ctx.auditor.counts())))
 }
 
 /// Ready: the database answers and a policy version is active.
@@ -325,13 +326,73 @@ pub async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::
     let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError(Error::invalid("limit", "expected an integer between 1 and 10000")));
-    }
-    let action = q.action.map(|a| a.parse().map_err(|e: String| Error::invalid("action", e))).transpose()?;
-    let filter = audit::Filter { actor: q.actor, action, decision: q.decision, object: q.object, since: q.since, until: q.until, limit: Some(limit), ..Default::default() };
+    let filter = q.filter(Some(limit))?;
     let rows = state.run(move |ctx| async move { review::query(&ctx, &caller.user, &filter, None).await }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "records": rows })))
+}
+
+impl AuditQuery {
+    fn filter(self, limit: Option<i64>) -> std::result::Result<audit::Filter, ApiError> {
+        if let Some(limit) = limit.filter(|l| !(1..=10_000).contains(l)) {
+            return Err(ApiError(Error::invalid("limit", format!("{limit} is not an integer between 1 and 10000"))));
+        }
+        let action = self.action.map(|a| a.parse().map_err(|e: String| Error::invalid("action", e))).transpose()?;
+        Ok(audit::Filter { actor: self.actor, action, decision: self.decision, object: self.object, since: self.since, until: self.until, limit, ..Default::default() })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// jsonl (default) or csv.
+    pub format: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub decision: Option<String>,
+    pub object: Option<String>,
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The matching records as a file (JSON lines or CSV) with every record's hashes, so it can
+/// be verified offline (`sanctum audit verify --file`); its sha256 is in
+/// `X-Sanctum-Export-Sha256`. The export itself is recorded.
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(ExportQuery), security(("token" = [])), responses(
+        (status = 200, description = "the export file", content_type = "application/octet-stream", body = String),
+        Refusals))]
+pub async fn audit_export(state: web::Data<State>, req: HttpRequest, query: web::Query<ExportQuery>) -> Reply {
+    let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
+    let q = query.into_inner();
+    let format = match q.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => audit::export::Format::Jsonl,
+        "csv" => audit::export::Format::Csv,
+        other => return Err(ApiError(Error::invalid("format", format!("{other:?} is not an export format (jsonl, csv)")))),
+    };
+    let filter = AuditQuery { actor: q.actor, action: q.action, decision: q.decision, object: q.object, since: q.since, until: q.until, limit: None }.filter(None)?;
+    let (bytes, exported) = state
+        .run(move |ctx| async move {
+            // the export writes through a blocking writer: run it on a blocking thread
+            let main = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                let path = dir.path().join(format!("audit.{}", format.as_str()));
+                let exported = main.block_on(review::export(&ctx, &caller.user, &filter, format, &path))?;
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                Ok((bytes, exported))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the export task failed: {e}")))?
+        })
+        .await?;
+    let content_type = if format == audit::export::Format::Csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"audit.{}\"", format.as_str())))
+        .insert_header(("X-Sanctum-Export-Sha256", exported.sha256))
+        .insert_header(("X-Sanctum-Export-Records", exported.records.to_string()))
+        .body(bytes))
 }
 
 /// The full verification: the hash chain and the signed checkpoints.

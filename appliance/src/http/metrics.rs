@@ -38,8 +38,9 @@ impl Metrics {
         }
     }
 
-    /// The text exposition; `jobs` are the ingest jobs by state.
-    pub fn render(&self, jobs: &[(String, i64)]) -> String {
+    /// The text exposition; `jobs` are the ingest jobs by state, `decisions` the audit
+    /// records this process wrote by action and decision (allow, deny, ...).
+    pub fn render(&self, jobs: &[(String, i64)], decisions: &[((String, String), u64)]) -> String {
         let map = match self.requests.lock() {
             Ok(m) => m.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -71,6 +72,10 @@ impl Metrics {
         for (state, n) in jobs {
             out.push_str(&format!("sanctum_ingest_jobs{{state=\"{state}\"}} {n}\n"));
         }
+        out.push_str("# HELP sanctum_decisions_total Audited operations since start by action and outcome (allow, deny, ok, ...).\n# TYPE sanctum_decisions_total counter\n");
+        for ((action, decision), n) in decisions {
+            out.push_str(&format!("sanctum_decisions_total{{action=\"{action}\",decision=\"{decision}\"}} {n}\n"));
+        }
         out
     }
 }
@@ -85,11 +90,12 @@ mod tests {
         m.observe("POST", "/v1/search", 200, Duration::from_millis(20));
         m.observe("POST", "/v1/search", 200, Duration::from_millis(300));
         m.observe("POST", "/v1/search", 503, Duration::from_millis(1));
-        let text = m.render(&[("queued".into(), 3)]);
+        let text = m.render(&[("queued".into(), 3)], &[(("search".into(), "deny".into()), 2)]);
         assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/search\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/search\",status=\"503\"} 1"), "{text}");
         assert!(text.contains("sanctum_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/search\",le=\"0.025\"} 2"), "{text}");
         assert!(text.contains("sanctum_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/search\",le=\"+Inf\"} 3"), "{text}");
         assert!(text.contains("sanctum_ingest_jobs{state=\"queued\"} 3"), "{text}");
+        assert!(text.contains("sanctum_decisions_total{action=\"search\",decision=\"deny\"} 2"), "{text}");
     }
 }

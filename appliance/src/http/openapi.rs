@@ -34,6 +34,7 @@ use super::{admin, api, documents, error, openai, policies, session};
         policies::rollback,
         api::audit_query,
         api::audit_verify,
+        api::audit_export,
         admin::user_list,
         admin::user_add,
         admin::user_change,
