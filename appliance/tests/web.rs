@@ -77,7 +77,7 @@ fn the_web_ui_in_a_real_browser() {
     assert!(found["login_url"].as_str().unwrap().contains("/ui/login?next=/ui/search"), "{found}");
     assert!(found["wrong_password"].as_str().unwrap().contains("Wrong user name or password"), "{found}");
     assert!(found["after_login"].as_str().unwrap().contains("/ui/search?q=visitors"), "back where the person was going: {found}");
-    for page in ["login", "search", "ask"] {
+    for page in ["login", "search", "ask", "library"] {
         let csp = found["csp"][page].as_str().unwrap_or_else(|| panic!("no CSP on {page}: {found}"));
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     }
@@ -94,7 +94,13 @@ fn the_web_ui_in_a_real_browser() {
     assert!(found["after_logout"].as_str().unwrap().contains("/ui/login"), "{found}");
     assert!(found["after_logout_search"].as_str().unwrap().contains("/ui/login"), "signed out for good: {found}");
     assert!(found["errors"].as_array().unwrap().is_empty(), "no script errors (a CSP violation would be one): {found}");
-    for shot in ["01-sign-in", "02-search", "03-ask", "04-search-narrow"] {
+    let rows = |key: &str| found[key].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(rows("library_rows").iter().any(|r| r.contains("visitors.md") && r.contains("indexed")), "{found}");
+    assert!(found["upload_notices"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("parking.txt: accepted")), "{found}");
+    assert!(rows("library_after_upload").iter().any(|r| r.contains("parking.txt") && r.contains("indexed")), "indexed, seen in the page: {found}");
+    assert!(found["delete_notices"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains(": deleted")), "{found}");
+    assert!(!rows("library_after_delete").iter().any(|r| r.contains("parking.txt")), "{found}");
+    for shot in ["01-sign-in", "02-search", "03-ask", "04-search-narrow", "05-library"] {
         assert!(shots.join(format!("{shot}.png")).is_file(), "{shot}.png");
     }
 }

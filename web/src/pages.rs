@@ -60,3 +60,28 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
 }
+
+/// One document as the Library shows it.
+pub struct DocumentView {
+    pub id: String,
+    pub name: String,
+    pub title: String,
+    pub state: String,
+    pub chunks: i64,
+    pub labels: Vec<String>,
+    pub groups: Vec<String>,
+    pub region: String,
+    /// Why its ingest job failed, if it did.
+    pub failure: Option<String>,
+    pub may_delete: bool,
+}
+
+#[derive(Template)]
+#[template(path = "library.html")]
+pub struct Library {
+    pub chrome: Chrome,
+    pub documents: Vec<DocumentView>,
+    /// What the last upload or deletion did, line by line.
+    pub notices: Vec<String>,
+    pub error: Option<String>,
+}

@@ -30,9 +30,11 @@ pub struct UploadForm {
     title: Option<String>,
 }
 
-struct Upload {
-    files: Vec<(String, Vec<u8>)>,
-    meta: DocumentMeta,
+pub(super) struct Upload {
+    pub files: Vec<(String, Vec<u8>)>,
+    pub meta: DocumentMeta,
+    /// The web form's CSRF token (the API sends it as a header instead).
+    pub csrf: Option<String>,
 }
 
 fn list_field(value: &str) -> impl Iterator<Item = String> + '_ {
@@ -40,9 +42,9 @@ fn list_field(value: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// Reads the form, refusing more than `limit` bytes in all.
-async fn read_form(req: &HttpRequest, payload: web::Payload, limit: usize) -> std::result::Result<Upload, ApiError> {
+pub(super) async fn read_form(req: &HttpRequest, payload: web::Payload, limit: usize) -> std::result::Result<Upload, ApiError> {
     let mut form = actix_multipart::Multipart::new(req.headers(), payload);
-    let mut upload = Upload { files: Vec::new(), meta: DocumentMeta::default() };
+    let mut upload = Upload { files: Vec::new(), meta: DocumentMeta::default(), csrf: None };
     let mut total = 0usize;
     let bad = |message: String| ApiError(Error::invalid("body", message));
     while let Some(field) = form.next().await {
@@ -60,6 +62,8 @@ async fn read_form(req: &HttpRequest, payload: web::Payload, limit: usize) -> st
         }
         let text = || String::from_utf8(bytes.clone()).map_err(|_| ApiError(Error::invalid(name.clone(), "must be UTF-8 text")));
         match name.as_str() {
+            // a browser sends an empty file part when no file was chosen
+            "file" if bytes.is_empty() && file_name.as_deref().is_none_or(str::is_empty) => {}
             "file" => {
                 let file_name = file_name.ok_or_else(|| ApiError(Error::invalid("file", "each file part needs a file name (Content-Disposition filename)")))?;
                 upload.files.push((file_name, bytes));
@@ -68,6 +72,7 @@ async fn read_form(req: &HttpRequest, payload: web::Payload, limit: usize) -> st
             "labels" => upload.meta.labels.extend(list_field(&text()?).collect::<Vec<_>>()),
             "region" => upload.meta.region = Some(text()?.trim().to_string()).filter(|s| !s.is_empty()),
             "title" => upload.meta.title = Some(text()?.trim().to_string()).filter(|s| !s.is_empty()),
+            "csrf" => upload.csrf = Some(text()?),
             other => return Err(ApiError(Error::invalid(other, "is not a field of the upload form (file, groups, labels, region, title)"))),
         }
     }

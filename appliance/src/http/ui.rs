@@ -37,7 +37,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/login", web::post().to(login))
                 .route("/logout", web::post().to(logout))
                 .route("/search", web::get().to(search))
-                .route("/ask", web::get().to(ask)),
+                .route("/ask", web::get().to(ask))
+                .route("/library", web::get().to(library))
+                .route("/library", web::post().to(upload))
+                .route("/library/{id}/delete", web::post().to(delete)),
         );
 }
 
@@ -54,6 +57,11 @@ fn html(status: actix_web::http::StatusCode, page: &impl Template) -> HttpRespon
 
 fn error_page(status: actix_web::http::StatusCode, title: &str, message: impl Into<String>) -> HttpResponse {
     html(status, &::web::pages::ErrorPage { title: title.into(), message: message.into() })
+}
+
+/// The page for a state-changing form without the session's CSRF token.
+fn forged(title: &str) -> HttpResponse {
+    error_page(actix_web::http::StatusCode::FORBIDDEN, title, "The form did not come from this site (its CSRF token is missing or wrong).")
 }
 
 /// An embedded stylesheet or script.
@@ -193,7 +201,7 @@ async fn logout(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> 
     };
     let sent: CsrfForm = form(&body).unwrap_or(CsrfForm { csrf: String::new() });
     if !auth::sessions::csrf_matches(&session, &sent.csrf) {
-        return error_page(actix_web::http::StatusCode::FORBIDDEN, "Not signed out", "The form did not come from this site (its CSRF token is missing or wrong).");
+        return forged("Not signed out");
     }
     if let Err(e) = state.run(move |ctx| async move { auth::logout(&ctx, &session).await }).await {
         return error_page(actix_web::ResponseError::status_code(&e), "Not signed out", e.0.to_string());
@@ -281,4 +289,108 @@ async fn ask(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
         Err(r) => return r,
     };
     html(actix_web::http::StatusCode::OK, &::web::pages::Ask { chrome: chrome(&session, "ask"), purposes: purposes(&state) })
+}
+
+/// The Library page: the documents the person may see, with notices and an error.
+async fn library_page(state: &State, session: &Session, notices: Vec<String>, error: Option<String>, status: actix_web::http::StatusCode) -> HttpResponse {
+    let user = session.user_name.clone();
+    let listed = state
+        .run(move |ctx| async move {
+            let principal = crate::users::principal(&ctx, &user).await?;
+            let admin = crate::policy::admin::require_admin(&principal, "").is_ok();
+            let filter = crate::library::DocumentFilter { limit: 500, ..Default::default() };
+            Ok((crate::library::catalog::list(&ctx, &user, Some("operations"), &filter).await?, admin))
+        })
+        .await;
+    let (rows, admin) = match listed {
+        Ok(r) => r,
+        Err(e) => return error_page(actix_web::ResponseError::status_code(&e), "The library could not be listed", e.0.to_string()),
+    };
+    let documents = rows
+        .into_iter()
+        .map(|d| ::web::pages::DocumentView {
+            id: d.id.to_string(),
+            title: d.title.clone().unwrap_or_else(|| d.name.clone()),
+            name: match &d.source_id {
+                Some(id) => format!("{}#{id}", d.name),
+                None => d.name.clone(),
+            },
+            state: d.state.clone(),
+            chunks: d.chunks,
+            labels: d.labels,
+            groups: d.groups,
+            region: d.region.unwrap_or_default(),
+            failure: if d.job_state.as_deref() == Some("failed") { d.job_error } else { None },
+            may_delete: admin || d.uploaded_by.as_deref() == Some(session.user_name.as_str()),
+        })
+        .collect();
+    html(status, &::web::pages::Library { chrome: chrome(session, "library"), documents, notices, error })
+}
+
+async fn library(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    match signed_in(&state, &req).await {
+        Ok(session) => library_page(&state, &session, Vec::new(), None, actix_web::http::StatusCode::OK).await,
+        Err(r) => r,
+    }
+}
+
+/// Uploads from the Library form: each file's outcome is shown as a notice.
+async fn upload(state: web::Data<State>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let session = match signed_in(&state, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let form = match super::documents::read_form(&req, payload, state.ctx.config.http.max_upload_bytes).await {
+        Ok(f) => f,
+        Err(e) => return library_page(&state, &session, Vec::new(), Some(e.0.to_string()), StatusCode::BAD_REQUEST).await,
+    };
+    if !auth::sessions::csrf_matches(&session, form.csrf.as_deref().unwrap_or("")) {
+        return forged("Not uploaded");
+    }
+    let user = session.user_name.clone();
+    let outcomes = state
+        .run(move |ctx| async move {
+            let mut outcomes = Vec::new();
+            for (name, bytes) in &form.files {
+                outcomes.extend(crate::library::submit_bytes(&ctx, &user, name, bytes, &form.meta).await?);
+            }
+            Ok(outcomes)
+        })
+        .await;
+    state.ingest_wanted();
+    match outcomes {
+        Ok(outcomes) => {
+            let notices = outcomes
+                .iter()
+                .map(|o| match o {
+                    crate::library::Outcome::Accepted { name, .. } => format!("{name}: accepted, being indexed"),
+                    crate::library::Outcome::Duplicate { name, .. } => format!("{name}: already in the library"),
+                    crate::library::Outcome::Rejected { name, reason } => format!("{name}: refused: {reason}"),
+                })
+                .collect();
+            library_page(&state, &session, notices, None, StatusCode::OK).await
+        }
+        Err(e) => library_page(&state, &session, Vec::new(), Some(e.0.to_string()), actix_web::ResponseError::status_code(&e)).await,
+    }
+}
+
+async fn delete(state: web::Data<State>, req: HttpRequest, id: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let session = match signed_in(&state, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let sent: CsrfForm = form(&body).unwrap_or(CsrfForm { csrf: String::new() });
+    if !auth::sessions::csrf_matches(&session, &sent.csrf) {
+        return forged("Not deleted");
+    }
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return library_page(&state, &session, Vec::new(), Some("That is not a document id.".into()), StatusCode::BAD_REQUEST).await;
+    };
+    let user = session.user_name.clone();
+    match state.run(move |ctx| async move { crate::library::delete(&ctx, &user, Some("operations"), id).await }).await {
+        Ok(gone) => library_page(&state, &session, vec![format!("{}: deleted", gone.title.unwrap_or(gone.name))], None, StatusCode::OK).await,
+        Err(e) => library_page(&state, &session, Vec::new(), Some(e.0.to_string()), actix_web::ResponseError::status_code(&e)).await,
+    }
 }

@@ -71,6 +71,27 @@ page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Fa
   found.ask_error = await page.evaluate(() => { const e = document.getElementById("ask-error"); return e.hidden ? null : e.textContent; });
   await shot(page, "03-ask");
 
+  // Library: the uploaded document with its state; an upload from the page, indexed, deleted
+  r = await page.goto(BASE + "/ui/library");
+  found.csp.library = r.headers()["content-security-policy"] || null;
+  found.library_rows = await page.$$eval("table.documents tbody tr", (rows) => rows.map((t) => t.textContent.replace(/\s+/g, " ").trim()));
+  await page.setInputFiles("#file", [{ name: "parking.txt", mimeType: "text/plain", buffer: Buffer.from("Staff parking is in garage B; the gate opens with the badge from 6 am.") }]);
+  await page.fill("#groups", "clinical");
+  await page.fill("#region", "us");
+  await Promise.all([page.waitForNavigation(), page.click("form.query button[type=submit]")]);
+  found.upload_notices = await page.$$eval(".notice", (x) => x.map((n) => n.textContent));
+  for (let i = 0; i < 100; i++) {
+    await page.goto(BASE + "/ui/library");
+    const states = await page.$$eval("table.documents tbody tr", (rows) => rows.map((t) => t.textContent));
+    if (states.some((t) => t.includes("parking.txt") && t.includes("indexed"))) { break; }
+    await page.waitForTimeout(300);
+  }
+  found.library_after_upload = await page.$$eval("table.documents tbody tr", (rows) => rows.map((t) => t.textContent.replace(/\s+/g, " ").trim()));
+  await shot(page, "05-library");
+  await Promise.all([page.waitForNavigation(), page.click('tr:has-text("parking.txt") button')]);
+  found.delete_notices = await page.$$eval(".notice", (x) => x.map((n) => n.textContent));
+  found.library_after_delete = await page.$$eval("table.documents tbody tr", (rows) => rows.map((t) => t.textContent.replace(/\s+/g, " ").trim()));
+
   // narrow window: still usable
   await page.setViewportSize({ width: 420, height: 900 });
   await page.goto(BASE + "/ui/search?q=visitors&purpose=operations");
