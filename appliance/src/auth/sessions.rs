@@ -35,7 +35,8 @@ fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random_hex() -> Result<String> {
+/// 32 random bytes as hex: session secrets and CSRF tokens.
+pub fn random_hex() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
     Ok(hex::encode(bytes))

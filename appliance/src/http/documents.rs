@@ -85,6 +85,15 @@ pub(super) async fn read_form(req: &HttpRequest, payload: web::Payload, limit: u
     Ok(upload)
 }
 
+/// Submits every file of an upload (API or web form) for `uploader`.
+pub(super) async fn submit(ctx: &crate::app::Sanctum, uploader: &str, upload: &Upload) -> crate::error::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for (name, bytes) in &upload.files {
+        outcomes.extend(library::submit_bytes(ctx, uploader, name, bytes, &upload.meta).await?);
+    }
+    Ok(outcomes)
+}
+
 /// Stores and queues each file; one outcome per document (accepted with its job,
 /// duplicate, or rejected with the reason). Indexing runs in the background: follow it at
 /// `/v1/jobs/{id}`.
@@ -94,15 +103,7 @@ pub(super) async fn read_form(req: &HttpRequest, payload: web::Payload, limit: u
 pub async fn upload(state: web::Data<State>, req: HttpRequest, payload: web::Payload) -> Reply {
     let caller = caller(&state, &req, Scope::Ingest, None, Narrowing::default()).await?;
     let upload = read_form(&req, payload, state.ctx.config.http.max_upload_bytes).await?;
-    let outcomes = state
-        .run(move |ctx| async move {
-            let mut outcomes = Vec::new();
-            for (name, bytes) in &upload.files {
-                outcomes.extend(library::submit_bytes(&ctx, &caller.user, name, bytes, &upload.meta).await?);
-            }
-            Ok(outcomes)
-        })
-        .await?;
+    let outcomes = state.run(move |ctx| async move { submit(&ctx, &caller.user, &upload).await }).await?;
     state.ingest_wanted();
     if outcomes.iter().all(|o| matches!(o, Outcome::Rejected { .. })) {
         let reasons: Vec<String> = outcomes.iter().filter_map(|o| match o {

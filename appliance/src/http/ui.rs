@@ -109,12 +109,6 @@ fn local_next(next: &str) -> &str {
     }
 }
 
-fn random_token() -> std::result::Result<String, Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-    Ok(hex::encode(bytes))
-}
-
 fn login_csrf_cookie(value: String, max_age_s: i64) -> actix_web::cookie::Cookie<'static> {
     let mut c = session_cookie(value, max_age_s);
     c.set_name(LOGIN_CSRF);
@@ -123,7 +117,7 @@ fn login_csrf_cookie(value: String, max_age_s: i64) -> actix_web::cookie::Cookie
 }
 
 fn render_login(status: actix_web::http::StatusCode, error: Option<String>, name: String, next: String) -> HttpResponse {
-    let csrf = match random_token() {
+    let csrf = match auth::sessions::random_hex() {
         Ok(t) => t,
         Err(e) => return error_page(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", e.to_string()),
     };
@@ -349,15 +343,7 @@ async fn upload(state: web::Data<State>, req: HttpRequest, payload: web::Payload
         return forged("Not uploaded");
     }
     let user = session.user_name.clone();
-    let outcomes = state
-        .run(move |ctx| async move {
-            let mut outcomes = Vec::new();
-            for (name, bytes) in &form.files {
-                outcomes.extend(crate::library::submit_bytes(&ctx, &user, name, bytes, &form.meta).await?);
-            }
-            Ok(outcomes)
-        })
-        .await;
+    let outcomes = state.run(move |ctx| async move { super::documents::submit(&ctx, &user, &form).await }).await;
     state.ingest_wanted();
     match outcomes {
         Ok(outcomes) => {
