@@ -9,7 +9,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load clean-demo
+.PHONY: setup build demo serve test bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -46,6 +46,15 @@ test: build
 	./scripts/test-tools.sh
 	$(CLEAN_LINKS)
 	cargo test --workspace --features $(FEATURES) -- --test-threads 2
+
+# The signed air-gapped bundle of a release build in dist/ (the signing key is made once, in
+# .sanctum/keys; ship bundle-signing.pub to sites separately).
+bundle: setup $(DEMO_CONFIG)
+	cargo build --release --bin sanctum --features $(FEATURES)
+	./deploy/fetch-debs.sh .sanctum/debs
+	[ -f .sanctum/keys/bundle-signing.key ] || $(CARGO_TARGET_DIR)/release/sanctum bundle keygen --dir .sanctum/keys
+	$(CARGO_TARGET_DIR)/release/sanctum --config $(DEMO_CONFIG) bundle build --out dist --signing-key .sanctum/keys/bundle-signing.key \
+		--debs .sanctum/debs --binary $(CARGO_TARGET_DIR)/release/sanctum
 
 bench-retrieval: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench retrieval --dataset ../shared/bench/scifact --json

@@ -18,6 +18,19 @@ if ! [ -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 fi
+# the air-gapped install test: system tools, and PostgreSQL's Debian packages for the bundle
+need=""
+for tool in strace:strace curl:curl zstd:zstd openssl:openssl unshare:util-linux setpriv:util-linux; do
+  command -v "${tool%%:*}" >/dev/null || need="$need ${tool##*:}"
+done
+if [ -n "$need" ]; then
+  echo "test-tools: installing$need"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need; fi
+fi
+if ! ls "$root/.sanctum/debs"/postgresql-1*.deb >/dev/null 2>&1; then
+  "$root/deploy/fetch-debs.sh" "$root/.sanctum/debs"
+fi
 PLAYWRIGHT=1.64.1
 web="$root/.sanctum/webtools"
 if [ "$(node -p "require('$web/node_modules/playwright-core/package.json').version" 2>/dev/null || true)" != "$PLAYWRIGHT" ]; then

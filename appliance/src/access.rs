@@ -150,6 +150,23 @@ pub async fn search(ctx: &Sanctum, caller: &Caller, request: &SearchRequest) -> 
     Ok(results)
 }
 
+/// One passage by id for `caller` (a citation opened in the web UI), under the same scope
+/// and redaction as a search; recorded, refusals and unknown ids included.
+pub async fn passage(ctx: &Sanctum, caller: &Caller, id: uuid::Uuid) -> Result<Passage> {
+    let (_, auth) = authorize(ctx, caller, Action::PassageRead, "").await?;
+    let p = match retrieve::passage(&ctx.detector, ctx.pool(), &auth, id).await {
+        Ok(p) => p,
+        Err(e) if refusal(&e) || matches!(e, Error::NotFound { .. }) => return Err(deny(ctx, caller, Action::PassageRead, "", e).await),
+        Err(e) => return Err(e),
+    };
+    let entry = Entry::new(&caller.user, Action::PassageRead).object(id.to_string()).decision(if p.redacted { "redact" } else { "allow" }).details(serde_json::json!({
+        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "policy": scope_detail(&auth),
+        "passages": passages_detail(std::slice::from_ref(&p)),
+    }));
+    ctx.auditor.record(ctx.pool(), entry).await?;
+    Ok(p)
+}
+
 /// Answers `request` for `caller`, streaming to `sink`. Two records: `ask` before any text
 /// is generated (the passages given, the decisions, the model), `answer` when it ends.
 pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: TokenSink<'_>) -> Result<Answer> {

@@ -25,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod library;
 pub mod models;
+pub mod ops;
 pub mod policy;
 pub mod retrieve;
 pub mod store;

@@ -77,6 +77,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a backup (PostgreSQL, stored originals, audit keys and checkpoints, TLS) to one
+    /// .tar.zst; the appliance may be running.
+    Backup {
+        /// The file to write (NAME.tar.zst).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into this installation (stop the appliance first); indexes are rebuilt.
+    Restore {
+        file: PathBuf,
+        /// Overwrite an installation that already holds documents or users.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// The signed deploy bundle for air-gapped installs.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
+    /// Wait until the appliance of this configuration answers /readyz (install and upgrade
+    /// scripts' health check).
+    Ready {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Rebuild both indexes from PostgreSQL.
     Reindex {
         #[command(flatten)]
@@ -96,6 +122,34 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// Build sanctum-LABEL-x86_64-linux.tar.zst: binary, libraries, models (verified), policies,
+    /// config, systemd unit, PostgreSQL packages, scripts, manifest, SBOM, signed SHA256SUMS.
+    Build {
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+        /// The ed25519 private key (PEM, from `sanctum bundle keygen`).
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// Debian packages of PostgreSQL and its dependencies (deploy/fetch-debs.sh DIR).
+        #[arg(long)]
+        debs: PathBuf,
+        /// The binary to ship (default: this one; ship a release build).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// The release's name (default: the version).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Make a signing key pair: bundle-signing.key (keep it) and bundle-signing.pub (give it to sites).
+    Keygen {
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -582,7 +636,7 @@ impl ActorArgs {
     async fn actor(&self, ctx: &Sanctum) -> Result<String> {
         match &self.user {
             Some(name) => Ok(users::principal(ctx, name).await?.id),
-            None => Ok(format!("console:{}", std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))),
+            None => Ok(console_actor()),
         }
     }
 }
@@ -655,6 +709,11 @@ struct AskArgs {
     /// Print the whole answer as one JSON object at the end instead of streaming text.
     #[arg(long)]
     json: bool,
+}
+
+/// The operating-system user at the console, as an audit actor.
+fn console_actor() -> String {
+    format!("console:{}", std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
 }
 
 fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
@@ -764,6 +823,48 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             ctx.close().await?;
             let report = report?;
             println!("reindexed {} chunks in {:.1} s", report.chunks, report.seconds);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { out } => {
+            let b = sanctum::ops::backup::create(&config, &console_actor(), &out).await?;
+            println!("backup {}: {} files, {} documents, {} audit records, {} bytes, sha256 {}", b.path.display(), b.files, b.documents, b.audit_records, b.bytes, b.sha256);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { file, replace } => {
+            let r = sanctum::ops::backup::restore(&config, &console_actor(), &file, replace).await?;
+            println!("restored {} files, {} documents, {} passages reindexed; audit chain {}", r.files, r.documents, r.chunks, if r.audit_ok { "verifies" } else { "DOES NOT VERIFY" });
+            Ok(if r.audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bundle { command: BundleCommand::Keygen { dir } } => {
+            let (private, public) = sanctum::ops::bundle::keygen(&dir)?;
+            println!("signing key {} (keep it private)\npublic key  {} (ship it to sites, apart from the bundles)", private.display(), public.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bundle { command: BundleCommand::Build { out, signing_key, debs, binary, label } } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe().map_err(|e| Error::Internal(format!("cannot find this executable: {e}")))?,
+            };
+            #[cfg(feature = "slm")]
+            let kernels_dir = Some(sanctum::answer::llama::kernels_dir(config.answer.kernels_dir.as_deref())?);
+            #[cfg(not(feature = "slm"))]
+            let kernels_dir = None;
+            let options = sanctum::ops::bundle::BuildOptions {
+                out_dir: out,
+                binary,
+                signing_key,
+                models_dir: config.models_dir(),
+                debs_dir: debs,
+                label: label.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+                kernels_dir,
+            };
+            let built = tokio::task::spawn_blocking(move || sanctum::ops::bundle::build(&options)).await.map_err(|e| Error::Internal(e.to_string()))??;
+            println!("bundle {} ({} files, {} bytes, sha256 {})", built.path.display(), built.files, built.bytes, built.sha256);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ready { timeout } => {
+            let ready = sanctum::ops::ready::wait(&config, std::time::Duration::from_secs(timeout)).await?;
+            println!("ready: {ready}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { json } => {

@@ -94,6 +94,7 @@ async fn documents_policies_sessions_and_client_certificates() {
     let ingest_token = token(&config, "ana", "ingest");
     let cole_ingest = token(&config, "cole", "ingest");
     let search_token = token(&config, "ana", "search");
+    let bob_search = token(&config, "bob", "search");
     let admin_token = token(&config, "pat", "admin,audit");
     let analyst_admin = token(&config, "ana", "admin");
 
@@ -165,6 +166,20 @@ async fn documents_policies_sessions_and_client_certificates() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("not a document id"));
     assert!(search(search_token.clone(), "where is staff parking").await.contains(&"parking.txt".to_string()));
+    // a passage by id (a citation opened): the same text as the search served; outside the
+    // caller's groups it is "not found"; a malformed id names itself
+    let r = http.post(format!("{base}/v1/search")).bearer_auth(&search_token).json(&json!({ "query": "where is staff parking", "k": 1, "purpose": "operations" })).send().await.unwrap();
+    let first: Value = r.json::<Value>().await.unwrap()["passages"][0].clone();
+    let chunk = first["chunk_id"].as_str().unwrap();
+    let r = http.get(format!("{base}/v1/passages/{chunk}?purpose=operations")).bearer_auth(&search_token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let opened: Value = r.json().await.unwrap();
+    assert!(opened["text"] == first["text"] && opened["document_name"] == "parking.txt", "{opened}");
+    let r = http.get(format!("{base}/v1/passages/{chunk}?purpose=operations")).bearer_auth(&bob_search).send().await.unwrap();
+    assert_eq!(r.status(), 404, "outside bob's groups");
+    let r = http.get(format!("{base}/v1/passages/nope")).bearer_auth(&search_token).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not a passage id"));
 
     // bad uploads: an empty file, no file, not multipart, a region policy refuses
     let empty = Form::new().part("file", Part::bytes(Vec::new()).file_name("empty.txt"));
@@ -267,6 +282,8 @@ async fn documents_policies_sessions_and_client_certificates() {
     assert!(r.text().await.unwrap().contains("CSRF"));
     let r = http.post(format!("{base}/v1/search")).header("Cookie", &session).header("X-CSRF-Token", &csrf).json(&q).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    let r = http.get(format!("{base}/v1/audit")).header("Cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 403, "an analyst's session may not read the audit trail");
     // a session unused for longer than auth.session_idle_minutes has ended
     sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '2 hours' WHERE user_name = 'ana'").execute(&mut db).await.unwrap();
     let r = http.get(format!("{base}/v1/me")).header("Cookie", &session).send().await.unwrap();

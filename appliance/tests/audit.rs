@@ -232,6 +232,9 @@ async fn every_operation_leaves_its_record() {
     let search = |q: &str| SearchRequest { query: q.into(), k: 5, mode: Mode::Hybrid };
     let found = access::search(&ctx, &Caller::cli("ana", Some("operations"), Narrowing::default()), &search(question)).await.unwrap();
     assert!(!found.passages.is_empty());
+    // a citation opened: the same passage, under the same decisions
+    let cited = access::passage(&ctx, &Caller::cli("ana", Some("operations"), Narrowing::default()), found.passages[0].chunk_id).await.unwrap();
+    assert_eq!(cited.text, found.passages[0].text);
     access::search(&ctx, &Caller::cli("cole", Some("treatment"), Narrowing::default()), &search("chest pain aspirin admission")).await.unwrap();
     let denied = access::search(&ctx, &Caller::cli("ana", Some("marketing"), Narrowing::default()), &search(question)).await.unwrap_err();
     assert_eq!(denied.code(), "policy_denied");
@@ -303,8 +306,20 @@ async fn every_operation_leaves_its_record() {
     let csv = audit::export::verify_file(&tmp.path().join("audit.csv"), &[]).unwrap();
     assert!(csv.ok() && csv.records > 20, "{csv:?}");
 
-    // the next start with a changed configuration records the change
+    // a backup while the appliance runs; restored (replacing) while it is stopped: the
+    // restored log verifies and records the restore
+    let backup = tmp.path().join("backup.tar.zst");
+    let taken = sanctum::ops::backup::create(&ctx.config, "console:root", &backup).await.unwrap();
+    assert!(taken.documents >= 2 && taken.files > 3 && taken.audit_records > 0, "{taken:?}");
+    let all = { let mut all = all; all.extend(records(&ctx).await); all };
+    let same = ctx.config.clone();
     ctx.close().await.unwrap();
+    let refused = sanctum::ops::backup::restore(&same, "console:root", &backup, false).await.unwrap_err();
+    assert_eq!(refused.code(), "conflict", "not over an installation with documents unless told: {refused}");
+    let restored = sanctum::ops::backup::restore(&same, "console:root", &backup, true).await.unwrap();
+    assert!(restored.audit_ok && restored.documents == taken.documents && restored.chunks > 0, "{restored:?}");
+
+    // the next start with a changed configuration records the change
     let mut config = support::config(&tmp.path().join("data"));
     config.answer.model = SMOLLM2.into();
     config.answer.context_tokens = 2048;
@@ -312,6 +327,7 @@ async fn every_operation_leaves_its_record() {
     let ctx = Sanctum::open(config).await.unwrap();
     let mut all = all;
     all.extend(records(&ctx).await);
+    assert!(review::verify(&ctx, "pat").await.unwrap().ok(), "the restored chain verifies");
 
     let actions: HashSet<&str> = all.iter().map(|r| r.action.as_str()).collect();
     let missing: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).filter(|a| !actions.contains(a)).collect();

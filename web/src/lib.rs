@@ -3,6 +3,7 @@
 //! the appliance needs nothing from outside (no fonts, scripts or CDNs) and the pages can
 //! run under a strict Content Security Policy (no inline script or style).
 
+pub mod admin;
 pub mod pages;
 
 /// An embedded asset and its content type, by file name.
@@ -26,11 +27,13 @@ mod tests {
     #[test]
     fn every_value_is_escaped() {
         let page = pages::Search {
-            chrome: pages::Chrome { user: "ana".into(), csrf: "t0k3n".into(), active: "search" },
+            chrome: pages::Chrome { user: "ana".into(), csrf: "t0k3n".into(), active: "search", admin: false, auditor: false },
             query: "<script>alert(1)</script>".into(),
             purpose: "operations".into(),
             purposes: vec!["operations".into()],
+            filters: pages::SearchFilters { mode: "hybrid".into(), k: 8, ..Default::default() },
             results: vec![pages::PassageView {
+                href: "/ui/passages/1?q=%3Cscript%3E".into(),
                 title: "<img src=x onerror=alert(1)>".into(),
                 document_name: "a.md".into(),
                 text: "<b>bold</b>".into(),
@@ -47,6 +50,36 @@ mod tests {
         assert!(!html.contains("<script>alert") && html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
         assert!(!html.contains("<img src=x") && html.contains("&#60;img src=x") && !html.contains("<b>bold"), "{html}");
         assert!(!html.contains(" style=") && !html.contains("onclick"), "no inline style or handlers");
+        assert!(!html.contains("/ui/policies"), "no admin links for an analyst");
+    }
+
+    #[test]
+    fn the_editor_marks_the_failing_line() {
+        let chrome = pages::Chrome { user: "pat".into(), csrf: "t".into(), active: "policies", admin: true, auditor: true };
+        let page = admin::PolicyEditor {
+            chrome,
+            files: vec!["a.rego".into()],
+            file: "a.rego".into(),
+            content: "package a\n\nallow if {\n".into(),
+            gutter: (1..=4).map(|n| admin::GutterLine { number: n, bad: n == 3 }).collect(),
+            comment: String::new(),
+            validation: Some(admin::ValidationView {
+                ok: false,
+                errors: vec![admin::DiagnosticView { file: "a.rego".into(), line: 3, col: 10, message: "unexpected end of file".into() }],
+                tests: Vec::new(),
+                passed: 0,
+                coverage: Vec::new(),
+            }),
+            diff: None,
+            activatable: false,
+            notice: None,
+            error: None,
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains(r#"<span id="L3" class="bad">3</span>"#), "{html}");
+        assert!(html.contains("a.rego line 3, column 10</a>: unexpected end of file"), "{html}");
+        assert!(html.contains(r#"id="activate" disabled"#), "{html}");
+        assert!(html.contains("/ui/policies") && html.contains("/ui/audit"), "admin links shown");
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub struct Chrome {
     pub csrf: String,
     /// The navigation entry of this page.
     pub active: &'static str,
+    /// Show the administration pages (Policies, People).
+    pub admin: bool,
+    /// Show the Audit page.
+    pub auditor: bool,
 }
 
 #[derive(Template)]
@@ -25,6 +29,8 @@ pub struct Login {
 
 /// One passage as a page shows it (already redacted by policy where it must be).
 pub struct PassageView {
+    /// The passage's own page (`/ui/passages/...`), with the query to highlight.
+    pub href: String,
     pub title: String,
     pub document_name: String,
     pub text: String,
@@ -41,10 +47,49 @@ pub struct Search {
     pub query: String,
     pub purpose: String,
     pub purposes: Vec<String>,
+    pub filters: SearchFilters,
     pub results: Vec<PassageView>,
     /// A search ran (so an empty result is "nothing found", not the empty state).
     pub searched: bool,
     pub error: Option<String>,
+}
+
+/// The Search page's filters, as typed (comma-separated lists).
+#[derive(Default)]
+pub struct SearchFilters {
+    pub groups: String,
+    pub regions: String,
+    pub exclude_labels: String,
+    /// hybrid, dense or bm25.
+    pub mode: String,
+    pub k: usize,
+    /// Any filter is set (the filter box starts open).
+    pub any: bool,
+}
+
+/// A stretch of passage text, highlighted when it supports the question.
+pub struct Segment {
+    pub text: String,
+    pub mark: bool,
+}
+
+/// One passage opened from a citation or a search result.
+#[derive(Template)]
+#[template(path = "passage.html")]
+pub struct PassagePage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub document_name: String,
+    pub heading: Option<String>,
+    pub pages: Option<String>,
+    pub labels: Vec<String>,
+    pub redacted: bool,
+    /// Why policy redacted it.
+    pub reasons: Vec<String>,
+    pub segments: Vec<Segment>,
+    /// What was asked or searched (the highlight's source), if given.
+    pub query: String,
+    pub purpose: String,
 }
 
 #[derive(Template)]
@@ -74,6 +119,8 @@ pub struct DocumentView {
     /// Why its ingest job failed, if it did.
     pub failure: Option<String>,
     pub may_delete: bool,
+    /// Still queued or being indexed: the page follows its job.
+    pub pending: bool,
 }
 
 #[derive(Template)]

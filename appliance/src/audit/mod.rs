@@ -84,10 +84,16 @@ pub enum Action {
     AuthLogout,
     /// A user's password set or changed.
     UserPassword,
+    /// One passage read by id (a citation opened).
+    PassageRead,
+    /// A backup written (database, originals, audit keys and checkpoints).
+    BackupCreate,
+    /// A backup restored into this installation (recorded in the restored log).
+    BackupRestore,
 }
 
 impl Action {
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 29] = [
         Action::DocumentSubmit,
         Action::DocumentIndex,
         Action::DocumentFail,
@@ -114,6 +120,9 @@ impl Action {
         Action::AuthLogin,
         Action::AuthLogout,
         Action::UserPassword,
+        Action::PassageRead,
+        Action::BackupCreate,
+        Action::BackupRestore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -144,6 +153,9 @@ impl Action {
             Action::AuthLogin => "auth.login",
             Action::AuthLogout => "auth.logout",
             Action::UserPassword => "user.password",
+            Action::PassageRead => "passage.read",
+            Action::BackupCreate => "backup.create",
+            Action::BackupRestore => "backup.restore",
         }
     }
 }
@@ -347,6 +359,12 @@ pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: &Entry) -> Result
 /// own transaction.
 pub async fn append_alone(pool: &PgPool, entry: &Entry) -> Result<Record> {
     insert(pool, entry).await
+}
+
+/// Appends `entry` on a connection of its own (a process without the appliance's pool: a
+/// backup taken while the appliance runs).
+pub async fn append_alone_on(conn: &mut sqlx::PgConnection, entry: &Entry) -> Result<Record> {
+    insert(conn, entry).await
 }
 
 /// Records that `actor` was refused `action` (on `object`) with `error`, and returns the

@@ -15,6 +15,16 @@ fn filter_detail(f: &Filter) -> serde_json::Value {
     })
 }
 
+/// Roles that may read the audit trail.
+pub const AUDIT_ROLES: &[&str] = &["auditor", "privacy_officer", "admin"];
+
+pub fn require_auditor(actor: &policies::Principal) -> Result<()> {
+    if actor.roles.iter().any(|r| AUDIT_ROLES.contains(&r.as_str())) {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!("reading the audit trail needs one of the roles {AUDIT_ROLES:?}; {} has {:?}", actor.id, actor.roles)))
+}
+
 /// Recomputes the chain and holds it against the signed checkpoints; records the result.
 pub async fn verify(ctx: &Sanctum, actor: &str) -> Result<Verification> {
     let mut conn = ctx.pool().acquire().await?;

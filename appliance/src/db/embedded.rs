@@ -30,6 +30,8 @@ pub struct EmbeddedPostgres {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     run_as: Option<(u32, u32)>,
+    /// The cluster was already running (another process of ours started it).
+    adopted: bool,
 }
 
 /// The OS identity that runs the cluster: none (ourselves) unless we are root.
@@ -95,7 +97,7 @@ impl EmbeddedPostgres {
         let bin_dir = find_bin_dir(config)?;
         let run_as = run_as_identity(config)?;
         let root = config.postgres_dir();
-        let pg = EmbeddedPostgres { bin_dir, pgdata: root.join("pgdata"), socket_dir: root.join("run"), run_as };
+        let mut pg = EmbeddedPostgres { bin_dir, pgdata: root.join("pgdata"), socket_dir: root.join("run"), run_as, adopted: false };
         let socket = pg.socket_dir.join(format!(".s.PGSQL.{PORT}"));
         if socket.as_os_str().len() > 100 {
             return Err(Error::Config(format!(
@@ -104,7 +106,7 @@ impl EmbeddedPostgres {
             )));
         }
         let pg2 = pg.clone();
-        tokio::task::spawn_blocking(move || pg2.prepare_and_start(&root))
+        pg.adopted = tokio::task::spawn_blocking(move || pg2.prepare_and_start(&root))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         pg.ensure_database().await?;
@@ -137,7 +139,8 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
-    fn prepare_and_start(&self, root: &Path) -> Result<()> {
+    /// Returns whether a running cluster was adopted rather than started.
+    fn prepare_and_start(&self, root: &Path) -> Result<bool> {
         for dir in [root, &self.socket_dir] {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
@@ -183,7 +186,7 @@ impl EmbeddedPostgres {
         }
         if self.is_running()? {
             tracing::info!("adopting the embedded PostgreSQL left running by an earlier process");
-            return Ok(());
+            return Ok(true);
         }
         self.remove_stale_lock()?;
         let log = root.join("postgres.log");
@@ -195,7 +198,7 @@ impl EmbeddedPostgres {
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
             Error::Postgres(format!("{e}; log ({}): {}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
         })?;
-        Ok(())
+        Ok(false)
     }
 
     /// True if a postgres server is running on our data directory.
@@ -256,6 +259,20 @@ impl EmbeddedPostgres {
 
     pub fn connect_options(&self) -> PgConnectOptions {
         self.base_options().database(DATABASE)
+    }
+
+    /// Whether the cluster was already running when this process asked for it.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// A PostgreSQL client program (pg_dump, pg_restore) of the cluster's own version,
+    /// connecting to its database over the cluster's socket.
+    pub fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join(program));
+        cmd.env("LC_ALL", "C.UTF-8").env_remove("PGDATA").env_remove("PGPASSWORD");
+        cmd.arg("-h").arg(&self.socket_dir).arg("-p").arg(PORT.to_string()).arg("-U").arg(USER).arg("-d").arg(DATABASE);
+        cmd
     }
 
     /// Stops the cluster (fast shutdown: open transactions roll back, data is safe).

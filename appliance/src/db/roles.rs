@@ -11,12 +11,14 @@ pub const APP_ROLE: &str = "sanctum_app";
 /// Key of the advisory lock serialising grants (two processes opening one database).
 const LOCK: i64 = 0x5341_4e43_524f_4c45; // "SANCROLE"
 
-const GRANTS: [&str; 5] = [
+const GRANTS: [&str; 6] = [
     "GRANT USAGE ON SCHEMA public TO sanctum_app",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO sanctum_app",
     "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO sanctum_app",
     "REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM sanctum_app",
     "GRANT EXECUTE ON FUNCTION audit_purge(BIGINT) TO sanctum_app",
+    // again on every start: a restore (pg_restore --no-acl) would leave the default
+    "REVOKE ALL ON FUNCTION audit_purge(BIGINT) FROM PUBLIC",
 ];
 
 /// Grants the role what it needs on the tables as migrated now, and lets the configured

@@ -26,6 +26,23 @@ pub(super) async fn administrator(state: &State, req: &HttpRequest, what: &'stat
         .await
 }
 
+/// A reader of the audit trail: an `audit`-scoped credential of a user holding an audit
+/// role (auditor, privacy_officer, admin); a signed-in analyst may not read it.
+pub(super) async fn auditor(state: &State, req: &HttpRequest) -> std::result::Result<crate::access::Caller, super::error::ApiError> {
+    let caller = caller(state, req, Scope::Audit, None, Narrowing::default()).await?;
+    let user = caller.user.clone();
+    state
+        .run(move |ctx| async move {
+            let principal = users::principal(&ctx, &user).await?;
+            match crate::audit::review::require_auditor(&principal) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(crate::audit::denied(&ctx, &user, crate::audit::Action::AuditQuery, None, e).await),
+            }
+        })
+        .await?;
+    Ok(caller)
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {

@@ -27,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/v1")
             .route("/search", web::post().to(search))
             .route("/ask", web::post().to(ask))
+            .route("/passages/{id}", web::get().to(passage))
             .route("/chat/completions", web::post().to(super::openai::completions))
             .route("/login", web::post().to(super::session::login))
             .route("/logout", web::post().to(super::session::logout))
@@ -214,6 +215,26 @@ pub async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes)
     Ok(HttpResponse::Ok().json(results))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PassageQuery {
+    /// Purpose of use (or the X-Purpose-Of-Use header).
+    pub purpose: Option<String>,
+}
+
+/// One passage by id (as cited by an answer or found by a search), under the same scope
+/// and redaction as a search. Outside the caller's scope it is 404, as if absent.
+#[utoipa::path(get, path = "/v1/passages/{id}", tag = "search", params(("id" = String, Path, description = "the passage's (chunk's) id"), PassageQuery), security(("token" = [])), responses(
+    (status = 200, description = "the passage, redacted where policy says", body = Object),
+    Refusals))]
+pub async fn passage(state: web::Data<State>, req: HttpRequest, id: web::Path<String>, query: web::Query<PassageQuery>) -> Reply {
+    let raw = id.into_inner();
+    let id = uuid::Uuid::parse_str(&raw).map_err(|_| ApiError(Error::invalid("id", format!("{raw:?} is not a passage id (a UUID)"))))?;
+    let caller = caller(&state, &req, Scope::Search, purpose(&req, query.into_inner().purpose), Narrowing::default()).await?;
+    let p = state.run(move |ctx| async move { access::passage(&ctx, &caller, id).await }).await?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskBody {
@@ -323,7 +344,7 @@ pub struct AuditQuery {
         (status = 200, description = "records with their hashes", body = Object),
         Refusals))]
 pub async fn audit_query(state: web::Data<State>, req: HttpRequest, query: web::Query<AuditQuery>) -> Reply {
-    let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
+    let caller = super::admin::auditor(&state, &req).await?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(100);
     let filter = q.filter(Some(limit))?;
@@ -363,7 +384,7 @@ pub struct ExportQuery {
         (status = 200, description = "the export file", content_type = "application/octet-stream", body = String),
         Refusals))]
 pub async fn audit_export(state: web::Data<State>, req: HttpRequest, query: web::Query<ExportQuery>) -> Reply {
-    let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
+    let caller = super::admin::auditor(&state, &req).await?;
     let q = query.into_inner();
     let format = match q.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => audit::export::Format::Jsonl,
@@ -400,7 +421,7 @@ pub async fn audit_export(state: web::Data<State>, req: HttpRequest, query: web:
         (status = 200, description = "the verification; `ok` false names the first broken record", body = Object),
         Refusals))]
 pub async fn audit_verify(state: web::Data<State>, req: HttpRequest) -> Reply {
-    let caller = caller(&state, &req, Scope::Audit, None, Narrowing::default()).await?;
+    let caller = super::admin::auditor(&state, &req).await?;
     let v = state.run(move |ctx| async move { review::verify(&ctx, &caller.user).await }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": v.ok(), "verification": v })))
 }

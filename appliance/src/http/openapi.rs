@@ -16,6 +16,7 @@ use super::{admin, api, documents, error, openai, policies, session};
         api::metrics,
         api::search,
         api::ask,
+        api::passage,
         openai::completions,
         session::login,
         session::logout,

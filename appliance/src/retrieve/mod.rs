@@ -289,40 +289,58 @@ pub async fn search(retriever: &Retriever, pool: &sqlx::PgPool, auth: &Authorize
         ranked.truncate(request.k);
         timings.rerank_ms = ms(s);
     }
-    let candidates: Vec<(Vec<crate::policy::redact::StoredSpan>, Passage)> = ranked
-        .into_iter()
-        .filter_map(|h| {
-            let r = by_id.remove(&h.chunk_id)?;
-            let stored = r.identifiers.0;
-            Some((stored, Passage {
-                chunk_id: h.chunk_id,
-                document_id: h.document_id,
-                document_name: r.name,
-                source_id: r.source_id,
-                title: r.title,
-                text: r.text,
-                ordinal: r.ordinal,
-                char_start: r.char_start,
-                char_end: r.char_end,
-                heading: r.heading,
-                page_start: r.page_start,
-                page_end: r.page_end,
-                score: h.score,
-                bm25: h.bm25,
-                dense: h.dense,
-                rerank: h.rerank,
-                groups: r.groups,
-                region: r.region,
-                labels: r.labels,
-                redacted: false,
-                policy_reasons: Vec::new(),
-            }))
-        })
-        .collect();
+    let candidates: Vec<(Vec<crate::policy::redact::StoredSpan>, Passage)> =
+        ranked.into_iter().filter_map(|h| Some(passage_of(by_id.remove(&h.chunk_id)?, &h))).collect();
     let (passages, withheld, policy_ms) = apply_chunk_decisions(auth, &retriever.detector, candidates)?;
     timings.policy_ms = policy_ms;
     timings.total_ms = ms(started);
     Ok(SearchResults { passages, timings, withheld })
+}
+
+/// A passage from its stored row and the ranking that found it (not yet decided on).
+fn passage_of(r: chunks::PassageRow, h: &RankedHit) -> (Vec<crate::policy::redact::StoredSpan>, Passage) {
+    (r.identifiers.0, Passage {
+        chunk_id: r.id,
+        document_id: r.document_id,
+        document_name: r.name,
+        source_id: r.source_id,
+        title: r.title,
+        text: r.text,
+        ordinal: r.ordinal,
+        char_start: r.char_start,
+        char_end: r.char_end,
+        heading: r.heading,
+        page_start: r.page_start,
+        page_end: r.page_end,
+        score: h.score,
+        bm25: h.bm25,
+        dense: h.dense,
+        rerank: h.rerank,
+        groups: r.groups,
+        region: r.region,
+        labels: r.labels,
+        redacted: false,
+        policy_reasons: Vec::new(),
+    })
+}
+
+/// One passage by id (a citation opened), under the same scope and `chunk` decision as a
+/// search: a passage outside the caller's scope is "not found" (its existence is not
+/// revealed), one the policy withholds is refused with the reasons, one it redacts comes
+/// back masked.
+pub async fn passage(detector: &Detector, pool: &sqlx::PgPool, auth: &AuthorizedQuery, id: Uuid) -> Result<Passage> {
+    let not_found = || Error::NotFound { what: "passage", id: id.to_string() };
+    let row = chunks::passages(pool, &[id]).await?.into_iter().next().ok_or_else(not_found)?;
+    if !SearchFilter::from_scope(auth.scope()).admits(&row.groups, row.region.as_deref(), &row.labels) {
+        return Err(not_found());
+    }
+    let unranked = RankedHit::new(&Hit { chunk_id: id, document_id: row.document_id, score: 0.0 });
+    let (mut passages, withheld, _) = apply_chunk_decisions(auth, detector, vec![passage_of(row, &unranked)])?;
+    match (passages.pop(), withheld.into_iter().next()) {
+        (Some(p), _) => Ok(p),
+        (None, Some(w)) => Err(Error::PolicyDenied { point: policies::DecisionPoint::Chunk, reasons: w.reasons }),
+        (None, None) => Err(not_found()),
+    }
 }
 
 /// The `chunk` decision on every final passage, in one batch: denied ones are dropped,
