@@ -25,6 +25,15 @@ pub fn require_auditor(actor: &policies::Principal) -> Result<()> {
     Err(Error::Forbidden(format!("reading the audit trail needs one of the roles {AUDIT_ROLES:?}; {} has {:?}", actor.id, actor.roles)))
 }
 
+/// `user` may read the audit trail; a refusal is itself recorded.
+pub async fn authorize_reader(ctx: &Sanctum, user: &str) -> Result<()> {
+    let principal = crate::users::principal(ctx, user).await?;
+    match require_auditor(&principal) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(super::denied(ctx, user, Action::AuditQuery, None, e).await),
+    }
+}
+
 /// Recomputes the chain and holds it against the signed checkpoints; records the result.
 pub async fn verify(ctx: &Sanctum, actor: &str) -> Result<Verification> {
     let mut conn = ctx.pool().acquire().await?;

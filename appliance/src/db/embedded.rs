@@ -59,16 +59,9 @@ fn run_as_identity(config: &Config) -> Result<Option<(u32, u32)>> {
     )))
 }
 
-/// Finds the directory holding initdb, pg_ctl and postgres.
-pub fn find_bin_dir(config: &Config) -> Result<PathBuf> {
-    let has = |d: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| d.join(b).is_file());
-    if let Some(d) = &config.embedded_postgres.bin_dir {
-        return if has(d) {
-            Ok(d.clone())
-        } else {
-            Err(Error::Config(format!("embedded_postgres.bin_dir: {} lacks initdb, pg_ctl or postgres", d.display())))
-        };
-    }
+/// Where PostgreSQL's programs may be: Debian's versioned directories (newest first), the
+/// PATH, and the PGDG layout.
+fn candidate_dirs() -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<(u32, PathBuf)> = entries
@@ -82,13 +75,35 @@ pub fn find_bin_dir(config: &Config) -> Result<PathBuf> {
         candidates.extend(std::env::split_paths(&path));
     }
     candidates.push("/usr/pgsql/bin".into());
-    candidates.into_iter().find(|d| has(d)).ok_or_else(|| {
+    candidates
+}
+
+/// Finds the directory holding initdb, pg_ctl and postgres.
+pub fn find_bin_dir(config: &Config) -> Result<PathBuf> {
+    let has = |d: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| d.join(b).is_file());
+    if let Some(d) = &config.embedded_postgres.bin_dir {
+        return if has(d) {
+            Ok(d.clone())
+        } else {
+            Err(Error::Config(format!("embedded_postgres.bin_dir: {} lacks initdb, pg_ctl or postgres", d.display())))
+        };
+    }
+    candidate_dirs().into_iter().find(|d| has(d)).ok_or_else(|| {
         Error::Postgres(
             "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; install them \
              (Debian: apt-get install postgresql) or set embedded_postgres.bin_dir, or set database_url"
                 .into(),
         )
     })
+}
+
+/// A PostgreSQL client program (pg_dump, pg_restore) on this machine, newest version first.
+pub fn find_client(program: &str) -> Result<PathBuf> {
+    candidate_dirs()
+        .into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::Postgres(format!("{program} is not installed (Debian: apt-get install postgresql-client)")))
 }
 
 impl EmbeddedPostgres {

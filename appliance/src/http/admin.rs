@@ -31,15 +31,7 @@ pub(super) async fn administrator(state: &State, req: &HttpRequest, what: &'stat
 pub(super) async fn auditor(state: &State, req: &HttpRequest) -> std::result::Result<crate::access::Caller, super::error::ApiError> {
     let caller = caller(state, req, Scope::Audit, None, Narrowing::default()).await?;
     let user = caller.user.clone();
-    state
-        .run(move |ctx| async move {
-            let principal = users::principal(&ctx, &user).await?;
-            match crate::audit::review::require_auditor(&principal) {
-                Ok(()) => Ok(()),
-                Err(e) => Err(crate::audit::denied(&ctx, &user, crate::audit::Action::AuditQuery, None, e).await),
-            }
-        })
-        .await?;
+    state.run(move |ctx| async move { crate::audit::review::authorize_reader(&ctx, &user).await }).await?;
     Ok(caller)
 }
 

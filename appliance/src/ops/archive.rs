@@ -39,6 +39,25 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((sha256, bytes))
 }
 
+/// Every regular file under `dir` (recursively), relative to it, sorted.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let entry = entry.map_err(|e| Error::io(&d, e))?;
+            let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path().strip_prefix(dir).map_err(|e| Error::Internal(e.to_string()))?.to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 pub struct ArchiveWriter {
     builder: tar::Builder<zstd::Encoder<'static, BufWriter<File>>>,
     path: PathBuf,
@@ -70,24 +89,9 @@ impl ArchiveWriter {
         if !dir.exists() {
             return Ok(0);
         }
-        let mut stack = vec![dir.to_path_buf()];
-        let mut found = Vec::new();
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-                let entry = entry.map_err(|e| Error::io(&d, e))?;
-                let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
-                if kind.is_dir() {
-                    stack.push(entry.path());
-                } else if kind.is_file() {
-                    found.push(entry.path());
-                }
-            }
-        }
-        found.sort();
-        for path in &found {
-            let rel = path.strip_prefix(dir).map_err(|e| Error::Internal(e.to_string()))?;
-            let name = format!("{prefix}/{}", rel.to_string_lossy());
-            self.add_file(&name, path)?;
+        let found = files_under(dir)?;
+        for rel in &found {
+            self.add_file(&format!("{prefix}/{}", rel.to_string_lossy()), &dir.join(rel))?;
         }
         Ok(found.len())
     }
@@ -148,23 +152,14 @@ pub fn unpack(archive: &Path, into: &Path, kind: &str) -> Result<Manifest> {
     }
     let mut listed = std::collections::HashSet::new();
     for f in &manifest.files {
-        let path = into.join(&f.path);
-        let (sha256, bytes) = sha256_file(&path).map_err(|_| bad(format!("{} is listed but missing", f.path)))?;
+        let (sha256, bytes) = sha256_file(&into.join(&f.path)).map_err(|_| bad(format!("{} is listed but missing", f.path)))?;
         if sha256 != f.sha256 || bytes != f.bytes {
             return Err(bad(format!("{} does not match the manifest (sha256 {sha256}, expected {}): the archive was altered or damaged", f.path, f.sha256)));
         }
-        listed.insert(path);
+        listed.insert(PathBuf::from(&f.path));
     }
-    let mut stack = vec![into.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?.flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p != into.join(MANIFEST) && !listed.contains(&p) {
-                return Err(bad(format!("{} is not in the manifest", p.strip_prefix(into).unwrap_or(&p).display())));
-            }
-        }
+    if let Some(extra) = files_under(into)?.into_iter().find(|p| p.as_os_str() != MANIFEST && !listed.contains(p)) {
+        return Err(bad(format!("{} is not in the manifest", extra.display())));
     }
     Ok(manifest)
 }

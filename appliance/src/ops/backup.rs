@@ -53,7 +53,7 @@ impl Target {
         match self {
             Target::Embedded(pg) => Ok(pg.client(program)),
             Target::External(url) => {
-                let mut cmd = Command::new(client_program(program)?);
+                let mut cmd = Command::new(crate::db::embedded::find_client(program)?);
                 cmd.env("LC_ALL", "C.UTF-8").arg("-d").arg(url);
                 Ok(cmd)
             }
@@ -74,22 +74,6 @@ impl Target {
             _ => Ok(()),
         }
     }
-}
-
-/// A PostgreSQL client program on this machine (newest version first).
-fn client_program(program: &str) -> Result<PathBuf> {
-    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin")))).collect())
-        .unwrap_or_default();
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
-    let mut candidates: Vec<PathBuf> = dirs.into_iter().map(|(_, d)| d.join(program)).collect();
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join(program)));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| Error::Postgres(format!("{program} is not installed (Debian: apt-get install postgresql-client)")))
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<()> {
@@ -132,17 +116,16 @@ pub async fn create(config: &Config, actor: &str, out: &Path) -> Result<BackupSu
         let mut dump = target.client("pg_dump")?;
         let dump_file = work_dir.join(DUMP);
         // audit keys and checkpoints first: every checkpoint then names a record in the dump
-        let (writer, files) = blocking(move || {
+        let writer = blocking(move || {
             let mut w = ArchiveWriter::create(&work_dir.join("backup.tar.zst"))?;
-            let files = w.add_dir("data/audit", &config.audit_dir())?;
+            w.add_dir("data/audit", &config.audit_dir())?;
             dump.arg("--format=custom").arg("--no-owner").arg("--no-acl").arg("-f").arg(&dump_file);
             run(dump, "pg_dump")?;
             w.add_file(DUMP, &dump_file)?;
-            let mut files = files + 1;
             for d in ["tls", "originals"] {
-                files += w.add_dir(&format!("data/{d}"), &dir_of(&config, d))?;
+                w.add_dir(&format!("data/{d}"), &dir_of(&config, d))?;
             }
-            Ok((w, files))
+            Ok(w)
         })
         .await?;
         let mut conn = sqlx::ConnectOptions::connect(&target.options()?).await.map_err(|e| Error::Database(format!("cannot connect to PostgreSQL: {e}")))?;
@@ -150,7 +133,7 @@ pub async fn create(config: &Config, actor: &str, out: &Path) -> Result<BackupSu
         let audit_records: i64 = sqlx::query_scalar("SELECT count(*) FROM audit").fetch_one(&mut conn).await?;
         let details = serde_json::json!({ "documents": documents, "audit_records": audit_records, "embedded": matches!(target, Target::Embedded(_)) });
         let staged = work.path().join("backup.tar.zst");
-        blocking(move || writer.finish(KIND, details).map(|_| ())).await?;
+        let files = blocking(move || writer.finish(KIND, details)).await?.files.len();
         let (sha256, bytes) = archive::sha256_file(&staged)?;
         std::fs::rename(&staged, out).map_err(|e| Error::io(out, e))?;
         let entry = Entry::new(actor, Action::BackupCreate).object(out.display().to_string()).decision("ok").details(serde_json::json!({
@@ -198,10 +181,7 @@ pub async fn restore(config: &Config, actor: &str, file: &Path, replace: bool) -
     // the next open, and nothing of the replaced installation is left)
     sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(&mut owner).await?;
     drop(owner);
-    let target = match config.database_url() {
-        Some(url) => Target::External(url.to_string()),
-        None => Target::Embedded(EmbeddedPostgres::start(config).await?),
-    };
+    let target = Target::open(config).await?;
     let mut cmd = target.client("pg_restore")?;
     cmd.args(["--no-owner", "--no-acl", "--single-transaction", "--exit-on-error"]).arg(unpacked.path().join(DUMP));
     let restored = blocking(move || run(cmd, "pg_restore")).await;
@@ -212,7 +192,6 @@ pub async fn restore(config: &Config, actor: &str, file: &Path, replace: bool) -
     }
     db.close().await?;
     // the files: each directory replaced as a whole; the stale indexes removed
-    let mut files = 0;
     for d in DIRS {
         let (from, to) = (unpacked.path().join("data").join(d), dir_of(config, d));
         let old = config.data_dir.join(format!(".restore-old-{d}"));
@@ -229,7 +208,7 @@ pub async fn restore(config: &Config, actor: &str, file: &Path, replace: bool) -
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
         }
     }
-    files += manifest.files.len();
+    let files = manifest.files.len();
     for index in [config.keyword_index_dir(), config.vector_index_dir()] {
         if index.exists() {
             std::fs::remove_dir_all(&index).map_err(|e| Error::io(&index, e))?;

@@ -174,24 +174,6 @@ fn sbom(label: &str) -> Result<serde_json::Value> {
     }))
 }
 
-/// Every regular file under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-            let p = entry.map_err(|e| Error::io(&d, e))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).map_err(|e| Error::Internal(e.to_string()))?.to_path_buf());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Builds the bundle into `o.out_dir`.
 pub fn build(o: &BuildOptions) -> Result<Built> {
     let key = read_signing_key(&o.signing_key)?;
@@ -269,7 +251,7 @@ pub fn build(o: &BuildOptions) -> Result<Built> {
     write(&root.join("manifest.json"), &serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?, 0o644)?;
 
     // SHA256SUMS over every file, signed
-    let files = files_under(&root)?;
+    let files = super::archive::files_under(&root)?;
     let mut sums = String::new();
     for f in &files {
         let (sha, _) = super::archive::sha256_file(&root.join(f))?;

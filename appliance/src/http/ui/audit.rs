@@ -14,14 +14,10 @@ use crate::http::State;
 /// The signed-in person if they may read the audit trail; otherwise the page saying so.
 async fn auditor(state: &State, req: &HttpRequest) -> std::result::Result<Person, HttpResponse> {
     let person = signed_in(state, req).await?;
-    match review::require_auditor(&person.principal) {
+    let user = person.name().to_string();
+    match state.run(move |ctx| async move { review::authorize_reader(&ctx, &user).await }).await {
         Ok(()) => Ok(person),
-        Err(e) => {
-            let user = person.name().to_string();
-            let refused = state.run(move |ctx| async move { Err::<(), _>(crate::audit::denied(&ctx, &user, Action::AuditQuery, None, e).await) }).await;
-            let message = refused.err().map(|e| e.0.to_string()).unwrap_or_default();
-            Err(error_page(StatusCode::FORBIDDEN, "Not allowed", message))
-        }
+        Err(e) => Err(error_page(status_of(&e), "Not allowed", e.0.to_string())),
     }
 }
 
