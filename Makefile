@@ -45,7 +45,8 @@ serve: build $(DEMO_CONFIG)
 test: build
 	./scripts/test-tools.sh
 	$(CLEAN_LINKS)
-	cargo test --workspace --features $(FEATURES) -- --test-threads 2
+	PREVIOUS_SANCTUM_BUNDLE="$$(./scripts/previous-bundle.sh)" && export PREVIOUS_SANCTUM_BUNDLE && \
+		cargo test --workspace --features $(FEATURES) -- --test-threads 2
 
 # The signed air-gapped bundle of a release build in dist/ (the signing key is made once, in
 # .sanctum/keys; ship bundle-signing.pub to sites separately).

@@ -26,15 +26,29 @@ pub struct Embedder {
     model: String,
 }
 
+/// ONNX Runtime's official builds (1.29 on) upload usage telemetry from a thread of their own
+/// (Microsoft 1DS, `mobile.events.data.microsoft.com`) and keep a device id under
+/// `~/.cache/Microsoft`. `DisableTelemetryEvents` (ort's `with_telemetry(false)`) acts only
+/// after the environment exists, too late; this variable, read when it is created, stops
+/// all of it. The `sanctum` binary sets it first thing; [`init_onnxruntime`] refuses to start
+/// ONNX Runtime without it.
+pub const TELEMETRY_OFF: (&str, &str) = ("ORT_DISABLE_TELEMETRY", "1");
+
 static ORT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
 
-/// Loads ONNX Runtime from `library` once per process.
+/// Loads ONNX Runtime from `library` once per process, its telemetry off.
 pub fn init_onnxruntime(library: &Path) -> Result<ort::environment::Environment> {
     ORT.get_or_init(|| {
         if !library.is_file() {
             return Err(format!(
                 "the ONNX Runtime library {} does not exist; run deploy/install-models.sh or set models.onnxruntime",
                 library.display()
+            ));
+        }
+        let (name, value) = TELEMETRY_OFF;
+        if std::env::var(name).as_deref() != Ok(value) {
+            return Err(format!(
+                "refusing to start ONNX Runtime with its telemetry on (it would try to reach Microsoft): {name}={value} must be in the environment before any thread starts (the sanctum binary sets it)"
             ));
         }
         let builder = ort::init_from(library)

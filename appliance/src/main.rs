@@ -722,8 +722,25 @@ fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // ONNX Runtime reads its telemetry switch when its environment is created; set here,
+    // before the runtime starts any thread (see embed::TELEMETRY_OFF)
+    let (name, value) = sanctum::embed::TELEMETRY_OFF;
+    #[allow(unsafe_code)]
+    // SAFETY: the process has one thread; nothing reads the environment concurrently
+    unsafe {
+        std::env::set_var(name, value)
+    };
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(start()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SANCTUM_LOG").unwrap_or_else(|_| "warn,qdrant_edge=error".into()))
         .with_writer(std::io::stderr)

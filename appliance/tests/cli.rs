@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 
-/// Runs the binary as the user `tester` (see [`add_tester`]) for operations.
+/// Runs the binary as the user `tester` (see [`add_tester`]) for operations, with a home
+/// directory of its own beside the configuration and without the ONNX Runtime telemetry
+/// switch the test harness has (the binary must set it itself).
 fn sanctum(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sanctum"))
         .arg("--config")
@@ -16,8 +18,14 @@ fn sanctum(config: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("SANCTUM_USER", "tester")
         .env("SANCTUM_PURPOSE", "operations")
+        .env("HOME", home(config))
+        .env_remove(sanctum::embed::TELEMETRY_OFF.0)
         .output()
         .unwrap()
+}
+
+fn home(config: &Path) -> PathBuf {
+    config.parent().unwrap().join("home")
 }
 
 /// A privacy officer in the appliance's region: sees every document of the tests.
@@ -66,6 +74,10 @@ fn ingest_reports_each_file_and_search_finds_the_rest() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("[ ok ] indexes"), "{t}");
+    // ONNX Runtime ran (ingest and search embed) with its telemetry off: it would have kept
+    // a device id under the home directory and tried to upload events to Microsoft
+    let telemetry = home(&config).join(".cache/Microsoft");
+    assert!(!telemetry.exists(), "ONNX Runtime's telemetry started: {} exists", telemetry.display());
 }
 
 /// Connects to the embedded cluster of `data` while a sanctum process owns it (None while

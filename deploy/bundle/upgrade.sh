@@ -5,7 +5,7 @@
 #       [--config PREFIX/etc/sanctum.toml] [--timeout 180]
 #
 # The new bundle is verified (signature, every checksum) and installed beside the running
-# release; a backup is taken (`sanctum backup`); the service is stopped, PREFIX/current is
+# release; the service is stopped and a backup taken (`sanctum backup`); PREFIX/current is
 # switched to the new release and the service started, which migrates the database. If it
 # is not ready within the timeout, the switch is undone: the old release is restored
 # together with the pre-upgrade backup (the new one may have migrated the database), and
@@ -56,13 +56,17 @@ if [ ! -e "$release/.complete" ]; then
     mv "$release.partial" "$release"
 fi
 
+# stopped before the backup: nothing accepted after it can be lost by a rollback
+service stop
 mkdir -p "$prefix/backups"
+[ -z "$run_as" ] || chown "$run_as:" "$prefix/backups"
 backup="$prefix/backups/before-$label-$(date -u +%Y%m%dT%H%M%SZ).tar.zst"
-as_user "$prefix/bin/sanctum" --config "$config" backup --out "$backup" || fail "the pre-upgrade backup failed; nothing was changed"
-[ -z "$run_as" ] || chown "$run_as:" "$backup"
+if ! as_user "$prefix/bin/sanctum" --config "$config" backup --out "$backup"; then
+    service start
+    fail "the pre-upgrade backup failed; $old was started again and nothing was changed"
+fi
 
 switch() { ln -sfn "releases/$1" "$prefix/current.new" && mv -T "$prefix/current.new" "$prefix/current"; }
-service stop
 switch "$label"
 service start
 if "$prefix/bin/sanctum" --config "$config" ready --timeout "$timeout"; then
