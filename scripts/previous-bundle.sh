@@ -10,8 +10,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sanctum-target}"
 cache="${PREVIOUS_SANCTUM_CACHE:-$HOME/.cache/sanctum-previous}"
 features="${FEATURES:-sanctum/slm,sanctum/opa-wasm}"
+# a shallow checkout fetches the one commit it lacks from where it was cloned
+if ! git -C "$root" rev-parse --verify --quiet HEAD~1 >/dev/null && [ "$(git -C "$root" rev-parse --is-shallow-repository)" = true ]; then
+    git -C "$root" fetch --quiet --deepen=1 >&2 || true
+fi
 sha="$(git -C "$root" rev-parse --verify --quiet HEAD~1)" || {
-    echo "previous-bundle: $root has no commit before HEAD (a shallow clone?): the upgrade test needs one" >&2; exit 1; }
+    echo "previous-bundle: $root has no commit before HEAD (a shallow clone whose origin cannot be reached?): the upgrade test needs one" >&2; exit 1; }
 short="${sha:0:12}"
 bundle="$cache/$short/sanctum-$short-x86_64-linux.tar.zst"
 if [ -f "$bundle" ]; then echo "$bundle"; exit 0; fi
