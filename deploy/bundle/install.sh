@@ -87,8 +87,6 @@ mkdir -p "$data_dir"
 chmod 0750 "$data_dir"
 if [ -n "$run_as" ]; then chown "$run_as:" "$data_dir"; chgrp "$(id -gn "$run_as")" "$config"; fi
 
-# setpriv, not runuser or su: no PAM session (which may look the host name up in DNS)
-as_user() { if [ -n "$run_as" ]; then HOME="$data_dir" setpriv --reuid "$run_as" --regid "$(id -g "$run_as")" --init-groups -- "$@"; else "$@"; fi; }
 if [ "$systemd" = auto ]; then
     if [ -d /run/systemd/system ] && [ "$(id -u)" = 0 ]; then systemd=yes; else systemd=no; fi
 fi

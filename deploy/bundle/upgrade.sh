@@ -41,8 +41,6 @@ echo "sanctum: upgrading $old -> $label"
 data_dir="$(sed -n 's/^data_dir *= *"\(.*\)"/\1/p' "$config" | head -n1)"
 user="$(stat -c %U "$data_dir")"
 run_as=""; [ "$(id -u)" = 0 ] && [ "$user" != root ] && run_as="$user"
-# setpriv, not runuser or su: no PAM session (which may look the host name up in DNS)
-as_user() { if [ -n "$run_as" ]; then HOME="$data_dir" setpriv --reuid "$run_as" --regid "$(id -g "$run_as")" --init-groups -- "$@"; else "$@"; fi; }
 systemd=no; [ -f /etc/systemd/system/sanctum.service ] && [ -d /run/systemd/system ] && systemd=yes
 service() {
     if [ "$systemd" = yes ]; then systemctl "$1" sanctum; else "$prefix/current/sanctumctl" "$1" "$prefix" "$config" "$run_as"; fi

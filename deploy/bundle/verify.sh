@@ -1,9 +1,14 @@
-# Sourced by install.sh and upgrade.sh: unpacks a bundle into a new temporary directory and
-# verifies it there, before anything on the system is touched: the ed25519 signature over
-# SHA256SUMS (openssl, with the operator's public key), then every file's sha256, and that
-# no file is present that SHA256SUMS does not list. Sets BUNDLE_DIR on success.
+# Sourced by install.sh and upgrade.sh, with their shared helpers (fail, as_user): unpacks a
+# bundle into a new temporary directory and verifies it there, before anything on the system
+# is touched: the ed25519 signature over SHA256SUMS (openssl, with the operator's public
+# key), then every file's sha256, and that no file is present that SHA256SUMS does not list.
+# Sets BUNDLE_DIR on success.
 
 fail() { echo "sanctum: $*" >&2; exit 1; }
+
+# Runs a command as the service user $run_as (when set; HOME is its data directory $data_dir).
+# setpriv, not runuser or su: no PAM session (which may look the host name up in DNS)
+as_user() { if [ -n "$run_as" ]; then HOME="$data_dir" setpriv --reuid "$run_as" --regid "$(id -g "$run_as")" --init-groups -- "$@"; else "$@"; fi; }
 
 verify_bundle() {
     local bundle="$1" key="$2"
