@@ -1,6 +1,7 @@
 # The two commands of the README. Both install what is missing first.
 #   make demo   run the appliance on its embedded defaults with the demo corpus ingested
 #   make test   run the whole test suite
+#   make fuzz   fuzz every parser of untrusted input, 1,000,000 executions per target
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/sanctum-target
 export SANCTUM_MODELS__DIR ?= $(CURDIR)/.sanctum/models
 # slm: the in-process language model (llama.cpp, mistralrs); opa-wasm: OPA wasm bundles as
@@ -9,7 +10,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load clean-demo
+.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -42,11 +43,19 @@ demo: build $(DEMO_CONFIG)
 serve: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) serve
 
+# Each fuzz target runs briefly first (scripts/fuzz.sh; a crash, hang or out-of-memory fails
+# the run), then the cargo tests.
 test: build
 	./scripts/test-tools.sh
+	./scripts/fuzz.sh --seconds 5
 	$(CLEAN_LINKS)
 	PREVIOUS_SANCTUM_BUNDLE="$$(./scripts/previous-bundle.sh)" && export PREVIOUS_SANCTUM_BUNDLE && \
 		cargo test --workspace --features $(FEATURES) -- --test-threads 2
+
+# libFuzzer on every parser, the chunker and the citation parser: 1,000,000 executions per
+# target, figures in BENCHMARKS.md (nightly, own target directory; see scripts/fuzz.sh).
+fuzz:
+	./scripts/fuzz.sh --runs 1000000
 
 # The signed air-gapped bundle of a release build in dist/ (the signing key is made once, in
 # .sanctum/keys; ship bundle-signing.pub to sites separately).

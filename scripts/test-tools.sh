@@ -31,10 +31,12 @@ fi
 if ! ls "$root/.sanctum/debs"/postgresql-1*.deb >/dev/null 2>&1; then
   "$root/deploy/fetch-debs.sh" "$root/.sanctum/debs"
 fi
+# the fuzz targets (make test runs each briefly): cargo-fuzz from crates.io, pinned in fuzz.sh
+"$root/scripts/fuzz.sh" --install
 PLAYWRIGHT=1.64.1
 web="$root/.sanctum/webtools"
 if [ "$(node -p "require('$web/node_modules/playwright-core/package.json').version" 2>/dev/null || true)" != "$PLAYWRIGHT" ]; then
   mkdir -p "$web"
   npm install --prefix "$web" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT"
 fi
-echo "test-tools: ready ($venv: openai $OPENAI, schemathesis $SCHEMATHESIS; playwright-core $PLAYWRIGHT)"
+echo "test-tools: ready ($venv: openai $OPENAI, schemathesis $SCHEMATHESIS; playwright-core $PLAYWRIGHT; $(cargo fuzz --version))"

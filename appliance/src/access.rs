@@ -32,6 +32,8 @@ pub struct Caller {
     pub user: String,
     /// Purpose of use (treatment, operations, ...).
     pub purpose: Option<String>,
+    /// Where the purpose came from (header, body, a token's default, ...), recorded with it.
+    pub purpose_source: Option<crate::purpose::Source>,
     pub narrowing: Narrowing,
     /// Where the request came in: `cli`, `api`, `web`.
     pub via: &'static str,
@@ -41,7 +43,8 @@ pub struct Caller {
 
 impl Caller {
     pub fn cli(user: &str, purpose: Option<&str>, narrowing: Narrowing) -> Caller {
-        Caller { user: user.to_string(), purpose: purpose.map(str::to_string), narrowing, via: "cli", token: None }
+        let purpose_source = purpose.map(|_| crate::purpose::Source::Cli);
+        Caller { user: user.to_string(), purpose: purpose.map(str::to_string), purpose_source, narrowing, via: "cli", token: None }
     }
 }
 
@@ -77,7 +80,7 @@ async fn deny(ctx: &Sanctum, caller: &Caller, action: Action, text: &str, error:
         other => (None, vec![other.to_string()]),
     };
     let entry = Entry::new(&caller.user, action).decision("deny").details(serde_json::json!({
-        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "text": ctx.auditor.text(text, true),
+        "purpose": caller.purpose, "purpose_source": caller.purpose_source, "via": caller.via, "token": caller.token, "text": ctx.auditor.text(text, true),
         "error": error.code(), "point": point, "reasons": reasons,
     }));
     ctx.auditor.refusal(ctx.pool(), entry, error).await
@@ -139,7 +142,7 @@ pub async fn search(ctx: &Sanctum, caller: &Caller, request: &SearchRequest) -> 
     let (hash_only, text_reasons) = text_policy(ctx, &principal, &auth, &request.query, &results.passages)?;
     let redacted = results.passages.iter().any(|p| p.redacted);
     let entry = Entry::new(&caller.user, Action::Search).decision(if redacted { "redact" } else { "allow" }).details(serde_json::json!({
-        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "query": ctx.auditor.text(&request.query, hash_only), "text_policy": text_reasons,
+        "purpose": caller.purpose, "purpose_source": caller.purpose_source, "via": caller.via, "token": caller.token, "query": ctx.auditor.text(&request.query, hash_only), "text_policy": text_reasons,
         "k": request.k, "mode": request.mode, "policy": scope_detail(&auth), "passages": passages_detail(&results.passages),
         "withheld": withheld_detail(&results.withheld), "latency_us": started.elapsed().as_micros() as u64,
     }));
@@ -160,7 +163,7 @@ pub async fn passage(ctx: &Sanctum, caller: &Caller, id: uuid::Uuid) -> Result<P
         Err(e) => return Err(e),
     };
     let entry = Entry::new(&caller.user, Action::PassageRead).object(id.to_string()).decision(if p.redacted { "redact" } else { "allow" }).details(serde_json::json!({
-        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "policy": scope_detail(&auth),
+        "purpose": caller.purpose, "purpose_source": caller.purpose_source, "via": caller.via, "token": caller.token, "policy": scope_detail(&auth),
         "passages": passages_detail(std::slice::from_ref(&p)),
     }));
     ctx.auditor.record(ctx.pool(), entry).await?;
@@ -170,6 +173,13 @@ pub async fn passage(ctx: &Sanctum, caller: &Caller, id: uuid::Uuid) -> Result<P
 /// Answers `request` for `caller`, streaming to `sink`. Two records: `ask` before any text
 /// is generated (the passages given, the decisions, the model), `answer` when it ends.
 pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: TokenSink<'_>) -> Result<Answer> {
+    ask_until(ctx, caller, request, sink, std::future::pending()).await
+}
+
+/// As [`ask`], but generation stops when `stop` resolves (the credential that asked was
+/// revoked while the answer streamed): the error it gives is the answer's outcome, recorded
+/// in the `answer` record and returned.
+pub async fn ask_until(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: TokenSink<'_>, stop: impl std::future::Future<Output = Error> + Send) -> Result<Answer> {
     let started = Instant::now();
     let (principal, auth) = authorize(ctx, caller, Action::Ask, &request.question).await?;
     let engine = ctx.engine().await?;
@@ -197,7 +207,7 @@ pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: Tok
     let model = generator.as_ref().map(|g| g.info().clone());
     let redact_answer = answer_decision.as_ref().is_some_and(|d| d.redact);
     let ask_entry = Entry::new(&caller.user, Action::Ask).decision(if redact_answer { "redact" } else { "allow" }).details(serde_json::json!({
-        "purpose": caller.purpose, "via": caller.via, "token": caller.token, "question": ctx.auditor.text(&request.question, hash_only), "text_policy": text_reasons,
+        "purpose": caller.purpose, "purpose_source": caller.purpose_source, "via": caller.via, "token": caller.token, "question": ctx.auditor.text(&request.question, hash_only), "text_policy": text_reasons,
         "policy": scope_detail(&auth), "answer_decision": answer_decision, "passages": passages_detail(&evidence),
         "withheld": withheld_detail(&withheld), "model": model, "no_evidence": evidence.is_empty(), "retrieval_us": (retrieval_ms * 1000.0) as u64,
     }));
@@ -207,7 +217,11 @@ pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: Tok
     };
     let redactor = redact_answer.then_some(&*ctx.detector);
     let limits = Limits { max_tokens, prompt_budget: None };
-    let result = ask::answer_from(generator.as_ref(), &request.question, &evidence, limits, retrieval_ms, redactor, sink).await;
+    // dropping the generation stops the model at its next token
+    let result = tokio::select! {
+        answered = ask::answer_from(generator.as_ref(), &request.question, &evidence, limits, retrieval_ms, redactor, sink) => answered,
+        stopped = stop => Err(stopped),
+    };
     let latency_us = started.elapsed().as_micros() as u64;
     let entry = match &result {
         Ok(a) => Entry::new(&caller.user, Action::Answer).object(asked.seq.to_string()).decision(if a.redacted { "redact" } else { "ok" }).details(serde_json::json!({

@@ -113,11 +113,17 @@ pub struct HttpConfig {
     pub shutdown_timeout_s: u64,
     /// Largest document upload (a multipart request, all files together).
     pub max_upload_bytes: usize,
+    /// The whole request body (JSON or upload) must arrive within this many seconds of the
+    /// request's headers; a slower one gets 408 and the connection is closed.
+    pub body_timeout_s: u64,
     /// Mutual TLS: client certificates signed by this CA (PEM) are accepted; the
     /// certificate's common name names the service user it acts as.
     pub client_ca_file: Option<PathBuf>,
     /// What a client certificate may be used for (the scopes of an API token).
     pub client_cert_scopes: Vec<String>,
+    /// The purpose of use of a request made with a client certificate that names none
+    /// (recorded as `certificate_default`); absent: such a request is refused.
+    pub client_cert_purpose: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -134,8 +140,10 @@ impl Default for HttpConfig {
             ask_concurrency: 2,
             shutdown_timeout_s: 30,
             max_upload_bytes: 64 << 20,
+            body_timeout_s: 60,
             client_ca_file: None,
             client_cert_scopes: vec!["search".into(), "ask".into()],
+            client_cert_purpose: None,
         }
     }
 }
@@ -194,11 +202,31 @@ pub struct IngestConfig {
     /// Chunk size in model tokens, and overlap between neighbours.
     pub chunk_tokens: usize,
     pub chunk_overlap: usize,
+    /// Wall-clock (and CPU) limit on parsing one file in the parser process, seconds.
+    pub parse_timeout_s: u64,
+    /// Address-space limit of the parser process, MiB.
+    pub parse_memory_mb: u64,
+    /// The program run as the parser process (`PROGRAM parse-document`); default: this
+    /// executable. Set by embedders whose executable is not `sanctum` (test harnesses).
+    pub parser_bin: Option<PathBuf>,
+    /// Claims of one job before it is failed (a file that crashed or stalled the worker
+    /// each time is refused instead of retried forever).
+    pub max_attempts: u32,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_file_bytes: 64 << 20, max_expanded_bytes: 256 << 20, batch_documents: 64, chunk_tokens: 254, chunk_overlap: 32 }
+        Self {
+            max_file_bytes: 64 << 20,
+            max_expanded_bytes: 256 << 20,
+            batch_documents: 64,
+            chunk_tokens: 254,
+            chunk_overlap: 32,
+            parse_timeout_s: 120,
+            parse_memory_mb: 4096,
+            parser_bin: None,
+            max_attempts: 3,
+        }
     }
 }
 
@@ -374,6 +402,9 @@ pub struct AuditConfig {
     /// A signed checkpoint is written after this many new records (and on demand, and when
     /// the appliance stops).
     pub checkpoint_every: u64,
+    /// ... and by `sanctum serve` this many seconds after the last one, when records were
+    /// appended since: the unsigned tail spans at most this long.
+    pub checkpoint_interval_s: u64,
     /// Records older than this many days are exported, then purged (`sanctum audit purge`);
     /// 0 keeps everything.
     pub retention_days: u32,
@@ -391,7 +422,7 @@ pub enum AuditText {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { text: AuditText::Hash, checkpoint_every: 1000, retention_days: 0, archive_dir: None }
+        Self { text: AuditText::Hash, checkpoint_every: 1000, checkpoint_interval_s: 60, retention_days: 0, archive_dir: None }
     }
 }
 
@@ -490,6 +521,15 @@ impl Config {
         if self.ingest.max_file_bytes == 0 {
             return bad("ingest.max_file_bytes", "must be at least 1");
         }
+        if self.ingest.parse_timeout_s == 0 {
+            return bad("ingest.parse_timeout_s", "must be at least 1");
+        }
+        if self.ingest.parse_memory_mb < 256 {
+            return bad("ingest.parse_memory_mb", "must be at least 256 (the parser process maps this program too)");
+        }
+        if self.ingest.max_attempts == 0 {
+            return bad("ingest.max_attempts", "must be at least 1");
+        }
         if self.ingest.batch_documents == 0 {
             return bad("ingest.batch_documents", "must be at least 1");
         }
@@ -557,11 +597,17 @@ impl Config {
         if h.workers == 0 || h.search_concurrency == 0 || h.ask_concurrency == 0 {
             return bad("http.workers", "http.workers, http.search_concurrency and http.ask_concurrency must be at least 1");
         }
+        if h.body_timeout_s == 0 {
+            return bad("http.body_timeout_s", "must be at least 1");
+        }
         if h.client_ca_file.is_some() && !h.tls {
             return bad("http.client_ca_file", "mutual TLS needs http.tls = true");
         }
         if let Some(bad_scope) = h.client_cert_scopes.iter().find(|s| !["search", "ask", "ingest", "admin", "audit"].contains(&s.as_str())) {
             return bad("http.client_cert_scopes", &format!("{bad_scope:?} is not a scope (search, ask, ingest, admin, audit)"));
+        }
+        if let Some(Err(crate::error::Error::InvalidInput { message, .. })) = h.client_cert_purpose.as_deref().map(|p| crate::purpose::parse("http.client_cert_purpose", p)) {
+            return bad("http.client_cert_purpose", &message);
         }
         let a = &self.auth;
         if a.session_idle_minutes == 0 || a.session_absolute_hours == 0 || a.login_window_minutes == 0 {
@@ -578,6 +624,9 @@ impl Config {
         }
         if self.audit.checkpoint_every == 0 {
             return bad("audit.checkpoint_every", "must be at least 1");
+        }
+        if self.audit.checkpoint_interval_s == 0 || self.audit.checkpoint_interval_s > 86_400 {
+            return bad("audit.checkpoint_interval_s", "must be between 1 and 86400 (a day)");
         }
         if self.egress.timeout_s == 0 {
             return bad("egress.timeout_s", "must be at least 1");

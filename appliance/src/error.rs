@@ -49,6 +49,13 @@ pub enum Error {
     /// No valid credential (missing, unknown, revoked or expired).
     #[error("{0}")]
     Unauthorized(String),
+    /// The credential that started long work (a streamed answer) was revoked, expired or
+    /// ended while it ran: the work stopped.
+    #[error("{0}")]
+    CredentialRevoked(String),
+    /// The request body did not arrive in time (`http.body_timeout_s`).
+    #[error("{0}")]
+    BodyTimeout(String),
     /// Too many attempts (failed sign-ins): refused until `retry_after_s` has passed.
     #[error("{message}")]
     Throttled { retry_after_s: u64, message: String },
@@ -83,6 +90,8 @@ impl Error {
             Error::Internal(_) => "internal",
             Error::Audit(_) => "audit_failed",
             Error::Unauthorized(_) => "unauthorized",
+            Error::CredentialRevoked(_) => "credential_revoked",
+            Error::BodyTimeout(_) => "body_timeout",
             Error::Overloaded(_) => "overloaded",
             Error::Conflict(_) => "conflict",
             Error::Throttled { .. } => "throttled",

@@ -27,6 +27,7 @@ pub mod library;
 pub mod models;
 pub mod ops;
 pub mod policy;
+pub mod purpose;
 pub mod retrieve;
 pub mod store;
 pub mod tokens;

@@ -30,6 +30,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Parse one file read from standard input in a limited process of its own (the ingest
+    /// worker runs this; see library::parser).
+    #[command(hide = true)]
+    ParseDocument(sanctum::library::parser::ChildArgs),
     /// Add documents (files or directories) and index them; with no paths, finish pending jobs.
     Ingest(IngestArgs),
     /// Hybrid search over the indexed passages.
@@ -68,7 +72,8 @@ enum Command {
         #[command(subcommand)]
         command: DocumentsCommand,
     },
-    /// List ingest jobs.
+    /// List ingest jobs: all of them (the operator's console), or with --as those of the
+    /// documents that user may see (as `GET /v1/jobs` lists them).
     Jobs {
         #[arg(long)]
         state: Option<String>,
@@ -76,6 +81,13 @@ enum Command {
         limit: i64,
         #[arg(long)]
         json: bool,
+        /// Only the jobs of documents USER may see (not read from SANCTUM_USER: without it,
+        /// every job is listed).
+        #[arg(long = "as", value_name = "USER")]
+        user: Option<String>,
+        /// With --as: the purpose of use their visibility is decided for.
+        #[arg(long, requires = "user")]
+        purpose: Option<String>,
     },
     /// Write a backup (PostgreSQL, stored originals, audit keys and checkpoints, TLS) to one
     /// .tar.zst; the appliance may be running.
@@ -355,6 +367,10 @@ enum TokenCommand {
         /// Valid for this many days (default: until revoked).
         #[arg(long)]
         days: Option<u32>,
+        /// The purpose of use of a request made with it that names none (recorded as the
+        /// token's default); without one, such a request is refused.
+        #[arg(long)]
+        default_purpose: Option<String>,
         #[command(flatten)]
         actor: ActorArgs,
     },
@@ -574,6 +590,9 @@ enum BenchCommand {
         clients: usize,
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Operations and their weights, e.g. `search=70,ask=5,upload=10,list=15` (a soak).
+        #[arg(long, default_value = "search=1")]
+        mix: bench::load::Mix,
         #[arg(long)]
         json: bool,
     },
@@ -656,6 +675,11 @@ impl PrincipalArgs {
     fn user(&self, what: &str) -> Result<&str> {
         self.user.as_deref().ok_or_else(|| Error::invalid("--as", format!("{what} runs as a user: pass --as USER or set SANCTUM_USER (see `sanctum user list`)")))
     }
+
+    /// The purpose of use, if one is given: exactly one name (optional at the console).
+    fn purpose(&self) -> Result<Option<String>> {
+        self.purpose.as_deref().map(|p| sanctum::purpose::parse("--purpose", p)).transpose()
+    }
 }
 
 /// Narrower than policy allows, at the caller's wish (never wider).
@@ -675,7 +699,7 @@ struct FilterArgs {
 /// The caller named in `who`, narrowed by `filter`.
 fn caller(who: &PrincipalArgs, filter: FilterArgs, what: &str) -> Result<access::Caller> {
     let narrowing = access::Narrowing { groups: filter.groups, regions: filter.regions, exclude_labels: filter.exclude_labels };
-    Ok(access::Caller::cli(who.user(what)?, who.purpose.as_deref(), narrowing))
+    Ok(access::Caller::cli(who.user(what)?, who.purpose()?.as_deref(), narrowing))
 }
 
 #[derive(Args)]
@@ -723,6 +747,11 @@ fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::ParseDocument(args) = &cli.command {
+        // the parser child: no runtime, no configuration, no database
+        return sanctum::library::parser::child_main(args);
+    }
     // ONNX Runtime reads its telemetry switch when its environment is created; set here,
     // before the runtime starts any thread (see embed::TELEMETRY_OFF)
     let (name, value) = sanctum::embed::TELEMETRY_OFF;
@@ -732,7 +761,7 @@ fn main() -> ExitCode {
         std::env::set_var(name, value)
     };
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(start()),
+        Ok(runtime) => runtime.block_on(start(cli)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
@@ -740,12 +769,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn start() -> ExitCode {
+async fn start(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SANCTUM_LOG").unwrap_or_else(|_| "warn,qdrant_edge=error".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let missing = sanctum::cpu::missing_features();
     if !missing.is_empty() {
         eprintln!("error: this CPU lacks {} (Sanctum needs the x86-64-v3 baseline: AVX2, FMA)", missing.join(", "));
@@ -769,6 +797,7 @@ async fn start() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> Result<ExitCode> {
     match command {
+        Command::ParseDocument(args) => Ok(sanctum::library::parser::child_main(&args)),
         Command::Ingest(args) => ingest(config, args).await,
         Command::Search(args) => search(config, args).await,
         Command::Ask(args) => ask(config, args).await,
@@ -787,9 +816,16 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
         }
         Command::User { command } => user(config, command).await,
         Command::Policy { command } => policy(config, command).await,
-        Command::Jobs { state, limit, json } => {
+        Command::Jobs { state, limit, json, user, purpose } => {
+            let purpose = purpose.as_deref().map(|p| sanctum::purpose::parse("--purpose", p)).transpose()?;
             let ctx = Sanctum::open(config).await?;
-            let rows = jobs::list(ctx.pool(), state.as_deref(), limit).await;
+            let rows = match user.as_deref() {
+                Some(user) => {
+                    let filter = sanctum::library::catalog::JobFilter { state: state.clone(), limit };
+                    sanctum::library::catalog::jobs(&ctx, user, purpose.as_deref(), &filter).await
+                }
+                None => jobs::list(ctx.pool(), state.as_deref(), limit).await,
+            };
             let counts = jobs::counts(ctx.pool()).await;
             ctx.close().await?;
             let (rows, counts) = (rows?, counts?);
@@ -924,8 +960,8 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                 BenchCommand::Audit { dataset, docs, rounds, json } => {
                     (bench::audit::run(&config, &bench::audit::Options { dataset, docs, rounds }, &log).await?, json)
                 }
-                BenchCommand::Load { dataset, docs, clients, seconds, json } => {
-                    (bench::load::run(&config, &bench::load::Options { dataset, docs, clients, seconds }, &log).await?, json)
+                BenchCommand::Load { dataset, docs, clients, seconds, mix, json } => {
+                    (bench::load::run(&config, &bench::load::Options { dataset, docs, clients, seconds, mix }, &log).await?, json)
                 }
                 BenchCommand::Scale { chunks, dataset, base_docs, rounds, data_dir, json } => {
                     let opts = bench::scale::Options { dataset, chunks, base_docs, data_dir, rounds };
@@ -1160,7 +1196,7 @@ async fn documents(config: Config, command: DocumentsCommand) -> Result<ExitCode
             DocumentsCommand::List { principal, state, group, label, region, text, limit, json } => {
                 let user = principal.user("listing documents")?;
                 let filter = DocumentFilter { state, group, label, region, uploaded_by: None, text, limit, offset: 0 };
-                let rows = catalog::list(&ctx, user, principal.purpose.as_deref(), &filter).await?;
+                let rows = catalog::list(&ctx, user, principal.purpose()?.as_deref(), &filter).await?;
                 if json {
                     print_json(&rows)?;
                 } else if rows.is_empty() {
@@ -1179,11 +1215,11 @@ async fn documents(config: Config, command: DocumentsCommand) -> Result<ExitCode
             }
             DocumentsCommand::Show { id, principal } => {
                 let user = principal.user("showing a document")?;
-                print_json(&catalog::get(&ctx, user, principal.purpose.as_deref(), id).await?)?;
+                print_json(&catalog::get(&ctx, user, principal.purpose()?.as_deref(), id).await?)?;
             }
             DocumentsCommand::Delete { id, principal } => {
                 let user = principal.user("deleting a document")?;
-                let gone = library::delete(&ctx, user, principal.purpose.as_deref(), id).await?;
+                let gone = library::delete(&ctx, user, principal.purpose()?.as_deref(), id).await?;
                 println!("deleted {} ({}; {} chunks)", gone.id, gone.name, gone.chunks);
             }
         }
@@ -1454,10 +1490,11 @@ async fn token(config: Config, command: TokenCommand) -> Result<ExitCode> {
     let ctx = Sanctum::open(config).await?;
     let result = async {
         match command {
-            TokenCommand::Create { user, scopes, label, days, actor } => {
+            TokenCommand::Create { user, scopes, label, days, default_purpose, actor } => {
                 let scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>>>()?;
-                let (info, secret) = tokens::create(&ctx, &actor.actor(&ctx).await?, &user, &label, &scopes, days).await?;
-                println!("token {} for {} ({}), scopes {}{}", info.id, info.user_name, info.label, info.scopes.join(","), info.expires_at.map(|t| format!(", expires {t}")).unwrap_or_default());
+                let (info, secret) = tokens::create(&ctx, &actor.actor(&ctx).await?, &user, &label, &scopes, days, default_purpose.as_deref()).await?;
+                let purpose = info.default_purpose.as_deref().map(|p| format!(", default purpose {p}")).unwrap_or_default();
+                println!("token {} for {} ({}), scopes {}{}{purpose}", info.id, info.user_name, info.label, info.scopes.join(","), info.expires_at.map(|t| format!(", expires {t}")).unwrap_or_default());
                 println!("{secret}");
                 eprintln!("this is the only time the token is shown: store it in the client's secret store");
             }
@@ -1468,7 +1505,8 @@ async fn token(config: Config, command: TokenCommand) -> Result<ExitCode> {
                 } else {
                     for t in list {
                         let state = if t.revoked_at.is_some() { "revoked" } else if t.expires_at.is_some_and(|e| e <= chrono::Utc::now()) { "expired" } else { "active" };
-                        println!("{:>6}  {:<16} {:<20} {:<8} scopes {}", t.id, t.user_name, t.label, state, t.scopes.join(","));
+                        let purpose = t.default_purpose.as_deref().map(|p| format!("  default purpose {p}")).unwrap_or_default();
+                        println!("{:>6}  {:<16} {:<20} {:<8} scopes {}{purpose}", t.id, t.user_name, t.label, state, t.scopes.join(","));
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! API tokens: how internal systems authenticate. A token is `snt_<id>_<secret>` with 32
 //! random bytes of secret; only the sha256 of the secret is stored, and the whole token is
 //! shown once, at creation. Each carries scopes (what it may be used for), an optional
-//! expiry, and can be revoked (effective on the next request). Creation, revocation and
+//! expiry, an optional default purpose of use (for requests that name none), and can be revoked (effective on the next request). Creation, revocation and
 //! every refused presentation are recorded in the audit log; each accepted use is named in
 //! the record of the operation it authorised.
 
@@ -56,18 +56,31 @@ pub struct TokenInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The purpose of use of a request made with the token that names none (recorded as
+    /// the token's default); none: such a request is refused.
+    pub default_purpose: Option<String>,
 }
 
-const COLUMNS: &str = "id, user_name, label, scopes, created_by, created_at, expires_at, revoked_at, last_used_at";
+/// An accepted token: whom it speaks for, and its default purpose of use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bearer {
+    pub user: String,
+    pub token: i64,
+    pub default_purpose: Option<String>,
+}
+
+const COLUMNS: &str = "id, user_name, label, scopes, created_by, created_at, expires_at, revoked_at, last_used_at, default_purpose";
 
 fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Creates a token for `user` with `scopes`, valid for `days` (none: until revoked).
-/// Returns it with the whole token, which is not stored and cannot be shown again.
-pub async fn create(ctx: &Sanctum, actor: &str, user: &str, label: &str, scopes: &[Scope], days: Option<u32>) -> Result<(TokenInfo, String)> {
+/// Creates a token for `user` with `scopes`, valid for `days` (none: until revoked), with
+/// an optional default purpose of use (one the active policy knows). Returns it with the
+/// whole token, which is not stored and cannot be shown again.
+pub async fn create(ctx: &Sanctum, actor: &str, user: &str, label: &str, scopes: &[Scope], days: Option<u32>, default_purpose: Option<&str>) -> Result<(TokenInfo, String)> {
     let user = crate::users::get(ctx, user).await?;
+    let default_purpose = default_purpose.map(|p| crate::purpose::parse_default(ctx, "default_purpose", p)).transpose()?;
     if scopes.is_empty() {
         return Err(Error::invalid("scopes", "give at least one scope (search, ask, ingest, admin, audit)"));
     }
@@ -84,7 +97,7 @@ pub async fn create(ctx: &Sanctum, actor: &str, user: &str, label: &str, scopes:
     let expires = days.map(|d| Utc::now() + chrono::Duration::days(d as i64));
     let mut tx = ctx.pool().begin().await?;
     let info: TokenInfo = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO api_tokens (user_name, label, hash, scopes, created_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO api_tokens (user_name, label, hash, scopes, created_by, expires_at, default_purpose) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     )))
     .bind(&user.name)
     .bind(label)
@@ -92,10 +105,11 @@ pub async fn create(ctx: &Sanctum, actor: &str, user: &str, label: &str, scopes:
     .bind(&names)
     .bind(actor)
     .bind(expires)
+    .bind(&default_purpose)
     .fetch_one(&mut *tx)
     .await?;
     let entry = Entry::new(actor, Action::TokenCreate).object(format!("token {}", info.id)).decision("ok").details(serde_json::json!({
-        "user": info.user_name, "label": info.label, "scopes": info.scopes, "expires_at": info.expires_at,
+        "user": info.user_name, "label": info.label, "scopes": info.scopes, "expires_at": info.expires_at, "default_purpose": info.default_purpose,
     }));
     let record = audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
@@ -130,11 +144,12 @@ pub async fn revoke(ctx: &Sanctum, actor: &str, id: i64) -> Result<TokenInfo> {
 /// token's id. A refusal is recorded (`auth.fail`) and named without saying which part of
 /// an unknown token was wrong.
 pub async fn authenticate(ctx: &Sanctum, presented: &str, scope: Scope) -> Result<(String, i64)> {
-    authenticate_for(ctx, presented, Some(scope)).await
+    authenticate_for(ctx, presented, Some(scope)).await.map(|b| (b.user, b.token))
 }
 
-/// As [`authenticate`]; with no scope, any valid token is accepted (`/v1/me`, sign-out).
-pub async fn authenticate_for(ctx: &Sanctum, presented: &str, scope: Option<Scope>) -> Result<(String, i64)> {
+/// As [`authenticate`], with the token's default purpose; with no scope, any valid token
+/// is accepted (`/v1/me`, sign-out).
+pub async fn authenticate_for(ctx: &Sanctum, presented: &str, scope: Option<Scope>) -> Result<Bearer> {
     let refuse = |actor: String, object: Option<String>, reason: String, error: Error| async move {
         let mut entry = Entry::new(actor, Action::AuthFail).decision("deny").details(serde_json::json!({ "scope": scope.map(Scope::as_str), "reason": reason }));
         entry.object = object;
@@ -175,5 +190,5 @@ pub async fn authenticate_for(ctx: &Sanctum, presented: &str, scope: Option<Scop
         return Err(refuse(info.user_name, object, format!("scope {} missing", scope.as_str()), e).await);
     }
     sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1").bind(id).execute(ctx.pool()).await?;
-    Ok((info.user_name, id))
+    Ok(Bearer { user: info.user_name, token: id, default_purpose: info.default_purpose })
 }

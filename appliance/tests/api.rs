@@ -356,3 +356,313 @@ async fn documents_policies_sessions_and_client_certificates() {
     let name = url.rsplit('/').next().unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
 }
+
+/// A config serving on a free port, its database a fresh one on the external PostgreSQL
+/// server (dropped by [`drop_database`]); `tables`: more TOML tables.
+async fn external_config(dir: &std::path::Path, name: &str, tables: &str) -> (std::path::PathBuf, String, u16) {
+    let (url, db) = support::external_database(name).await;
+    drop(db);
+    let port = free_port();
+    let config = support::write_config(dir, &format!("\n[http]\nbind = \"127.0.0.1:{port}\"\n{tables}"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    // database_url is a top-level key: before the first table
+    std::fs::write(&config, format!("database_url = {url:?}\n{text}")).unwrap();
+    (config, url, port)
+}
+
+async fn drop_database(url: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&support::external_server_url()).await.unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+}
+
+/// `sanctum ARGS` that must fail: what it said.
+fn sanctum_fails(config: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{args:?} succeeded: {text}");
+    text
+}
+
+const PASSWORD: &str = "a long enough passphrase";
+
+/// Gives `user` the password [`PASSWORD`] (before `serve`: the CLI needs the data directory).
+fn set_password(config: &std::path::Path, user: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(["user", "password", user]).env("SANCTUM_PASSWORD", PASSWORD).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Signs `user` in over the API: the session cookie (`name=value`).
+async fn signed_in(http: &reqwest::Client, base: &str, user: &str) -> String {
+    let r = http.post(format!("{base}/v1/login")).json(&json!({ "name": user, "password": PASSWORD })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+/// Issue 17, defect 4: a purpose of use is exactly one value from one place, or the
+/// credential's recorded default; missing, repeated, listed or conflicting is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purpose_of_use_is_one_value_from_one_place() {
+    let tmp = support::tempdir();
+    let (config, url, port) = external_config(tmp.path(), "sanctum_api_purpose", "").await;
+    sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical"]);
+    sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
+    let plain = token(&config, "ana", "search,ask,ingest");
+    let admin = token(&config, "pat", "admin,audit");
+    // a token with a default purpose (CLI); a default that is a list or unknown to the policy is refused
+    let created = sanctum(&config, &["token", "create", "ana", "--scopes", "search,ingest", "--label", "ehr", "--default-purpose", "operations"]);
+    assert!(created.contains("default purpose operations"), "{created}");
+    let defaulted = created.lines().find(|l| l.starts_with("snt_")).unwrap().to_string();
+    let defaulted_id: i64 = defaulted.split('_').nth(1).unwrap().parse().unwrap();
+    let said = sanctum_fails(&config, &["token", "create", "ana", "--scopes", "search", "--label", "x", "--default-purpose", "treatment, research"]);
+    assert!(said.contains("default_purpose") && said.contains("exactly one"), "{said}");
+    let said = sanctum_fails(&config, &["token", "create", "ana", "--scopes", "search", "--label", "x", "--default-purpose", "marketing"]);
+    assert!(said.contains("not a purpose of use of the active policy"), "{said}");
+    let listed = sanctum(&config, &["token", "list"]);
+    assert!(listed.lines().any(|l| l.contains("ehr") && l.contains("default purpose operations")), "{listed}");
+    set_password(&config, "ana");
+
+    let (_server, _) = support::serve(&config);
+    let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();
+    let http = client(&pem, None);
+    let base = format!("https://localhost:{port}");
+    let search = |token: &str, purposes: &[&str], body: Value| {
+        let mut r = http.post(format!("{base}/v1/search")).bearer_auth(token).json(&body);
+        for p in purposes {
+            r = r.header("X-Purpose-Of-Use", *p);
+        }
+        r.send()
+    };
+    let refused = |r: reqwest::Response, says: &'static str| async move {
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert!(status == 400 && code(&body) == "invalid_input", "{status} {body}");
+        let message = body["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(says), "{says:?} in {message}");
+        message
+    };
+    let q = json!({ "query": "visitors at a bedside", "k": 3 });
+
+    // missing: 400 saying which header to send
+    let message = refused(search(&plain, &[], q.clone()).await.unwrap(), "missing").await;
+    assert!(message.starts_with("X-Purpose-Of-Use: ") && message.contains("operations"), "{message}");
+    // the header twice (the first no longer wins), a list in one header, blank, empty
+    refused(search(&plain, &["treatment", "research"], q.clone()).await.unwrap(), "more than once").await;
+    refused(search(&plain, &["treatment, research"], q.clone()).await.unwrap(), "exactly one").await;
+    refused(search(&plain, &["treatment research"], q.clone()).await.unwrap(), "exactly one").await;
+    refused(search(&plain, &[""], q.clone()).await.unwrap(), "empty").await;
+    refused(search(&plain, &[], json!({ "query": "visitors", "purpose": "  " })).await.unwrap(), "empty").await;
+    refused(search(&plain, &[], json!({ "query": "visitors", "purpose": "treatment, research" })).await.unwrap(), "exactly one").await;
+    // header and body both, even when they agree: the body no longer overrides
+    refused(search(&plain, &["operations"], json!({ "query": "visitors", "purpose": "treatment" })).await.unwrap(), "both").await;
+    refused(search(&plain, &["operations"], json!({ "query": "visitors", "purpose": "operations" })).await.unwrap(), "both").await;
+    // one, in one place
+    assert_eq!(search(&plain, &["operations"], q.clone()).await.unwrap().status(), 200);
+    assert_eq!(search(&plain, &[], json!({ "query": "visitors at a bedside", "purpose": "operations" })).await.unwrap().status(), 200);
+    // an unknown value is the policy's to deny (recorded)
+    let r = search(&plain, &["marketing"], q.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(code(&r.json().await.unwrap()), "policy_denied");
+    // the token's default, when the request names none; a named one still wins
+    assert_eq!(search(&defaulted, &[], q.clone()).await.unwrap().status(), 200);
+    assert_eq!(search(&defaulted, &["treatment"], q.clone()).await.unwrap().status(), 200);
+    refused(search(&defaulted, &["treatment", "operations"], q.clone()).await.unwrap(), "more than once").await;
+
+    // the other endpoints that need one: ask, passages, chat completions (header only)
+    let r = http.post(format!("{base}/v1/ask")).bearer_auth(&plain).json(&json!({ "question": "How many visitors?" })).send().await.unwrap();
+    refused(r, "missing").await;
+    let r = http.post(format!("{base}/v1/ask")).bearer_auth(&plain).header("X-Purpose-Of-Use", "treatment, research").json(&json!({ "question": "How many visitors?" })).send().await.unwrap();
+    refused(r, "exactly one").await;
+    let passage = format!("{base}/v1/passages/{}", uuid::Uuid::new_v4());
+    refused(http.get(&passage).bearer_auth(&plain).send().await.unwrap(), "missing").await;
+    refused(http.get(format!("{passage}?purpose=operations")).bearer_auth(&plain).header("X-Purpose-Of-Use", "operations").send().await.unwrap(), "both").await;
+    assert_eq!(http.get(format!("{passage}?purpose=operations")).bearer_auth(&plain).send().await.unwrap().status(), 404);
+    let chat = json!({ "model": "sanctum", "messages": [{ "role": "user", "content": "How many visitors?" }], "purpose": "operations" });
+    let message = refused(http.post(format!("{base}/v1/chat/completions")).bearer_auth(&plain).json(&chat).send().await.unwrap(), "missing").await;
+    assert!(!message.contains("in the body"), "the OpenAI endpoint reads the header only: {message}");
+    // listings read one the same way, but need none
+    let documents = format!("{base}/v1/documents");
+    assert_eq!(http.get(&documents).bearer_auth(&plain).send().await.unwrap().status(), 200);
+    refused(http.get(format!("{documents}?purpose=operations")).bearer_auth(&plain).header("X-Purpose-Of-Use", "operations").send().await.unwrap(), "both").await;
+    refused(http.get(format!("{base}/v1/jobs?purpose=treatment,research")).bearer_auth(&plain).send().await.unwrap(), "exactly one").await;
+    refused(http.get(format!("{base}/v1/jobs")).bearer_auth(&plain).header("X-Purpose-Of-Use", "a").header("X-Purpose-Of-Use", "b").send().await.unwrap(), "more than once").await;
+
+    // tokens over the API: a default purpose is checked, stored and listed
+    let r = http.post(format!("{base}/v1/tokens")).bearer_auth(&admin).json(&json!({ "user": "ana", "label": "lab", "scopes": ["search"], "default_purpose": "marketing" })).send().await.unwrap();
+    refused(r, "default_purpose").await;
+    let r = http.post(format!("{base}/v1/tokens")).bearer_auth(&admin).json(&json!({ "user": "ana", "label": "lab", "scopes": ["search"], "default_purpose": "research" })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["info"]["default_purpose"], "research");
+    let tokens: Value = http.get(format!("{base}/v1/tokens")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let by_label = |label: &str| tokens["tokens"].as_array().unwrap().iter().find(|t| t["label"] == label).unwrap()["default_purpose"].clone();
+    assert!(by_label("lab") == "research" && by_label("ehr") == "operations" && by_label("test").is_null(), "{tokens}");
+
+    // the pages: the form's purpose, or its default; a list is refused, never passed on
+    let session = signed_in(&http, &base, "ana").await;
+    let r = http.get(format!("{base}/ui/search?q=visitors&purpose=treatment%2C+research")).header("Cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("exactly one purpose of use"));
+    assert_eq!(http.get(format!("{base}/ui/search?q=visitors+at+a+bedside")).header("Cookie", &session).send().await.unwrap().status(), 200);
+    let r = http.get(format!("{base}/ui/passages/{}?purpose=a,b", uuid::Uuid::new_v4())).header("Cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    // the audit record says where each purpose came from, and when a default was used
+    let records: Value = http.get(format!("{base}/v1/audit?action=search&limit=1000")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let records = records["records"].as_array().unwrap();
+    let sources: Vec<(Value, Value, Value, Value)> =
+        records.iter().map(|r| (r["details"]["token"].clone(), r["details"]["purpose"].clone(), r["details"]["purpose_source"].clone(), r["decision"].clone())).collect();
+    let recorded = |token: Value, purpose: &str, source: &str| sources.iter().any(|(t, p, s, d)| *t == token && p == purpose && s == source && d != "deny");
+    assert!(recorded(json!(defaulted_id), "operations", "token_default"), "{sources:?}");
+    assert!(recorded(json!(defaulted_id), "treatment", "header"), "{sources:?}");
+    assert!(recorded(Value::Null, "operations", "form_default"), "{sources:?}");
+    assert!(sources.iter().any(|(_, p, s, _)| p == "operations" && s == "body"), "{sources:?}");
+    assert!(sources.iter().any(|(_, p, s, d)| p == "marketing" && s == "header" && d == "deny"), "{sources:?}");
+    assert_eq!(sources.iter().filter(|(t, _, _, _)| *t == json!(defaulted_id)).count(), 2, "refused requests reached no search: {sources:?}");
+    drop(_server);
+    drop_database(&url).await;
+}
+
+/// `path` with every `{parameter}` segment replaced by `value`.
+fn with_params(path: &str, value: &str) -> String {
+    path.split('/').map(|segment| if segment.starts_with('{') { value } else { segment }).collect::<Vec<_>>().join("/")
+}
+
+/// Issue 17, defect 5: every GET of the API (taken from /openapi.json, so a new listing
+/// cannot be forgotten) shows a restricted analyst nothing of the documents outside their
+/// scope that someone else uploaded: not their ids, names, jobs or passages. The listings
+/// of documents and jobs are filtered; the others (users, tokens, policies, audit) refuse
+/// an analyst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listing_hides_what_the_caller_may_not_see() {
+    let tmp = support::tempdir();
+    // the appliance stands in the uk: it may hold uk documents, served only to uk and eu principals
+    let (config, url, port) = external_config(tmp.path(), "sanctum_api_listing", "\n[policy]\nregion = \"uk\"\n").await;
+    sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "a"]);
+    sanctum(&config, &["user", "add", "owen", "--roles", "analyst", "--region", "uk", "--groups", "a,b"]);
+    // ana's token may be used for everything: what she sees is up to her roles and the policy
+    let ana = token(&config, "ana", "search,ask,ingest,admin,audit");
+    let owen = token(&config, "owen", "ingest");
+    set_password(&config, "ana");
+
+    let (server, _) = support::serve(&config);
+    let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();
+    let http = client(&pem, None);
+    let base = format!("https://localhost:{port}");
+    let upload = |token: &str, name: &'static str, text: &'static str, meta: &'static [(&'static str, &'static str)]| {
+        let mut form = Form::new().part("file", Part::bytes(text.as_bytes().to_vec()).file_name(name));
+        for (k, v) in meta {
+            form = form.text(*k, *v);
+        }
+        let sent = http.post(format!("{base}/v1/documents")).bearer_auth(token).multipart(form).send();
+        async move {
+            let r = sent.await.unwrap();
+            assert_eq!(r.status(), 202, "{name}");
+            let v: Value = r.json().await.unwrap();
+            let o = &v["documents"][0];
+            assert_eq!(o["outcome"], "accepted", "{v}");
+            (o["document_id"].as_str().unwrap().to_string(), o["job_id"].as_i64().unwrap())
+        }
+    };
+    // ana may see a group-a document, and her own upload to a group she is not in
+    let shared = upload(&owen, "shared-a-handbook.md", "# Handbook\n\nVisitors sign in at the front desk of ward A.", &[("groups", "a")]).await;
+    let own = upload(&ana, "own-note-b.txt", "A note on the budget review of team B, by Ana.", &[("groups", "b")]).await;
+    // and not: another group's, another region's, PHI (all uploaded by owen)
+    let hidden = [
+        ("ledger-group-b.txt", upload(&owen, "ledger-group-b.txt", "The ledger of group B for the third quarter.", &[("groups", "b")]).await),
+        ("tenancy-region-uk.txt", upload(&owen, "tenancy-region-uk.txt", "Tenancy terms of the Leeds office, held in the UK.", &[("region", "uk")]).await),
+        ("chart-phi-a.txt", upload(&owen, "chart-phi-a.txt", "Patient chart: admitted with chest pain, given aspirin.", &[("groups", "a"), ("labels", "phi")]).await),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for (token, job) in [(&owen, shared.1), (&ana, own.1)].into_iter().chain(hidden.iter().map(|(_, (_, job))| (&owen, *job))) {
+        loop {
+            let j: Value = http.get(format!("{base}/v1/jobs/{job}")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+            if j["state"] == "done" {
+                break;
+            }
+            assert!(j["state"] != "failed" && Instant::now() < deadline, "{j}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let hidden_documents: Vec<String> = hidden.iter().map(|(_, (id, _))| id.clone()).collect();
+    let hidden_chunks: Vec<String> = sqlx::query_scalar("SELECT id::text FROM chunks WHERE document_id::text = ANY($1)").bind(&hidden_documents).fetch_all(&mut db).await.unwrap();
+    assert!(hidden_chunks.len() >= 3, "{hidden_chunks:?}");
+    let hidden_jobs: Vec<i64> = hidden.iter().map(|(_, (_, job))| *job).collect();
+    // what must never appear: names, document ids, passage ids (and, in job lists, job ids)
+    let forbidden: Vec<String> = hidden.iter().map(|(name, _)| name.to_string()).chain(hidden_documents.iter().cloned()).chain(hidden_chunks.iter().cloned()).collect();
+    let leaks = |text: &str| forbidden.iter().filter(|f| text.contains(f.as_str())).cloned().collect::<Vec<_>>();
+    let job_ids = |v: &Value| v["jobs"].as_array().map(|jobs| jobs.iter().map(|j| j["id"].as_i64().unwrap()).collect::<Vec<_>>()).unwrap_or_default();
+
+    // the filter is not "nothing": the uploader sees his uploads, ana hers and the shared one
+    let owens: Value = http.get(format!("{base}/v1/jobs")).bearer_auth(&owen).send().await.unwrap().json().await.unwrap();
+    assert!(hidden_jobs.iter().all(|j| job_ids(&owens).contains(j)), "{owens}");
+    let anas: Value = http.get(format!("{base}/v1/jobs")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job_ids(&anas), vec![own.1, shared.1], "{anas}");
+    let anas: Value = http.get(format!("{base}/v1/documents")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
+    let mut ids: Vec<&str> = anas["documents"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut expected = vec![own.0.as_str(), shared.0.as_str()];
+    expected.sort();
+    assert_eq!(ids, expected, "{anas}");
+
+    // every GET the API documents, as ana, without a purpose and with one that unlocks PHI
+    // for those who may see it: parameterless ones are her listings (filtered) or refused;
+    // with a hidden id, job id or passage id in the path, none shows it
+    let doc: Value = http.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let gets: Vec<String> = doc["paths"].as_object().unwrap().iter().filter(|(_, ops)| ops.get("get").is_some()).map(|(p, _)| p.clone()).collect();
+    assert!(gets.len() >= 15 && gets.iter().any(|p| p == "/v1/jobs"), "{gets:?}");
+    let in_paths: Vec<String> = forbidden[hidden.len()..].iter().cloned().chain(hidden_jobs.iter().map(|j| j.to_string())).collect();
+    let mut answered: Vec<String> = Vec::new();
+    for path in &gets {
+        // (a 404 names the id that was asked for: that one is not shown, it was sent)
+        let urls: Vec<(String, &str)> =
+            if path.contains('{') { in_paths.iter().map(|v| (format!("{base}{}", with_params(path, v)), v.as_str())).collect() } else { vec![(format!("{base}{path}"), "")] };
+        for (url, sent) in &urls {
+            for purpose in [None, Some("treatment")] {
+                let mut r = http.get(url).bearer_auth(&ana);
+                if let Some(p) = purpose {
+                    r = r.header("X-Purpose-Of-Use", p);
+                }
+                let r = r.send().await.unwrap();
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap();
+                let shown: Vec<String> = leaks(&text).into_iter().filter(|l| l != sent).collect();
+                assert!(shown.is_empty(), "GET {url} ({purpose:?}) shows ana {shown:?}: {text}");
+                if path.contains('{') {
+                    assert!([400, 403, 404].contains(&status), "GET {url} ({purpose:?}): {status} {text}");
+                } else if status == 200 {
+                    let listed = serde_json::from_str::<Value>(&text).map(|v| job_ids(&v)).unwrap_or_default();
+                    assert!(!listed.iter().any(|j| hidden_jobs.contains(j)), "GET {url} ({purpose:?}) lists hidden jobs: {text}");
+                    if !answered.contains(path) {
+                        answered.push(path.clone());
+                    }
+                } else {
+                    assert_eq!(status, 403, "GET {url} ({purpose:?}): a listing an analyst may not read is refused: {text}");
+                }
+            }
+        }
+    }
+    answered.sort();
+    assert_eq!(
+        answered,
+        ["/healthz", "/metrics", "/readyz", "/v1/documents", "/v1/jobs", "/v1/me"],
+        "a new GET endpoint answers an analyst: decide what it may show and add it here"
+    );
+    // the web library lists the same
+    let session = signed_in(&http, &base, "ana").await;
+    let r = http.get(format!("{base}/ui/library")).header("Cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(leaks(&page).is_empty() && page.contains("own-note-b.txt"), "{:?}", leaks(&page));
+    drop(server);
+
+    // the console: `sanctum jobs` lists every job (the operator's), `--as` what that user may see
+    let all = sanctum(&config, &["jobs"]);
+    assert!(hidden.iter().all(|(name, _)| all.contains(name)), "{all}");
+    let as_ana = sanctum(&config, &["jobs", "--as", "ana", "--purpose", "treatment"]);
+    assert!(leaks(&as_ana).is_empty() && as_ana.contains("own-note-b.txt") && as_ana.contains("shared-a-handbook.md"), "{as_ana}");
+    drop(db);
+    drop_database(&url).await;
+}

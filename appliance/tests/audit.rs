@@ -179,6 +179,113 @@ async fn tampering_is_detected_and_the_record_named() {
     ctx.close().await.unwrap();
 }
 
+/// Defect 17.6: a record edited after the last checkpoint, the chain after it recomputed so
+/// that the chain alone verifies, is named, and no checkpoint is signed over it: not on
+/// demand (API, CLI), not by count, not at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_rewritten_after_the_last_checkpoint_is_never_signed() {
+    let tmp = support::tempdir();
+    let ctx = open(tmp.path(), 1000).await;
+    for i in 0..10 {
+        ctx.auditor.record(ctx.pool(), entry(i)).await.unwrap();
+    }
+    let signed = ctx.auditor.checkpoint_now(ctx.pool(), "tester").await.unwrap();
+    for i in 10..20 {
+        ctx.auditor.record(ctx.pool(), entry(i)).await.unwrap();
+    }
+    let head = audit::head(ctx.pool()).await.unwrap().unwrap().seq;
+    let edited = signed.seq + 4;
+    assert!(edited < head);
+    let file = audit::checkpoint::path(ctx.auditor.dir());
+    let before = std::fs::read_to_string(&file).unwrap();
+
+    // as the database superuser: the trigger disabled, one record edited, the rest re-chained
+    let mut owner = ctx.db.owner_connection().await.unwrap();
+    let mut tx = owner.begin().await.unwrap();
+    sqlx::query("ALTER TABLE audit DISABLE TRIGGER USER").execute(&mut *tx).await.unwrap();
+    rewrite_chain(&mut *tx, edited).await;
+    sqlx::query("ALTER TABLE audit ENABLE TRIGGER USER").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    owner.close().await.unwrap();
+    let chain = audit::verify(ctx.pool()).await.unwrap();
+    assert_eq!(chain.broken, None, "the chain alone verifies after the rewrite");
+
+    // the full verification names the record
+    let v = review::verify(&ctx, "tester").await.unwrap();
+    let (at, reason) = v.broken.clone().unwrap_or_else(|| panic!("the rewrite was not detected: {v:?}"));
+    assert_eq!(at, edited, "{reason}");
+    assert!(reason.contains("changed afterwards"), "{reason}");
+
+    // an on-demand checkpoint refuses, names the record, and its refusal is recorded
+    let err = ctx.auditor.checkpoint_now(ctx.pool(), "tester").await.unwrap_err();
+    assert_eq!(err.code(), "audit_failed", "{err}");
+    assert!(err.to_string().contains(&format!("record {edited}:")), "{err}");
+    let refusals = audit::query(ctx.pool(), &audit::Filter { action: Some(Action::AuditCheckpoint), decision: Some("fail".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].details["broken"]["seq"], serde_json::json!(edited));
+    // the periodic one too
+    assert!(ctx.auditor.checkpoint(ctx.pool()).await.is_err());
+    // and the one written when the appliance stops (it logs the refusal)
+    ctx.close().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "no checkpoint line was written");
+
+    // `sanctum audit checkpoint` exits 1 naming the record; `audit verify` too
+    let config = support::write_config(tmp.path(), "");
+    for args in [["audit", "checkpoint"], ["audit", "verify"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(args).output().unwrap();
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {printed}");
+        assert!(printed.contains(&format!("record {edited}")), "{args:?}: {printed}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "still no checkpoint line");
+}
+
+/// `sanctum serve` signs a checkpoint every `audit.checkpoint_interval_s` while records are
+/// appended, not only every `audit.checkpoint_every` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_signs_checkpoints_by_time() {
+    let tmp = support::tempdir();
+    let port = support::free_port();
+    let extra = format!("\n[audit]\ncheckpoint_every = 1000\ncheckpoint_interval_s = 1\n\n[http]\nbind = \"127.0.0.1:{port}\"\ntls = false\n");
+    let config = support::write_config(tmp.path(), &extra);
+    let file = tmp.path().join("data/audit/checkpoints.jsonl");
+    let lines = || std::fs::read_to_string(&file).map(|t| t.lines().count()).unwrap_or(0);
+    let signed_head = || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        text.lines().last().map(|l| serde_json::from_str::<audit::checkpoint::Checkpoint>(l).unwrap().seq).unwrap_or(0)
+    };
+    let (server, _) = support::serve(&config);
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+    let until = |what: &'static str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    // the start's own record (the configuration) is signed within the interval
+    until("no timed checkpoint after the start", &|| lines() >= 1);
+    for round in 0..2 {
+        let (count, head) = (lines(), signed_head());
+        // records appended: refused tokens (auth.fail)
+        for _ in 0..3 {
+            let r = client.post(format!("http://127.0.0.1:{port}/v1/search")).bearer_auth("snt_999_0000").json(&serde_json::json!({ "query": "x" })).send().await.unwrap();
+            assert_eq!(r.status(), 401);
+        }
+        until("the appended records were not signed by time", &|| lines() > count && signed_head() >= head + 3);
+        assert!(lines() < 1000, "round {round}");
+    }
+    // nothing appended: nothing signed
+    let count = lines();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(lines(), count, "a checkpoint without new records");
+    let mut server = server;
+    std::process::Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(server.0.wait().unwrap().success());
+    let verified = support::sanctum(&config, &["audit", "verify"]);
+    assert!(verified.contains("intact"), "{verified}");
+}
+
 async fn ingest(ctx: &Sanctum, uploader: &str, files: &[(&str, &[u8], DocumentMeta)]) -> Vec<Outcome> {
     let mut out = Vec::new();
     for (name, bytes, meta) in files {
@@ -247,7 +354,7 @@ async fn every_operation_leaves_its_record() {
     assert!(!answer.no_evidence);
 
     // API tokens: created, refused for a scope it lacks, revoked
-    let (token, secret) = sanctum::tokens::create(&ctx, "pat", "ana", "ehr", &[sanctum::tokens::Scope::Search], Some(30)).await.unwrap();
+    let (token, secret) = sanctum::tokens::create(&ctx, "pat", "ana", "ehr", &[sanctum::tokens::Scope::Search], Some(30), None).await.unwrap();
     assert_eq!(sanctum::tokens::authenticate(&ctx, &secret, sanctum::tokens::Scope::Search).await.unwrap(), ("ana".to_string(), token.id));
     assert_eq!(sanctum::tokens::authenticate(&ctx, &secret, sanctum::tokens::Scope::Admin).await.unwrap_err().code(), "forbidden");
     sanctum::tokens::revoke(&ctx, "pat", token.id).await.unwrap();

@@ -280,3 +280,108 @@ except openai.BadRequestError as e:
     let t = sanctum(&config, &["audit", "query", "--action", "auth.fail"]);
     assert!(t.lines().filter(|l| l.contains("auth.fail")).count() >= 4, "{t}");
 }
+
+/// Defect 17.7: a request body sent a byte at a time is cut off at `http.body_timeout_s`
+/// (408, the connection closed), for a JSON body and for an upload; an answer streamed for
+/// a token revoked meanwhile ends within a few tokens with `credential_revoked`, and its
+/// audit record says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_time_out_and_revoked_streams_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tmp = support::tempdir();
+    let port = free_port();
+    let extra = format!(
+        "\n[answer]\nmodel = {SMOLLM2:?}\ncontext_tokens = 1024\nmax_tokens = 200\n\n[http]\nbind = \"127.0.0.1:{port}\"\ntls = false\nbody_timeout_s = 2\n"
+    );
+    let config = support::write_config(tmp.path(), &extra);
+    sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
+    let policy = support::write(tmp.path(), "visitor-policy.md", std::fs::read(support::demo_dir().join("visitor-policy.md")).unwrap());
+    sanctum(&config, &["ingest", policy.to_str().unwrap(), "--groups", "clinical", "--region", "us"]);
+    let ask_token = token(&config, "pat", "ask");
+    let ask_id = ask_token.split('_').nth(1).unwrap().to_string();
+    let admin_token = token(&config, "pat", "admin");
+    let audit_token = token(&config, "pat", "audit");
+    let ingest_token = token(&config, "pat", "ingest");
+    let (server, line) = support::serve(&config);
+    assert!(line.contains(&format!("serving http://127.0.0.1:{port}")), "{line}");
+    let base = format!("http://127.0.0.1:{port}");
+
+    // headers (and the start of the body) at once, then one byte of the 1000 announced
+    // every second
+    let part = "--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.txt\"\r\nContent-Type: text/plain\r\n\r\n";
+    for (path, headers, start, byte) in [
+        ("/v1/search", "Content-Type: application/json\r\n".to_string(), "", b" "),
+        ("/v1/documents", format!("Content-Type: multipart/form-data; boundary=xyz\r\nAuthorization: Bearer {ingest_token}\r\n"), part, b"a"),
+    ] {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: 1000\r\n\r\n{start}");
+        writer.write_all(head.as_bytes()).await.unwrap();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..1000 {
+                if writer.write_all(byte).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        // a generous bound, only so that a regression fails instead of hanging
+        let read = tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut answer)).await;
+        trickle.abort();
+        assert!(read.is_ok(), "{path}: the slow body was not cut off within 60 s");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(answer.is_empty() || text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        if !answer.is_empty() {
+            assert!(text.contains("\"code\":\"body_timeout\"") && text.to_ascii_lowercase().contains("connection: close"), "{path}: {text}");
+        }
+        assert!(started.elapsed() >= Duration::from_secs(1), "{path}: cut off before the timeout: {text}");
+    }
+    // a body sent at once is not affected
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+    let r = client.post(format!("{base}/v1/search")).json(&serde_json::json!({ "query": "x" })).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // a long answer streamed; its token revoked once the first tokens arrived
+    let mut r = client
+        .post(format!("{base}/v1/ask"))
+        .bearer_auth(&ask_token)
+        .header("Accept", "text/event-stream")
+        .header("X-Purpose-Of-Use", "operations")
+        .json(&serde_json::json!({ "question": "Explain the whole visitor policy in detail, rule by rule: visiting hours, maternity, intensive care, hand hygiene, flowers and children.", "max_tokens": 200 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut events = String::new();
+    let mut revoked_after = None;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        events.push_str(&String::from_utf8_lossy(&chunk));
+        let tokens = events.matches("event: token\n").count();
+        if revoked_after.is_none() && tokens >= 1 {
+            let d = client.delete(format!("{base}/v1/tokens/{ask_id}")).bearer_auth(&admin_token).send().await.unwrap();
+            assert_eq!(d.status(), 200);
+            revoked_after = Some(events.matches("event: token\n").count());
+        }
+    }
+    let revoked_after = revoked_after.expect("no token event arrived");
+    let tokens = events.matches("event: token\n").count();
+    assert!(!events.contains("event: answer"), "the answer ran to its end: {events}");
+    let error = events.split("event: error\ndata: ").nth(1).expect("an error event").lines().next().unwrap();
+    let error: serde_json::Value = serde_json::from_str(error).unwrap();
+    assert_eq!(error["error"]["code"], "credential_revoked", "{error}");
+    assert!(tokens < 100 && tokens <= revoked_after + 3 * 16, "{tokens} token events, revoked after {revoked_after}");
+
+    // the answer's outcome is in the audit log
+    let r = client.get(format!("{base}/v1/audit?action=answer")).bearer_auth(&audit_token).send().await.unwrap();
+    let records: serde_json::Value = r.json().await.unwrap();
+    let last = records["records"].as_array().unwrap().last().cloned().unwrap_or_default();
+    assert_eq!((last["decision"].as_str(), last["details"]["error"].as_str()), (Some("fail"), Some("credential_revoked")), "{records}");
+
+    let mut server = server;
+    Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(server.0.wait().unwrap().success());
+    assert!(sanctum(&config, &["audit", "verify"]).contains("intact"));
+}

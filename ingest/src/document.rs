@@ -39,14 +39,20 @@ pub struct DocumentBuilder {
     page: Option<u32>,
 }
 
-/// Collapses runs of whitespace into one space and trims the ends.
+/// Collapses runs of whitespace into one space, trims the ends, and drops control
+/// characters (NUL and the other C0/C1 controls): no stored text holds a character that
+/// PostgreSQL cannot store or a terminal would interpret.
 pub(crate) fn collapse_whitespace(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for word in s.split_whitespace() {
-        if !out.is_empty() {
+        let start = out.len();
+        if start != 0 {
             out.push(' ');
         }
-        out.push_str(word);
+        out.extend(word.chars().filter(|c| !c.is_control()));
+        if out.len() == start + usize::from(start != 0) {
+            out.truncate(start);
+        }
     }
     out
 }
@@ -139,5 +145,17 @@ mod tests {
         assert_eq!(&d.text[d.sections[1].start..d.sections[1].end], "Methods\n\nWe did things.");
         assert_eq!(d.sections[2].page, Some(2));
         assert_eq!(d.sections[2].heading.as_deref(), Some("Methods"));
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_text() {
+        let mut b = DocumentBuilder::new();
+        b.title("Ti\0tle\u{7}");
+        b.heading("\0\0");
+        b.paragraph("Hand\0 hygiene \0 \u{1b}[31mred\u{9b} text\u{0}");
+        let d = b.finish();
+        assert_eq!(d.title.as_deref(), Some("Title"));
+        assert_eq!(d.text, "Hand hygiene [31mred text");
+        assert!(!d.text.chars().any(char::is_control), "{:?}", d.text);
     }
 }

@@ -9,7 +9,11 @@
 //! - Appends are serialised by an advisory lock held to the end of the caller's transaction,
 //!   so the chain never forks; a state change and its record commit or roll back together.
 //! - Signed checkpoints of the head, in a file outside the database, make a truncation or a
-//!   whole-table rewrite with a recomputed chain detectable ([`checkpoint`]).
+//!   whole-table rewrite with a recomputed chain detectable ([`checkpoint`]); each is signed
+//!   only after the records since the last one verify, by count, by time and at shutdown.
+//! - Until a checkpoint covers them, the records' hashes as written are kept outside the
+//!   database too ([`witness`]): a record edited after the last checkpoint, and the chain
+//!   after it recomputed, is still named.
 //! - [`verify`] recomputes everything and names the first record that does not fit.
 
 pub mod checkpoint;
@@ -19,6 +23,7 @@ pub mod record;
 pub mod retention;
 pub mod review;
 pub mod verify;
+pub mod witness;
 
 use std::str::FromStr;
 

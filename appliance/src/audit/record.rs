@@ -1,14 +1,21 @@
 //! The appliance's audit writer: the keys, the text setting, and the checkpoints that follow
 //! the records. Service functions call [`Auditor::record`] (an action that changes nothing
 //! else) or [`super::append`] in their own transaction and then [`Auditor::committed`].
+//!
+//! A checkpoint is signed every `audit.checkpoint_every` records, every
+//! `audit.checkpoint_interval_s` seconds while records are appended (`sanctum serve`,
+//! [`checkpoint_periodically`]), on demand and at shutdown — and only over a tail that
+//! verifies: a broken chain is refused, loudly, and never signed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
 use super::checkpoint::{self, Checkpoint, Kind};
 use super::keys::AuditKeys;
+use super::witness;
 use super::{Action, Entry, Record};
 use crate::config::{AuditConfig, AuditText, Config};
 use crate::error::{Error, Result};
@@ -21,6 +28,9 @@ pub struct Auditor {
     checkpointed: AtomicI64,
     /// One checkpoint at a time (the file is appended to).
     writing: tokio::sync::Mutex<()>,
+    /// When a checkpoint was last refused (a chain that does not verify): the count-based
+    /// trigger waits an interval before trying again rather than re-verifying on every record.
+    refused_at: std::sync::Mutex<Option<Instant>>,
     /// Records written by this process, by action and decision (for `/metrics`).
     counts: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
@@ -31,7 +41,15 @@ impl Auditor {
         let keys = AuditKeys::open(&dir)?;
         let (checkpoints, _) = checkpoint::read(&dir, &keys.public_key_hex())?;
         let last = checkpoints.iter().filter(|c| c.kind == Kind::Checkpoint).map(|c| c.seq).max().unwrap_or(0);
-        Ok(Auditor { keys, dir, config: config.audit.clone(), checkpointed: AtomicI64::new(last), writing: tokio::sync::Mutex::new(()), counts: Default::default() })
+        Ok(Auditor {
+            keys,
+            dir,
+            config: config.audit.clone(),
+            checkpointed: AtomicI64::new(last),
+            writing: tokio::sync::Mutex::new(()),
+            refused_at: Default::default(),
+            counts: Default::default(),
+        })
     }
 
     pub fn keys(&self) -> &AuditKeys {
@@ -75,19 +93,32 @@ impl Auditor {
         }
     }
 
-    /// After a transaction holding `record` committed: a checkpoint when enough records
-    /// have accumulated. A failed periodic checkpoint is logged, not fatal: the chain in
-    /// the database is intact and the next checkpoint covers it.
+    /// After a transaction holding `record` committed: its hash witnessed outside the
+    /// database, and a checkpoint when enough records have accumulated. A failed periodic
+    /// checkpoint is logged, not fatal: the action is recorded, and the next checkpoint
+    /// (or `sanctum audit verify`) names what is wrong.
     pub async fn committed(&self, pool: &PgPool, record: &Record) {
         {
             let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
             *counts.entry((record.action.clone(), record.decision.clone().unwrap_or_else(|| "none".into()))).or_default() += 1;
         }
-        if record.seq - self.checkpointed.load(Ordering::Relaxed) >= self.config.checkpoint_every as i64 {
+        self.witness(record);
+        if record.seq - self.checkpointed.load(Ordering::Relaxed) >= self.config.checkpoint_every as i64 && !self.refused_lately() {
             if let Err(e) = self.checkpoint(pool).await {
                 tracing::error!(error = %e, "writing an audit checkpoint failed");
             }
         }
+    }
+
+    fn witness(&self, record: &Record) {
+        if let Err(e) = witness::note(&self.dir, record.seq, &record.hash) {
+            tracing::warn!(error = %e, seq = record.seq, "the audit witness could not be written (the record is held to the chain only)");
+        }
+    }
+
+    fn refused_lately(&self) -> bool {
+        let at = *self.refused_at.lock().unwrap_or_else(|p| p.into_inner());
+        at.is_some_and(|t| t.elapsed() < Duration::from_secs(self.config.checkpoint_interval_s))
     }
 
     /// Records written by this process since it started, by action and decision.
@@ -95,32 +126,84 @@ impl Auditor {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
-    /// Signs the current head into the checkpoint file (nothing when it is already signed).
+    /// Signs the current head into the checkpoint file (nothing when it is already signed),
+    /// once the records since the last checkpoint verify ([`super::verify::verify_tail`]).
+    /// A tail that does not verify is not signed: the error names the first broken record,
+    /// and is logged (without any record's content).
     pub async fn checkpoint(&self, pool: &PgPool) -> Result<Option<Checkpoint>> {
         let _guard = self.writing.lock().await;
-        let Some(head) = super::head(pool).await? else { return Ok(None) };
-        if head.seq <= self.checkpointed.load(Ordering::Relaxed) {
+        let (tail, signed) = super::verify::verify_tail(&mut *pool.acquire().await?, &self.dir, &self.keys).await?;
+        if let Some((seq, reason)) = &tail.broken {
+            *self.refused_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            tracing::error!(record = seq, reason = %reason, "the audit log does not verify: no checkpoint was signed over it");
+            return Err(Error::Audit(format!(
+                "the audit log does not verify at record {seq}: {reason}; no checkpoint was signed (`sanctum audit verify` for the full verification)"
+            )));
+        }
+        *self.refused_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if tail.records == 0 || signed == Some(tail.head_seq) {
+            self.checkpointed.fetch_max(tail.head_seq, Ordering::Relaxed);
             return Ok(None);
         }
-        let c = Checkpoint::new(&self.keys, Kind::Checkpoint, head.seq, &head.hash, None);
+        let c = Checkpoint::new(&self.keys, Kind::Checkpoint, tail.head_seq, &tail.head, None);
         checkpoint::append(&self.dir, &c)?;
-        self.checkpointed.store(head.seq, Ordering::Relaxed);
+        self.checkpointed.store(tail.head_seq, Ordering::Relaxed);
+        if let Err(e) = witness::forget_through(&self.dir, tail.head_seq) {
+            tracing::warn!(error = %e, "the audit witness could not be trimmed");
+        }
         Ok(Some(c))
     }
 
     /// An on-demand checkpoint by `actor`: recorded first, so the checkpoint signs its own
-    /// record.
+    /// record. A log that does not verify is not signed: the refusal is recorded
+    /// (`audit.checkpoint`, decision `fail`, naming the record) and returned.
     pub async fn checkpoint_now(&self, pool: &PgPool, actor: &str) -> Result<Checkpoint> {
-        let head = super::head(pool).await?;
-        let entry = Entry::new(actor, Action::AuditCheckpoint)
-            .decision("ok")
-            .details(serde_json::json!({ "previous_head": head.map(|h| serde_json::json!({ "seq": h.seq, "hash": h.hash })) }));
-        super::append_alone(pool, &entry).await?;
+        let (tail, _) = super::verify::verify_tail(&mut *pool.acquire().await?, &self.dir, &self.keys).await?;
+        let previous = (tail.records > 0).then(|| serde_json::json!({ "seq": tail.head_seq, "hash": tail.head }));
+        if let Some((seq, reason)) = &tail.broken {
+            let entry = Entry::new(actor, Action::AuditCheckpoint)
+                .decision("fail")
+                .details(serde_json::json!({ "previous_head": previous, "broken": { "seq": seq, "reason": reason } }));
+            if let Ok(record) = super::append_alone(pool, &entry).await {
+                self.witness(&record);
+            }
+        }
+        if tail.broken.is_none() {
+            let entry = Entry::new(actor, Action::AuditCheckpoint).decision("ok").details(serde_json::json!({ "previous_head": previous }));
+            let record = super::append_alone(pool, &entry).await?;
+            self.witness(&record);
+        }
+        // verifies again, with the record just written, and refuses a broken tail
         self.checkpoint(pool).await?.ok_or_else(|| Error::Audit("no checkpoint was written".into()))
     }
 
     pub fn config(&self) -> &AuditConfig {
         &self.config
+    }
+}
+
+/// `sanctum serve`'s timed checkpoint: every `audit.checkpoint_interval_s`, the head is
+/// signed if records were appended since the last checkpoint (so the unsigned tail spans at
+/// most that long, however few records it holds). A refusal is logged by
+/// [`Auditor::checkpoint`] and tried again at the next interval.
+pub async fn checkpoint_periodically(ctx: std::sync::Arc<crate::app::Sanctum>) {
+    let period = Duration::from_secs(ctx.auditor.config.checkpoint_interval_s);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let due = match super::head(ctx.pool()).await {
+            Ok(head) => head.is_some_and(|h| h.seq > ctx.auditor.checkpointed.load(Ordering::Relaxed)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the timed audit checkpoint could not read the head");
+                false
+            }
+        };
+        if due {
+            if let Err(e) = ctx.auditor.checkpoint(ctx.pool()).await {
+                tracing::error!(error = %e, "the timed audit checkpoint failed");
+            }
+        }
     }
 }
 

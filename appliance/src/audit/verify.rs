@@ -1,12 +1,17 @@
 //! Verification: recompute every record's hash in sequence order, then hold the table
-//! against the signed checkpoints and purge markers outside it. The first record that does
-//! not fit is named, with what is wrong with it.
+//! against the signed checkpoints and purge markers outside it, and the records written
+//! since the last checkpoint against the hashes the appliance saw when it wrote them (the
+//! [`super::witness`]). The first record that does not fit is named, with what is wrong
+//! with it. A checkpoint is signed only over a tail that verifies ([`verify_tail`]).
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::PgPool;
 
 use super::checkpoint::{self, BadLine, Checkpoint, Kind};
 use super::keys::AuditKeys;
+use super::witness;
 use super::{Record, GENESIS};
 use crate::error::Result;
 
@@ -36,6 +41,7 @@ impl Verification {
 }
 
 const COLUMNS: &str = "SELECT seq, at, actor, action, object, decision, details, prev_hash, hash FROM audit ORDER BY seq";
+const TAIL: &str = "SELECT seq, at, actor, action, object, decision, details, prev_hash, hash FROM audit WHERE seq >= $1 ORDER BY seq";
 
 /// Checks records one at a time, in sequence order, against the chain and the signed
 /// checkpoints and purge markers (so a log of any length verifies in constant memory).
@@ -46,6 +52,11 @@ pub struct Checker<'a> {
     partial: bool,
     /// Signed checkpoints, ascending.
     signed: Vec<&'a Checkpoint>,
+    /// The hashes the appliance saw when it wrote records not yet signed, by number.
+    witnessed: BTreeMap<i64, String>,
+    /// Only the tail from this record on, the one the last checkpoint signed: its
+    /// prev_hash is taken as given (its signed hash covers it).
+    from: Option<i64>,
     next: usize,
     good_before: Option<i64>,
     prev: Option<String>,
@@ -56,6 +67,7 @@ pub struct Checker<'a> {
     pub head: String,
     chain_break: Option<(i64, String)>,
     checkpoint_break: Option<(i64, String)>,
+    witness_break: Option<(i64, String)>,
 }
 
 impl<'a> Checker<'a> {
@@ -66,6 +78,8 @@ impl<'a> Checker<'a> {
             markers,
             partial: false,
             signed,
+            witnessed: BTreeMap::new(),
+            from: None,
             next: 0,
             good_before: None,
             prev: None,
@@ -76,7 +90,20 @@ impl<'a> Checker<'a> {
             head: GENESIS.to_string(),
             chain_break: None,
             checkpoint_break: None,
+            witness_break: None,
         }
+    }
+
+    /// Holds the records against the hashes witnessed when they were written.
+    pub fn witnessed(mut self, witnessed: BTreeMap<i64, String>) -> Checker<'a> {
+        self.witnessed = witnessed;
+        self
+    }
+
+    /// For the tail from record `seq` (signed by the last checkpoint) to the head.
+    pub fn since_checkpoint(mut self, seq: i64) -> Checker<'a> {
+        self.from = Some(seq);
+        self
     }
 
     /// For an export: what came before and after it is not in hand.
@@ -109,6 +136,12 @@ impl<'a> Checker<'a> {
             self.prev = Some(r.hash.clone());
             self.expected += 1;
         }
+        if self.witness_break.is_none() && self.witnessed.get(&r.seq).is_some_and(|h| *h != r.hash) {
+            self.witness_break = Some((
+                r.seq,
+                "its hash differs from the one recorded outside the database when it was written: the record was changed afterwards (later hashes recomputed)".into(),
+            ));
+        }
         if self.checkpoint_break.is_none() {
             while self.next < self.signed.len() && self.signed[self.next].seq <= r.seq {
                 let c = self.signed[self.next];
@@ -134,7 +167,7 @@ impl<'a> Checker<'a> {
         if first.seq == 1 {
             return Some(GENESIS.to_string());
         }
-        if self.partial {
+        if self.partial || self.from == Some(first.seq) {
             return Some(first.prev_hash.clone());
         }
         match self.markers.iter().find(|p| p.kind == Kind::Purge && p.seq == first.seq - 1) {
@@ -144,7 +177,9 @@ impl<'a> Checker<'a> {
                 None
             }
             None => {
-                self.chain_break = Some((first.seq, format!("records 1 to {} are missing and no signed purge marker accounts for them", first.seq - 1)));
+                let from = self.from.map(|s| format!(" (record {s} is the one the last checkpoint signed)")).unwrap_or_default();
+                let first_missing = self.from.unwrap_or(1);
+                self.chain_break = Some((first.seq, format!("records {first_missing} to {} are missing{from} and no signed purge marker accounts for them", first.seq - 1)));
                 None
             }
         }
@@ -161,7 +196,14 @@ impl<'a> Checker<'a> {
                 ));
             }
         }
-        let broken = [self.chain_break.clone(), self.checkpoint_break.clone()].into_iter().flatten().min_by_key(|(s, _)| *s);
+        if self.witness_break.is_none() && !self.partial {
+            if let Some((seq, _)) = self.witnessed.range(self.head_seq + 1..).next() {
+                let what = if self.records == 0 { "the log is empty".to_string() } else { format!("the log ends at record {}", self.head_seq) };
+                self.witness_break =
+                    Some((self.head_seq + 1, format!("{what}, but record {seq} was written (recorded outside the database): records were removed from the end")));
+            }
+        }
+        let broken = [self.chain_break.clone(), self.checkpoint_break.clone(), self.witness_break.clone()].into_iter().flatten().min_by_key(|(s, _)| *s);
         (self, broken)
     }
 
@@ -180,19 +222,21 @@ impl<'a> Checker<'a> {
     }
 }
 
-async fn check_table(conn: &mut sqlx::PgConnection, markers: &[Checkpoint], bad: Vec<BadLine>, key: Option<String>) -> Result<Verification> {
+async fn check_table(conn: &mut sqlx::PgConnection, mut checker: Checker<'_>, checkpoints: usize, bad: Vec<BadLine>, key: Option<String>) -> Result<Verification> {
     use futures_util::TryStreamExt;
-    let mut checker = Checker::new(markers);
-    let mut rows = sqlx::query_as::<_, Record>(COLUMNS).fetch(&mut *conn);
+    let mut rows = match checker.from {
+        Some(from) => sqlx::query_as::<_, Record>(TAIL).bind(from).fetch(&mut *conn),
+        None => sqlx::query_as::<_, Record>(COLUMNS).fetch(&mut *conn),
+    };
     while let Some(r) = rows.try_next().await? {
         checker.push(&r);
     }
-    Ok(checker.verification(markers.len(), bad, key))
+    Ok(checker.verification(checkpoints, bad, key))
 }
 
 /// Recomputes the chain on `conn` (no checkpoints: see [`verify_with`]).
 pub async fn verify_on(conn: &mut sqlx::PgConnection) -> Result<Verification> {
-    check_table(conn, &[], Vec::new(), None).await
+    check_table(conn, Checker::new(&[]), 0, Vec::new(), None).await
 }
 
 /// Recomputes the chain of the whole table (no checkpoints).
@@ -202,9 +246,28 @@ pub async fn verify(pool: &PgPool) -> Result<Verification> {
 }
 
 /// The full verification: the chain, then the checkpoints and purge markers in
-/// `audit_dir`, verified with `keys`.
+/// `audit_dir`, verified with `keys`, and the witness.
 pub async fn verify_with(conn: &mut sqlx::PgConnection, audit_dir: &std::path::Path, keys: &AuditKeys) -> Result<Verification> {
     let key = keys.public_key_hex();
     let (markers, bad) = checkpoint::read(audit_dir, &key)?;
-    check_table(conn, &markers, bad, Some(key)).await
+    // read before the table: every record witnessed has committed, so a witnessed record
+    // the table lacks was removed
+    let witnessed = witness::read(audit_dir)?;
+    check_table(conn, Checker::new(&markers).witnessed(witnessed), markers.len(), bad, Some(key)).await
+}
+
+/// What must hold before a checkpoint is signed: the records from the one the last signed
+/// checkpoint covers to the head, recomputed as [`verify_with`] does and held against that
+/// checkpoint and the witness (in time proportional to the tail, not the log). With the
+/// record the last checkpoint signed; the head reported is the record to sign next.
+pub async fn verify_tail(conn: &mut sqlx::PgConnection, audit_dir: &std::path::Path, keys: &AuditKeys) -> Result<(Verification, Option<i64>)> {
+    let key = keys.public_key_hex();
+    let markers = checkpoint::recent(audit_dir, &key)?;
+    let witnessed = witness::read(audit_dir)?;
+    let last = markers.iter().filter(|c| c.kind == Kind::Checkpoint).map(|c| c.seq).max();
+    let mut checker = Checker::new(&markers).witnessed(witnessed);
+    if let Some(seq) = last {
+        checker = checker.since_checkpoint(seq);
+    }
+    Ok((check_table(conn, checker, markers.len(), Vec::new(), Some(key)).await?, last))
 }

@@ -4,5 +4,6 @@
 pub mod certificates;
 pub mod passwords;
 pub mod sessions;
+pub mod standing;
 
 pub use sessions::{login, logout, set_password, Session, COOKIE};

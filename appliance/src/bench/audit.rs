@@ -41,7 +41,7 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
     log(&format!("ingested {} documents ({} chunks)", report.documents, report.chunks));
     let fields = UserFields { roles: Some(vec!["analyst".into()]), region: Some(Some(ctx.config.policy.region.clone())), ..Default::default() };
     users::add(ctx, "bench", "bench-analyst", false, &fields).await?;
-    let caller = Caller { user: "bench-analyst".into(), purpose: Some("operations".into()), narrowing: Narrowing::default(), via: "bench", token: None };
+    let caller = Caller { user: "bench-analyst".into(), purpose: Some("operations".into()), purpose_source: Some(crate::purpose::Source::Cli), narrowing: Narrowing::default(), via: "bench", token: None };
     let engine = ctx.engine().await?;
 
     let (mut plain, mut audited, mut append, mut step) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

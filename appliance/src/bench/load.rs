@@ -1,9 +1,13 @@
 //! Load on the REST API: the real server (HTTPS, tokens, audit, policy) on a fresh
 //! appliance holding the first documents of a BEIR corpus, and many concurrent clients
-//! posting that dataset's queries to `/v1/search` for a fixed time. A client that gets 503
-//! waits the Retry-After it was given, as a well-behaved client does. Reports throughput,
-//! latency percentiles and every status seen; anything other than 200 or a clean 503 (with
-//! Retry-After and the error body) is an error.
+//! for a fixed time. Each request is drawn from a mix (`--mix`): searches of the dataset's
+//! queries (`/v1/search`), short questions (`/v1/ask`), uploads of small new documents
+//! (`/v1/documents`, indexed by the server's worker meanwhile) and listings (`GET
+//! /v1/documents`, `GET /v1/jobs`); the default mix is searches only. A client that gets
+//! 503 waits the Retry-After it was given, as a well-behaved client does. Reports
+//! throughput, latency percentiles per operation, every status seen, and the process's
+//! memory after warm-up and at the end (a soak: memory must not keep growing); anything
+//! other than success or a clean 503 (with Retry-After and the error body) is an error.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,15 +31,96 @@ pub struct Options {
     pub docs: usize,
     pub clients: usize,
     pub seconds: u64,
+    /// Relative weights of the operations.
+    pub mix: Mix,
+}
+
+/// Relative weights of the operations a client draws from (`search=70,ask=5,...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub search: u32,
+    pub ask: u32,
+    pub upload: u32,
+    pub list: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix { search: 1, ask: 0, upload: 0, list: 0 }
+    }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Mix, String> {
+        let mut mix = Mix { search: 0, ask: 0, upload: 0, list: 0 };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once('=').ok_or_else(|| format!("{part:?}: expected OPERATION=WEIGHT (search, ask, upload, list)"))?;
+            let weight: u32 = weight.trim().parse().map_err(|_| format!("{part:?}: the weight must be a whole number"))?;
+            match name.trim() {
+                "search" => mix.search = weight,
+                "ask" => mix.ask = weight,
+                "upload" => mix.upload = weight,
+                "list" => mix.list = weight,
+                other => return Err(format!("{other:?} is not an operation (search, ask, upload, list)")),
+            }
+        }
+        if mix.search + mix.ask + mix.upload + mix.list == 0 {
+            return Err("the mix needs at least one operation with a weight above 0".into());
+        }
+        Ok(mix)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    Search,
+    Ask,
+    Upload,
+    List,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Search => "search",
+            Op::Ask => "ask",
+            Op::Upload => "upload",
+            Op::List => "list",
+        }
+    }
+
+    /// The operation for draw `n` (a counter shared by the clients): weighted round robin.
+    fn draw(mix: &Mix, n: usize) -> Op {
+        let total = (mix.search + mix.ask + mix.upload + mix.list) as usize;
+        let mut at = (n.wrapping_mul(2_654_435_761) % total) as u32;
+        for (op, w) in [(Op::Search, mix.search), (Op::Ask, mix.ask), (Op::Upload, mix.upload), (Op::List, mix.list)] {
+            if at < w {
+                return op;
+            }
+            at -= w;
+        }
+        Op::Search
+    }
 }
 
 /// What one client saw.
 #[derive(Default)]
 struct Seen {
-    ok_ms: Vec<f64>,
+    ok_ms: BTreeMap<Op, Vec<f64>>,
     busy_ms: Vec<f64>,
     statuses: BTreeMap<u16, u64>,
     errors: Vec<String>,
+}
+
+/// Resident memory of this process (the server runs in it), MiB.
+fn resident_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
 }
 
 pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value> {
@@ -56,7 +141,7 @@ async fn run_in(ctx: Arc<Sanctum>, dataset: &beir::Dataset, opts: &Options, log:
     log(&format!("ingested {} documents ({} chunks)", report.documents, report.chunks));
     let fields = UserFields { roles: Some(vec!["analyst".into()]), region: Some(Some(ctx.config.policy.region.clone())), ..Default::default() };
     users::add(&ctx, "bench", "bench-client", true, &fields).await?;
-    let (_, token) = tokens::create(&ctx, "bench", "bench-client", "load test", &[Scope::Search], Some(1)).await?;
+    let (_, token) = tokens::create(&ctx, "bench", "bench-client", "load test", &[Scope::Search, Scope::Ask, Scope::Ingest], Some(1), None).await?;
 
     let started = crate::http::start(ctx.clone()).await?;
     let addr = started.addrs.first().copied().ok_or_else(|| Error::Internal("the server bound no address".into()))?;
@@ -70,29 +155,56 @@ async fn run_in(ctx: Arc<Sanctum>, dataset: &beir::Dataset, opts: &Options, log:
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let url = format!("https://localhost:{}/v1/search", addr.port());
+    let base_url = format!("https://localhost:{}", addr.port());
     let queries: Arc<Vec<String>> = Arc::new(dataset.queries.iter().map(|(_, q)| q.clone()).collect());
     let next = Arc::new(AtomicUsize::new(0));
     log(&format!(
-        "{} clients for {} s on {url} (http.workers {}, http.search_concurrency {})",
-        opts.clients, opts.seconds, ctx.config.http.workers, ctx.config.http.search_concurrency
+        "{} clients for {} s on {base_url}, mix {:?} (http.workers {}, http.search_concurrency {}, http.ask_concurrency {})",
+        opts.clients, opts.seconds, opts.mix, ctx.config.http.workers, ctx.config.http.search_concurrency, ctx.config.http.ask_concurrency
     ));
 
     let begun = Instant::now();
     let deadline = begun + Duration::from_secs(opts.seconds);
+    // memory once the server, the models and the caches are warm: after a tenth of the run
+    let warm_at = begun + Duration::from_secs((opts.seconds / 10).max(1));
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_at.into()).await;
+        let warm = resident_mb();
+        let mut peak = warm;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            peak = peak.max(resident_mb());
+        }
+        (warm, peak)
+    });
     let mut tasks = Vec::new();
-    for _ in 0..opts.clients {
-        let (client, url, token, queries, next) = (client.clone(), url.clone(), token.clone(), queries.clone(), next.clone());
+    for client_no in 0..opts.clients {
+        let (client, base_url, token, queries, next, mix) = (client.clone(), base_url.clone(), token.clone(), queries.clone(), next.clone(), opts.mix);
         tasks.push(tokio::spawn(async move {
             let mut seen = Seen::default();
+            let mut uploads = 0usize;
             while Instant::now() < deadline {
-                let q = &queries[next.fetch_add(1, Ordering::Relaxed) % queries.len()];
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let op = Op::draw(&mix, n);
+                let q = &queries[n % queries.len()];
+                let request = match op {
+                    Op::Search => client.post(format!("{base_url}/v1/search")).json(&json!({ "query": q, "k": 10 })),
+                    Op::Ask => client.post(format!("{base_url}/v1/ask")).json(&json!({ "question": q, "max_tokens": 16 })),
+                    Op::Upload => {
+                        uploads += 1;
+                        let text = format!("Soak note {client_no}-{uploads}: {q}\n\nThis note was written by load client {client_no} as its upload number {uploads}.");
+                        let part = reqwest::multipart::Part::bytes(text.into_bytes()).file_name(format!("soak-{client_no}-{uploads}.txt"));
+                        client.post(format!("{base_url}/v1/documents")).multipart(reqwest::multipart::Form::new().part("file", part))
+                    }
+                    Op::List if n % 2 == 0 => client.get(format!("{base_url}/v1/documents?limit=20")),
+                    Op::List => client.get(format!("{base_url}/v1/jobs?limit=20")),
+                };
                 let s = Instant::now();
-                let sent = client.post(&url).bearer_auth(&token).header("X-Purpose-Of-Use", "operations").json(&json!({ "query": q, "k": 10 })).send().await;
+                let sent = request.bearer_auth(&token).header("X-Purpose-Of-Use", "operations").send().await;
                 let r = match sent {
                     Ok(r) => r,
                     Err(e) => {
-                        seen.errors.push(format!("transport: {e}"));
+                        seen.errors.push(format!("{}: transport: {e}", op.name()));
                         continue;
                     }
                 };
@@ -101,13 +213,22 @@ async fn run_in(ctx: Arc<Sanctum>, dataset: &beir::Dataset, opts: &Options, log:
                 let body = r.bytes().await;
                 let ms = s.elapsed().as_secs_f64() * 1000.0;
                 *seen.statuses.entry(status).or_default() += 1;
-                match (status, body) {
-                    (200, Ok(b)) if serde_json::from_slice::<serde_json::Value>(&b).is_ok_and(|v| v["passages"].is_array()) => seen.ok_ms.push(ms),
-                    (503, Ok(b)) if retry.is_some() && serde_json::from_slice::<serde_json::Value>(&b).is_ok_and(|v| v["error"]["code"] == "overloaded") => {
-                        seen.busy_ms.push(ms);
-                        tokio::time::sleep(Duration::from_secs(retry.unwrap_or(1))).await;
-                    }
-                    (status, body) => seen.errors.push(format!("status {status}: {}", body.map(|b| String::from_utf8_lossy(&b).chars().take(200).collect::<String>()).unwrap_or_default())),
+                let parsed = body.as_ref().ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+                let answered = match (op, status, &parsed) {
+                    (Op::Search, 200, Some(v)) => v["passages"].is_array(),
+                    (Op::Ask, 200, Some(v)) => v["text"].is_string(),
+                    (Op::Upload, 202, Some(v)) => v["documents"][0]["outcome"] == "accepted",
+                    (Op::List, 200, Some(v)) => v.is_object() || v.is_array(),
+                    _ => false,
+                };
+                if answered {
+                    seen.ok_ms.entry(op).or_default().push(ms);
+                } else if status == 503 && retry.is_some() && parsed.as_ref().is_some_and(|v| v["error"]["code"] == "overloaded") {
+                    seen.busy_ms.push(ms);
+                    tokio::time::sleep(Duration::from_secs(retry.unwrap_or(1))).await;
+                } else {
+                    let text = body.map(|b| String::from_utf8_lossy(&b).chars().take(200).collect::<String>()).unwrap_or_default();
+                    seen.errors.push(format!("{}: status {status}: {text}", op.name()));
                 }
             }
             seen
@@ -116,13 +237,17 @@ async fn run_in(ctx: Arc<Sanctum>, dataset: &beir::Dataset, opts: &Options, log:
     let mut all = Seen::default();
     for t in tasks {
         let seen = t.await.map_err(|e| Error::Internal(format!("a client task failed: {e}")))?;
-        all.ok_ms.extend(seen.ok_ms);
+        for (op, ms) in seen.ok_ms {
+            all.ok_ms.entry(op).or_default().extend(ms);
+        }
         all.busy_ms.extend(seen.busy_ms);
         all.errors.extend(seen.errors);
         for (s, n) in seen.statuses {
             *all.statuses.entry(s).or_default() += n;
         }
     }
+    let (warm_mb, peak_mb) = sampler.await.map_err(|e| Error::Internal(e.to_string()))?;
+    let end_mb = resident_mb();
     let elapsed = begun.elapsed().as_secs_f64();
     handle.stop(true).await;
     server.await.map_err(|e| Error::Internal(e.to_string()))??;
@@ -146,9 +271,15 @@ async fn run_in(ctx: Arc<Sanctum>, dataset: &beir::Dataset, opts: &Options, log:
         "statuses": statuses,
         "errors": all.errors.len(),
         "error_samples": sample_errors,
-        "searches_per_s": round(all.ok_ms.len() as f64 / elapsed),
+        "searches_per_s": round(all.ok_ms.get(&Op::Search).map_or(0, Vec::len) as f64 / elapsed),
         "requests_per_s": round(total as f64 / elapsed),
-        "search_ms": pct(&mut all.ok_ms),
+        "mix": { "search": opts.mix.search, "ask": opts.mix.ask, "upload": opts.mix.upload, "list": opts.mix.list },
+        "answered": all.ok_ms.iter().map(|(op, v)| (op.name().to_string(), json!(v.len()))).collect::<serde_json::Map<_, _>>(),
+        "search_ms": pct(all.ok_ms.entry(Op::Search).or_default()),
+        "ask_ms": pct(all.ok_ms.entry(Op::Ask).or_default()),
+        "upload_ms": pct(all.ok_ms.entry(Op::Upload).or_default()),
+        "list_ms": pct(all.ok_ms.entry(Op::List).or_default()),
+        "memory_mb": { "after_warm_up": round(warm_mb), "peak": round(peak_mb), "end": round(end_mb), "growth": round(end_mb / warm_mb) },
         "refused_503_ms": pct(&mut all.busy_ms),
         "server": { "workers": ctx.config.http.workers, "search_concurrency": ctx.config.http.search_concurrency },
     }))

@@ -20,10 +20,14 @@ pub struct JobRow {
 }
 
 /// A claimed job.
-#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: i64,
     pub document_id: Uuid,
+    /// Times the job was claimed, this time included.
+    pub attempts: i32,
+    /// Why the previous attempt was given up, if it was.
+    pub error: Option<String>,
 }
 
 pub async fn enqueue(tx: &mut Transaction<'_, Postgres>, document_id: Uuid) -> Result<i64> {
@@ -38,7 +42,7 @@ pub async fn claim(pool: &PgPool, limit: i64) -> Result<Vec<Claimed>> {
     Ok(sqlx::query_as(
         "UPDATE ingest_jobs SET state = 'running', attempts = attempts + 1, started_at = now()
          WHERE id IN (SELECT id FROM ingest_jobs WHERE state = 'queued' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-         RETURNING id, document_id",
+         RETURNING id, document_id, attempts, error",
     )
     .bind(limit)
     .fetch_all(pool)
@@ -61,7 +65,7 @@ pub async fn finish(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) -> Result<(
 }
 
 /// Marks a job failed with its reason, and its document failed.
-pub async fn fail(pool: &PgPool, job: Claimed, reason: &str) -> Result<()> {
+pub async fn fail(pool: &PgPool, job: &Claimed, name: &str, reason: &str) -> Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("UPDATE ingest_jobs SET state = 'failed', error = $2, finished_at = now() WHERE id = $1")
         .bind(job.id)
@@ -72,7 +76,7 @@ pub async fn fail(pool: &PgPool, job: Claimed, reason: &str) -> Result<()> {
     let entry = crate::audit::Entry::new("sanctum", crate::audit::Action::DocumentFail)
         .object(job.document_id.to_string())
         .decision("fail")
-        .details(serde_json::json!({ "job": job.id, "reason": reason }));
+        .details(serde_json::json!({ "job": job.id, "name": name, "reason": reason }));
     crate::audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(())
@@ -104,6 +108,11 @@ macro_rules! select_jobs {
     };
 }
 
+/// The `SELECT ... FROM ingest_jobs j JOIN documents d` of a [`JobRow`], for a caller
+/// that adds its own conditions (the catalog's visibility).
+pub const SELECT: &str = select_jobs!("");
+
+/// Every job (the operator's console); a caller's listing is [`crate::library::catalog::jobs`].
 pub async fn list(pool: &PgPool, state: Option<&str>, limit: i64) -> Result<Vec<JobRow>> {
     Ok(sqlx::query_as(select_jobs!("WHERE $1::text IS NULL OR j.state = $1 ORDER BY j.id DESC LIMIT $2"))
     .bind(state)

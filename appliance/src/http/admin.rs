@@ -106,6 +106,9 @@ pub struct NewToken {
     pub scopes: Vec<String>,
     /// Valid for this many days (absent: until revoked).
     pub days: Option<u32>,
+    /// The purpose of use of a request made with it that names none (recorded as the
+    /// token's default; absent: such a request is refused). One the active policy knows.
+    pub default_purpose: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "admin", security(("token" = [])), responses(
@@ -124,7 +127,7 @@ pub async fn token_create(state: web::Data<State>, req: HttpRequest, body: web::
     let body: NewToken = json_body(&body)?;
     let actor = administrator(&state, &req, "creating tokens").await?;
     let scopes = body.scopes.iter().map(|s| Scope::parse(s)).collect::<crate::error::Result<Vec<_>>>()?;
-    let (info, token) = state.run(move |ctx| async move { tokens::create(&ctx, &actor, &body.user, &body.label, &scopes, body.days).await }).await?;
+    let (info, token) = state.run(move |ctx| async move { tokens::create(&ctx, &actor, &body.user, &body.label, &scopes, body.days, body.default_purpose.as_deref()).await }).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "token": token, "info": info })))
 }
 

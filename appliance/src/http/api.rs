@@ -1,6 +1,7 @@
 //! The `/v1` endpoints, `/healthz` and `/readyz`. Every `/v1` request carries a token
 //! (`Authorization: Bearer snt_...`) whose scope covers the operation, and, where policy needs
-//! one, a purpose of use (`X-Purpose-Of-Use` header, or `purpose` in the body).
+//! one, exactly one purpose of use: the `X-Purpose-Of-Use` header or the `purpose` field of
+//! the body (query string), never both, or else the credential's default purpose.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -11,8 +12,11 @@ use super::State;
 use crate::access::{self, Caller, Narrowing};
 use crate::answer::AskRequest;
 use crate::audit::{self, review};
+use crate::auth::standing::{self, Credential};
 use crate::db::jobs;
 use crate::error::Error;
+use crate::library::catalog;
+use crate::purpose::{self, Purpose, Source};
 use crate::retrieve::{Mode, SearchRequest};
 use crate::tokens::{self, Scope};
 
@@ -99,8 +103,49 @@ fn bearer(req: &HttpRequest) -> Option<std::result::Result<String, ApiError>> {
     })
 }
 
-pub(super) fn purpose(req: &HttpRequest, body: Option<String>) -> Option<String> {
-    body.or_else(|| req.headers().get("x-purpose-of-use").and_then(|v| v.to_str().ok()).map(str::to_string))
+/// The purpose of use a request names: the `X-Purpose-Of-Use` header or `field` (the
+/// `purpose` of the body or of the query string, as `source` says), one name, never both,
+/// the header never repeated. None when it names none.
+pub(super) fn named_purpose(req: &HttpRequest, field: Option<String>, source: Source) -> std::result::Result<Option<Purpose>, ApiError> {
+    let mut sent = req.headers().get_all(purpose::HEADER);
+    let header = match (sent.next(), sent.next()) {
+        (None, _) => None,
+        (Some(_), Some(_)) => return Err(ApiError(Error::invalid(purpose::HEADER, "is sent more than once: name exactly one purpose of use"))),
+        (Some(v), None) => Some(v.to_str().map_err(|_| ApiError(Error::invalid(purpose::HEADER, "is not plain text")))?.to_string()),
+    };
+    let named = match (header, field) {
+        (Some(_), Some(_)) => {
+            let place = if source == Source::Query { "query string" } else { "body" };
+            let message = format!("is named both in the {} header and as `purpose` in the {place}: name it in one place", purpose::HEADER);
+            return Err(ApiError(Error::invalid("purpose", message)));
+        }
+        (Some(h), None) => Purpose::named(purpose::HEADER, &h, Source::Header)?,
+        (None, Some(f)) => Purpose::named("purpose", &f, source)?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(named))
+}
+
+/// The purpose of use named in the `X-Purpose-Of-Use` header (endpoints without a field).
+pub(super) fn header_purpose(req: &HttpRequest) -> std::result::Result<Option<Purpose>, ApiError> {
+    named_purpose(req, None, Source::Header)
+}
+
+/// `caller` for an operation that needs a purpose of use: without one (named, or the
+/// credential's default) the request is refused, saying how to name it (`also`: where else
+/// than the header this endpoint reads it).
+pub(super) fn needs_purpose(state: &State, caller: Caller, also: &str) -> std::result::Result<Caller, ApiError> {
+    if caller.purpose.is_some() {
+        return Ok(caller);
+    }
+    let known = purpose::known(&state.ctx).map(|k| format!(" (one of {})", k.join(", "))).unwrap_or_default();
+    Err(ApiError(Error::invalid(
+        purpose::HEADER,
+        format!(
+            "missing: this request needs a purpose of use: send the {} header{known}{also}, or use a token created with a default purpose (`sanctum token create ... --default-purpose P`)",
+            purpose::HEADER
+        ),
+    )))
 }
 
 /// Who a request speaks for, and by which credential.
@@ -110,6 +155,9 @@ pub(super) struct Identity {
     pub via: &'static str,
     pub token: Option<i64>,
     pub session: Option<crate::auth::Session>,
+    /// The credential's default purpose of use: the token's, or `http.client_cert_purpose`
+    /// for a client certificate; never a session's.
+    pub default_purpose: Option<Purpose>,
 }
 
 /// Whether a request changes state (and so, with a session, needs the CSRF token).
@@ -124,8 +172,9 @@ fn changes_state(req: &HttpRequest) -> bool {
 pub(super) async fn identify(state: &State, req: &HttpRequest, scope: Option<Scope>) -> std::result::Result<Identity, ApiError> {
     if let Some(token) = bearer(req) {
         let token = token?;
-        let (user, id) = state.run(move |ctx| async move { tokens::authenticate_for(&ctx, &token, scope).await }).await?;
-        return Ok(Identity { user, via: "api", token: Some(id), session: None });
+        let bearer = state.run(move |ctx| async move { tokens::authenticate_for(&ctx, &token, scope).await }).await?;
+        let default_purpose = bearer.default_purpose.map(|value| Purpose { value, source: Source::TokenDefault });
+        return Ok(Identity { user: bearer.user, via: "api", token: Some(bearer.token), session: None, default_purpose });
     }
     if let Some(cookie) = req.cookie(crate::auth::COOKIE).filter(|c| !c.value().is_empty()) {
         let value = cookie.value().to_string();
@@ -136,23 +185,27 @@ pub(super) async fn identify(state: &State, req: &HttpRequest, scope: Option<Sco
                 return Err(ApiError(Error::Forbidden("a change made with a session cookie needs the session's CSRF token (X-CSRF-Token header)".into())));
             }
         }
-        return Ok(Identity { user: session.user_name.clone(), via: "web", token: None, session: Some(session) });
+        return Ok(Identity { user: session.user_name.clone(), via: "web", token: None, session: Some(session), default_purpose: None });
     }
     if let Some(cert) = req.conn_data::<super::tls::ClientCert>().cloned() {
         let user = state
             .run(move |ctx| async move { crate::auth::certificates::authenticate(&ctx, cert.common_name.as_deref(), &cert.fingerprint, scope).await })
             .await?;
-        return Ok(Identity { user, via: "api", token: None, session: None });
+        let default_purpose = state.ctx.config.http.client_cert_purpose.clone().map(|value| Purpose { value, source: Source::CertificateDefault });
+        return Ok(Identity { user, via: "api", token: None, session: None, default_purpose });
     }
     Err(ApiError(Error::Unauthorized(
         "no credential: send a token (Authorization: Bearer snt_..., from `sanctum token create`), sign in (POST /v1/login), or present a client certificate".into(),
     )))
 }
 
-/// The caller a request's credential speaks for, if it may be used for `scope`.
-pub(super) async fn caller(state: &State, req: &HttpRequest, scope: Scope, purpose: Option<String>, narrowing: Narrowing) -> std::result::Result<Caller, ApiError> {
+/// The caller a request's credential speaks for, if it may be used for `scope`, with the
+/// purpose of use the request names or else the credential's default (if it has one).
+pub(super) async fn caller(state: &State, req: &HttpRequest, scope: Scope, purpose: Option<Purpose>, narrowing: Narrowing) -> std::result::Result<Caller, ApiError> {
     let who = identify(state, req, Some(scope)).await?;
-    Ok(Caller { user: who.user, purpose, narrowing, via: who.via, token: who.token })
+    let purpose = purpose.or(who.default_purpose);
+    let purpose_source = purpose.as_ref().map(|p| p.source);
+    Ok(Caller { user: who.user, purpose: purpose.map(|p| p.value), purpose_source, narrowing, via: who.via, token: who.token })
 }
 
 /// Live: the process answers.
@@ -202,13 +255,14 @@ pub struct SearchBody {
 }
 
 /// Hybrid search as the token's user, under the policy for the purpose of use.
-#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use: treatment, payment, operations, research, public_health, legal")), security(("token" = [])), responses(
+#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use (treatment, payment, operations, research, public_health, legal): this header or `purpose` in the body, not both; required unless the token has a default purpose")), security(("token" = [])), responses(
         (status = 200, description = "passages (best first) and timings", body = Object),
         Refusals))]
 pub async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: SearchBody = json_body(&body)?;
     let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
-    let caller = caller(&state, &req, Scope::Search, purpose(&req, body.purpose), narrowing).await?;
+    let named = named_purpose(&req, body.purpose, Source::Body)?;
+    let caller = needs_purpose(&state, caller(&state, &req, Scope::Search, named, narrowing).await?, ", or `purpose` in the body")?;
     let _permit = state.search_permit()?;
     let request = SearchRequest { query: body.query, k: body.k.unwrap_or(state.ctx.config.search.default_k), mode: body.mode.unwrap_or_default() };
     let results = state.run(move |ctx| async move { access::search(&ctx, &caller, &request).await }).await?;
@@ -218,7 +272,8 @@ pub async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes)
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PassageQuery {
-    /// Purpose of use (or the X-Purpose-Of-Use header).
+    /// Purpose of use, or the X-Purpose-Of-Use header (not both); required unless the
+    /// token has a default purpose.
     pub purpose: Option<String>,
 }
 
@@ -230,7 +285,8 @@ pub struct PassageQuery {
 pub async fn passage(state: web::Data<State>, req: HttpRequest, id: web::Path<String>, query: web::Query<PassageQuery>) -> Reply {
     let raw = id.into_inner();
     let id = uuid::Uuid::parse_str(&raw).map_err(|_| ApiError(Error::invalid("id", format!("{raw:?} is not a passage id (a UUID)"))))?;
-    let caller = caller(&state, &req, Scope::Search, purpose(&req, query.into_inner().purpose), Narrowing::default()).await?;
+    let named = named_purpose(&req, query.into_inner().purpose, Source::Query)?;
+    let caller = needs_purpose(&state, caller(&state, &req, Scope::Search, named, Narrowing::default()).await?, ", or `?purpose=`")?;
     let p = state.run(move |ctx| async move { access::passage(&ctx, &caller, id).await }).await?;
     Ok(HttpResponse::Ok().json(p))
 }
@@ -263,13 +319,14 @@ fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
 
 /// An answer with numbered citations; with `Accept: text/event-stream`, `token` events
 /// while it is generated, then `answer` (or `error`).
-#[utoipa::path(post, path = "/v1/ask", tag = "ask", request_body = AskBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use: treatment, payment, operations, research, public_health, legal")), security(("token" = [])), responses(
+#[utoipa::path(post, path = "/v1/ask", tag = "ask", request_body = AskBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use (treatment, payment, operations, research, public_health, legal): this header or `purpose` in the body, not both; required unless the token has a default purpose")), security(("token" = [])), responses(
         (status = 200, description = "the answer, its sources and citations (or an event stream)", body = Object),
         Refusals))]
 pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: AskBody = json_body(&body)?;
     let narrowing = Narrowing { groups: body.groups, regions: body.regions, exclude_labels: body.exclude_labels };
-    let caller = caller(&state, &req, Scope::Ask, purpose(&req, body.purpose), narrowing).await?;
+    let named = named_purpose(&req, body.purpose, Source::Body)?;
+    let caller = needs_purpose(&state, caller(&state, &req, Scope::Ask, named, narrowing).await?, ", or `purpose` in the body")?;
     let permit = state.ask_permit()?;
     let request = AskRequest { question: body.question, passages: body.passages, max_tokens: body.max_tokens };
     let streaming = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
@@ -282,16 +339,20 @@ pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) ->
             .await?;
         return Ok(HttpResponse::Ok().json(answer));
     }
-    // tokens as `token` events while they are generated, then `answer` (or `error`)
+    // tokens as `token` events while they are generated, then `answer` (or `error`); the
+    // credential is checked again while they stream, and a revoked one ends the answer
+    let credential = Credential::of(caller.token, req.cookie(crate::auth::COOKIE).as_ref().map(|c| c.value()), &caller.user);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     let ctx = state.ctx.clone();
     state.main.spawn(async move {
         let _permit = permit;
+        let (tally, revoked) = standing::watch(ctx.clone(), credential);
         let pieces = tx.clone();
         let mut sink = move |piece: &str| {
+            tally.token();
             let _ = pieces.send(event("token", &serde_json::json!({ "text": piece })));
         };
-        let last = match access::ask(&ctx, &caller, &request, &mut sink).await {
+        let last = match access::ask_until(&ctx, &caller, &request, &mut sink, revoked).await {
             Ok(answer) => event("answer", &answer),
             Err(e) => event("error", &ApiError(e).body()),
         };
@@ -305,21 +366,24 @@ pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) ->
 pub struct JobQuery {
     /// queued, running, done or failed.
     pub state: Option<String>,
+    /// 1 to 1000 (default 50).
     pub limit: Option<i64>,
+    /// Purpose of use (or the X-Purpose-Of-Use header, not both): the jobs of the documents
+    /// the caller could search for it are listed.
+    pub purpose: Option<String>,
 }
 
-/// Ingest jobs, newest first.
+/// Ingest jobs of the documents the caller may see (those their searches could see, and
+/// their own uploads), newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "documents", params(JobQuery), security(("token" = [])), responses(
         (status = 200, description = "jobs", body = Object),
         Refusals))]
 pub async fn job_list(state: web::Data<State>, req: HttpRequest, query: web::Query<JobQuery>) -> Reply {
-    caller(&state, &req, Scope::Ingest, None, Narrowing::default()).await?;
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError(Error::invalid("limit", "expected an integer between 1 and 1000")));
-    }
-    let rows = state.run(move |ctx| async move { jobs::list(ctx.pool(), q.state.as_deref(), limit).await }).await?;
+    let named = named_purpose(&req, q.purpose, Source::Query)?;
+    let caller = caller(&state, &req, Scope::Ingest, named, Narrowing::default()).await?;
+    let filter = catalog::JobFilter { state: q.state, limit: q.limit.unwrap_or(50) };
+    let rows = state.run(move |ctx| async move { catalog::jobs(&ctx, &caller.user, caller.purpose.as_deref(), &filter).await }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "jobs": rows })))
 }
 

@@ -9,16 +9,19 @@ use ingest::DocumentMeta;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::api::{caller, purpose, Reply};
+use super::api::{caller, header_purpose, named_purpose, Reply};
 use super::error::{ApiError, Refusals};
 use super::State;
 use crate::access::Narrowing;
 use crate::error::Error;
 use crate::library::{self, catalog, DocumentFilter, Outcome};
+use crate::purpose::Source;
 use crate::tokens::Scope;
 
 /// A multipart form: one or more `file` parts (each with a file name), and optionally
-/// `groups`, `labels` (comma-separated or repeated), `region` and `title` (one file only).
+/// `groups`, `labels` (comma-separated or repeated), `region` and `title` (one file only,
+/// each given once). A `file` part named `NAME.meta.toml` or `NAME.meta.json` is the
+/// sidecar of the file `NAME` in the same upload, read as `sanctum ingest` reads one.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
@@ -32,6 +35,8 @@ pub struct UploadForm {
 
 pub(super) struct Upload {
     pub files: Vec<(String, Vec<u8>)>,
+    /// Sidecar files by the name of the file they describe.
+    pub sidecars: Vec<(String, String, Vec<u8>)>,
     pub meta: DocumentMeta,
     /// The web form's CSRF token (the API sends it as a header instead).
     pub csrf: Option<String>,
@@ -44,7 +49,11 @@ fn list_field(value: &str) -> impl Iterator<Item = String> + '_ {
 /// Reads the form, refusing more than `limit` bytes in all.
 pub(super) async fn read_form(req: &HttpRequest, payload: web::Payload, limit: usize) -> std::result::Result<Upload, ApiError> {
     let mut form = actix_multipart::Multipart::new(req.headers(), payload);
-    let mut upload = Upload { files: Vec::new(), meta: DocumentMeta::default(), csrf: None };
+    let mut upload = Upload { files: Vec::new(), sidecars: Vec::new(), meta: DocumentMeta::default(), csrf: None };
+    let once = |field: &str, value: &Option<String>| match value {
+        Some(_) => Err(ApiError(Error::invalid(field.to_string(), "is given more than once; give it once"))),
+        None => Ok(()),
+    };
     let mut total = 0usize;
     let bad = |message: String| ApiError(Error::invalid("body", message));
     while let Some(field) = form.next().await {
@@ -66,18 +75,35 @@ pub(super) async fn read_form(req: &HttpRequest, payload: web::Payload, limit: u
             "file" if bytes.is_empty() && file_name.as_deref().is_none_or(str::is_empty) => {}
             "file" => {
                 let file_name = file_name.ok_or_else(|| ApiError(Error::invalid("file", "each file part needs a file name (Content-Disposition filename)")))?;
-                upload.files.push((file_name, bytes));
+                match ingest::sidecar_target(&file_name) {
+                    Some(target) => upload.sidecars.push((target.to_string(), file_name, bytes)),
+                    None => upload.files.push((file_name, bytes)),
+                }
             }
             "groups" => upload.meta.groups.extend(list_field(&text()?).collect::<Vec<_>>()),
             "labels" => upload.meta.labels.extend(list_field(&text()?).collect::<Vec<_>>()),
-            "region" => upload.meta.region = Some(text()?.trim().to_string()).filter(|s| !s.is_empty()),
-            "title" => upload.meta.title = Some(text()?.trim().to_string()).filter(|s| !s.is_empty()),
+            "region" => {
+                once("region", &upload.meta.region)?;
+                upload.meta.region = Some(text()?.trim().to_string()).filter(|s| !s.is_empty());
+            }
+            "title" => {
+                once("title", &upload.meta.title)?;
+                upload.meta.title = Some(text()?.trim().to_string()).filter(|s| !s.is_empty());
+            }
             "csrf" => upload.csrf = Some(text()?),
             other => return Err(ApiError(Error::invalid(other, "is not a field of the upload form (file, groups, labels, region, title)"))),
         }
     }
     if upload.files.is_empty() {
         return Err(ApiError(Error::invalid("file", "the form holds no file part")));
+    }
+    for (target, sidecar, _) in &upload.sidecars {
+        if !upload.files.iter().any(|(name, _)| name == target) {
+            return Err(ApiError(Error::invalid("file", format!("the sidecar {sidecar} describes {target}, which is not in this upload; nothing was stored"))));
+        }
+        if upload.sidecars.iter().filter(|(t, _, _)| t == target).count() > 1 {
+            return Err(ApiError(Error::invalid("file", format!("two sidecars describe {target}; send one; nothing was stored"))));
+        }
     }
     if upload.meta.title.is_some() && upload.files.len() > 1 {
         return Err(ApiError(Error::invalid("title", "a title can only be given when one file is uploaded")));
@@ -89,7 +115,24 @@ pub(super) async fn read_form(req: &HttpRequest, payload: web::Payload, limit: u
 pub(super) async fn submit(ctx: &crate::app::Sanctum, uploader: &str, upload: &Upload) -> crate::error::Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for (name, bytes) in &upload.files {
-        outcomes.extend(library::submit_bytes(ctx, uploader, name, bytes, &upload.meta).await?);
+        let sidecar = upload.sidecars.iter().find(|(target, _, _)| target == name);
+        let meta = match sidecar {
+            None => upload.meta.clone(),
+            Some((_, sidecar, content)) => {
+                let merged = upload.meta.clone().normalized().and_then(|form| {
+                    let m = DocumentMeta::from_sidecar_bytes(std::path::Path::new(sidecar), content)?;
+                    form.merge("the upload's fields", m, sidecar)
+                });
+                match merged {
+                    Ok(m) => m,
+                    Err(e) => {
+                        outcomes.push(library::reject(ctx, uploader, name, e).await?);
+                        continue;
+                    }
+                }
+            }
+        };
+        outcomes.extend(library::submit_bytes(ctx, uploader, name, bytes, &meta).await?);
     }
     Ok(outcomes)
 }
@@ -131,7 +174,9 @@ pub struct DocumentQuery {
     /// 1 to 1000 (default 100).
     pub limit: Option<i64>,
     pub offset: Option<i64>,
-    /// Purpose of use (also `X-Purpose-Of-Use`): what the caller could search for it.
+    /// Purpose of use (or the `X-Purpose-Of-Use` header, not both): the documents the caller
+    /// could search for it are listed; with none (and no token default), those visible
+    /// without a purpose (no PHI, say, but the caller's own uploads).
     pub purpose: Option<String>,
 }
 
@@ -141,7 +186,8 @@ pub struct DocumentQuery {
     Refusals))]
 pub async fn list(state: web::Data<State>, req: HttpRequest, query: web::Query<DocumentQuery>) -> Reply {
     let q = query.into_inner();
-    let caller = caller(&state, &req, Scope::Ingest, purpose(&req, q.purpose.clone()), Narrowing::default()).await?;
+    let named = named_purpose(&req, q.purpose, Source::Query)?;
+    let caller = caller(&state, &req, Scope::Ingest, named, Narrowing::default()).await?;
     let filter = DocumentFilter {
         state: q.state,
         group: q.group,
@@ -166,7 +212,7 @@ fn document_id(raw: &str) -> std::result::Result<Uuid, ApiError> {
     Refusals))]
 pub async fn get(state: web::Data<State>, req: HttpRequest, id: web::Path<String>) -> Reply {
     let id = document_id(&id)?;
-    let caller = caller(&state, &req, Scope::Ingest, purpose(&req, None), Narrowing::default()).await?;
+    let caller = caller(&state, &req, Scope::Ingest, header_purpose(&req)?, Narrowing::default()).await?;
     let detail = state.run(move |ctx| async move { catalog::get(&ctx, &caller.user, caller.purpose.as_deref(), id).await }).await?;
     Ok(HttpResponse::Ok().json(detail))
 }
@@ -178,7 +224,7 @@ pub async fn get(state: web::Data<State>, req: HttpRequest, id: web::Path<String
     Refusals))]
 pub async fn delete(state: web::Data<State>, req: HttpRequest, id: web::Path<String>) -> Reply {
     let id = document_id(&id)?;
-    let caller = caller(&state, &req, Scope::Ingest, purpose(&req, None), Narrowing::default()).await?;
+    let caller = caller(&state, &req, Scope::Ingest, header_purpose(&req)?, Narrowing::default()).await?;
     let gone = state.run(move |ctx| async move { library::delete(&ctx, &caller.user, caller.purpose.as_deref(), id).await }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": gone })))
 }
@@ -190,7 +236,7 @@ pub async fn delete(state: web::Data<State>, req: HttpRequest, id: web::Path<Str
 pub async fn job(state: web::Data<State>, req: HttpRequest, id: web::Path<String>) -> Reply {
     let raw = id.into_inner();
     let id: i64 = raw.parse().map_err(|_| ApiError(Error::invalid("id", format!("{raw:?} is not a job id (an integer)"))))?;
-    let caller = caller(&state, &req, Scope::Ingest, purpose(&req, None), Narrowing::default()).await?;
+    let caller = caller(&state, &req, Scope::Ingest, header_purpose(&req)?, Narrowing::default()).await?;
     let row = state.run(move |ctx| async move { catalog::job(&ctx, &caller.user, caller.purpose.as_deref(), id).await }).await?;
     Ok(HttpResponse::Ok().json(row))
 }

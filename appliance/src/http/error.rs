@@ -59,6 +59,9 @@ pub enum Refusals {
     /// In conflict with work in progress (a document being indexed): retry later.
     #[response(status = 409)]
     Conflict(ErrorBody),
+    /// The request body did not arrive within `http.body_timeout_s`; the connection is closed.
+    #[response(status = 408)]
+    BodyTimeout(ErrorBody),
     /// Too many failed sign-ins: retry after the Retry-After seconds.
     #[response(status = 429)]
     Throttled(ErrorBody),
@@ -70,8 +73,8 @@ pub enum Refusals {
 impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self.0 {
-            Error::InvalidInput { .. } | Error::NotFound { .. } | Error::Conflict(_) | Error::PolicyInvalid(_) => "invalid_request",
-            Error::Unauthorized(_) | Error::Forbidden(_) | Error::Throttled { .. } => "auth",
+            Error::InvalidInput { .. } | Error::NotFound { .. } | Error::Conflict(_) | Error::PolicyInvalid(_) | Error::BodyTimeout(_) => "invalid_request",
+            Error::Unauthorized(_) | Error::CredentialRevoked(_) | Error::Forbidden(_) | Error::Throttled { .. } => "auth",
             Error::PolicyDenied { .. } | Error::EgressDenied { .. } => "policy",
             Error::Overloaded(_) | Error::Models(_) => "unavailable",
             _ => "internal",
@@ -90,7 +93,8 @@ impl ResponseError for ApiError {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Unauthorized(_) | Error::CredentialRevoked(_) => StatusCode::UNAUTHORIZED,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Forbidden(_) | Error::PolicyDenied { .. } | Error::EgressDenied { .. } => StatusCode::FORBIDDEN,
             Error::Overloaded(_) | Error::Models(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod deadline;
 pub mod documents;
 pub mod error;
 pub mod metrics;
@@ -92,6 +93,8 @@ pub struct Started {
     pub handle: actix_web::dev::ServerHandle,
     server: actix_web::dev::Server,
     worker: tokio::task::JoinHandle<()>,
+    /// The timed audit checkpoint (`audit.checkpoint_interval_s`).
+    checkpoints: tokio::task::JoinHandle<()>,
 }
 
 impl Started {
@@ -102,6 +105,9 @@ impl Started {
         // a job cut short stays `running` and is queued again at the next start
         self.worker.abort();
         let _ = self.worker.await;
+        // the closing checkpoint (Sanctum::close) signs what is left
+        self.checkpoints.abort();
+        let _ = self.checkpoints.await;
         served
     }
 }
@@ -116,6 +122,7 @@ pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
     let json_limit = config.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(deadline::bodies_in_time))
             .wrap(actix_web::middleware::ErrorHandlers::new().handler(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, too_large))
             .wrap(actix_web::middleware::from_fn(observe))
             .app_data(web::Data::new(state.clone()))
@@ -137,7 +144,8 @@ pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
     };
     let addrs = server.addrs();
     let server = server.run();
-    Ok(Started { addrs, cert, handle: server.handle(), server, worker })
+    let checkpoints = tokio::spawn(crate::audit::record::checkpoint_periodically(ctx.clone()));
+    Ok(Started { addrs, cert, handle: server.handle(), server, worker, checkpoints })
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes requests in flight (up to

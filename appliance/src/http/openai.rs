@@ -7,11 +7,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::api::{caller, json_body, purpose, Reply};
+use super::api::{caller, header_purpose, json_body, needs_purpose, Reply};
 use super::error::{ApiError, Refusals};
 use super::State;
 use crate::access::{self, Narrowing};
 use crate::answer::{Answer, AskRequest};
+use crate::auth::standing::{self, Credential};
 use crate::error::Error;
 use crate::tokens::Scope;
 
@@ -73,7 +74,7 @@ fn chunk(id: &str, created: i64, model: &str, delta: serde_json::Value, finish: 
 }
 
 /// OpenAI-compatible chat completion: the last user message is the question.
-#[utoipa::path(post, path = "/v1/chat/completions", tag = "ask", request_body = ChatRequest, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "purpose of use")), security(("token" = [])), responses(
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "ask", request_body = ChatRequest, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use (header only: OpenAI clients send it with `default_headers`); required unless the token has a default purpose")), security(("token" = [])), responses(
         (status = 200, description = "a chat.completion, or chat.completion.chunk events ending in [DONE] when stream is true", body = Object),
         Refusals))]
 pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
@@ -82,7 +83,8 @@ pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::B
     if question.trim().is_empty() {
         return Err(ApiError(Error::invalid("messages", "no user message with text: the last user message is the question")));
     }
-    let caller = caller(&state, &req, Scope::Ask, purpose(&req, None), Narrowing::default()).await?;
+    let named = header_purpose(&req)?;
+    let caller = needs_purpose(&state, caller(&state, &req, Scope::Ask, named, Narrowing::default()).await?, "")?;
     let permit = state.ask_permit()?;
     let request = AskRequest { question, passages: None, max_tokens: body.max_completion_tokens.or(body.max_tokens) };
     let model = body.model.unwrap_or_else(|| "sanctum".into());
@@ -105,14 +107,18 @@ pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::B
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     let ctx = state.ctx.clone();
     let _ = tx.send(chunk(&id, created, &model, serde_json::json!({ "role": "assistant", "content": "" }), None));
+    // the credential is checked again while the answer streams; a revoked one ends it
+    let credential = Credential::of(caller.token, req.cookie(crate::auth::COOKIE).as_ref().map(|c| c.value()), &caller.user);
     state.main.spawn(async move {
         let _permit = permit;
+        let (tally, revoked) = standing::watch(ctx.clone(), credential);
         let pieces = tx.clone();
         let (id2, model2) = (id.clone(), model.clone());
         let mut sink = move |piece: &str| {
+            tally.token();
             let _ = pieces.send(chunk(&id2, created, &model2, serde_json::json!({ "content": piece }), None));
         };
-        match access::ask(&ctx, &caller, &request, &mut sink).await {
+        match access::ask_until(&ctx, &caller, &request, &mut sink, revoked).await {
             Ok(answer) => {
                 if answer.no_evidence {
                     // the model was not called: the fixed answer is the whole content

@@ -1,6 +1,7 @@
-//! The library as a caller sees it: documents listed and shown with the state of their
-//! ingest job, limited to what the caller's `retrieve` scope admits (the same scope their
-//! searches run under) and what they uploaded themselves.
+//! The library as a caller sees it: documents and ingest jobs listed and shown, limited
+//! to what the caller's `retrieve` scope admits (the same scope their searches run under)
+//! and what they uploaded themselves. Every listing of documents or of what names them
+//! (jobs) goes through here, so none shows what the caller may not see.
 
 use chrono::{DateTime, Utc};
 use policies::Scope;
@@ -62,6 +63,16 @@ pub struct DocumentFilter {
 
 const STATES: [&str; 3] = ["queued", "indexed", "failed"];
 
+/// Filters of a job listing; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// queued, running, done or failed.
+    pub state: Option<String>,
+    pub limit: i64,
+}
+
+const JOB_STATES: [&str; 4] = ["queued", "running", "done", "failed"];
+
 const SELECT: &str = "SELECT d.id, d.name, d.source_id, d.title, d.format, d.size_bytes, d.sha256, d.groups, d.region, d.labels, d.state,
         d.uploaded_by, d.created_at, d.indexed_at,
         (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks,
@@ -88,9 +99,10 @@ async fn scope_of(ctx: &Sanctum, user: &str, purpose: Option<&str>) -> Result<Op
     }
 }
 
-type DocumentQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, DocumentInfo, sqlx::postgres::PgArguments>;
+type ScopedQuery<'q, Row> = sqlx::query::QueryAs<'q, sqlx::Postgres, Row, sqlx::postgres::PgArguments>;
 
-fn bind_scope<'q>(q: DocumentQuery<'q>, scope: &'q Option<Scope>, user: &'q str) -> DocumentQuery<'q> {
+/// Binds [`VISIBLE`]'s parameters ($1..$7).
+fn bind_scope<'q, Row>(q: ScopedQuery<'q, Row>, scope: &'q Option<Scope>, user: &'q str) -> ScopedQuery<'q, Row> {
     let none = Scope::default();
     let s = scope.as_ref().unwrap_or(&none);
     q.bind(scope.is_some())
@@ -149,6 +161,23 @@ pub async fn get(ctx: &Sanctum, user: &str, purpose: Option<&str>, id: Uuid) -> 
     let document = document.ok_or_else(|| Error::NotFound { what: "document", id: id.to_string() })?;
     let jobs = jobs::for_document(ctx.pool(), id).await?;
     Ok(DocumentDetail { document, jobs })
+}
+
+/// Ingest jobs of the documents `user` may see (for `purpose`), newest first: the same
+/// visibility as [`list`], so a job never names a document the caller could not list.
+pub async fn jobs(ctx: &Sanctum, user: &str, purpose: Option<&str>, filter: &JobFilter) -> Result<Vec<JobRow>> {
+    if let Some(s) = &filter.state {
+        if !JOB_STATES.contains(&s.as_str()) {
+            return Err(Error::invalid("state", format!("{s:?} is not a job state (queued, running, done, failed)")));
+        }
+    }
+    if !(1..=1000).contains(&filter.limit) {
+        return Err(Error::invalid("limit", "expected an integer between 1 and 1000"));
+    }
+    let scope = scope_of(ctx, user, purpose).await?;
+    let sql = format!("{} WHERE ({VISIBLE}) AND ($8::text IS NULL OR j.state = $8) ORDER BY j.id DESC LIMIT $9", jobs::SELECT);
+    let q = bind_scope(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &scope, user);
+    Ok(q.bind(&filter.state).bind(filter.limit).fetch_all(ctx.pool()).await?)
 }
 
 /// An ingest job, with the document's name, if `user` may see the document.

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 mod delete;
+pub mod parser;
 mod reindex;
 mod submit;
 mod worker;
@@ -15,5 +16,5 @@ mod worker;
 pub use catalog::{DocumentDetail, DocumentFilter, DocumentInfo};
 pub use delete::delete;
 pub use reindex::reindex;
-pub use submit::{Outcome, submit_bytes, submit_path};
+pub use submit::{Outcome, reject, submit_bytes, submit_path};
 pub use worker::{Progress, WorkerReport, run_until_idle};

@@ -39,6 +39,11 @@ async fn refused(ctx: &Sanctum, uploader: &str, name: &str, decision: &str, reas
     Ok(Outcome::Rejected { name: name.to_string(), reason })
 }
 
+/// Refuses a document as bad input before anything is stored (recorded like every outcome).
+pub async fn reject(ctx: &Sanctum, uploader: &str, name: &str, reason: impl std::fmt::Display) -> Result<Outcome> {
+    refused(ctx, uploader, name, "reject", reason).await
+}
+
 async fn rejected(ctx: &Sanctum, uploader: &str, name: &str, reason: impl std::fmt::Display) -> Result<Vec<Outcome>> {
     Ok(vec![refused(ctx, uploader, name, "reject", reason).await?])
 }
@@ -65,15 +70,10 @@ pub async fn submit_path(ctx: &Sanctum, uploader: &str, path: &Path, meta: &Docu
         Ok(b) => b,
         Err(e) => return rejected(ctx, uploader, &display, format!("cannot read: {e}")).await,
     };
-    let mut meta = meta.clone();
-    for sidecar in ingest::sidecar_paths(path) {
-        if let Ok(text) = std::fs::read_to_string(&sidecar) {
-            match DocumentMeta::from_sidecar(&sidecar, &text) {
-                Ok(m) => meta = meta.or(m),
-                Err(e) => return rejected(ctx, uploader, &display, e).await,
-            }
-        }
-    }
+    let meta = match with_sidecar(path, meta) {
+        Ok(m) => m,
+        Err(reason) => return rejected(ctx, uploader, &display, reason).await,
+    };
     let mut outcomes = submit_bytes(ctx, uploader, &name, &bytes, &meta).await?;
     for o in &mut outcomes {
         // name outcomes by the path the user gave, keeping a record's "#id" suffix
@@ -84,6 +84,30 @@ pub async fn submit_path(ctx: &Sanctum, uploader: &str, path: &Path, meta: &Docu
         }
     }
     Ok(outcomes)
+}
+
+/// `meta` (the command's flags) combined with the sidecar beside `path`, if there is one.
+/// Metadata fails closed: a sidecar that exists but cannot be read, is not UTF-8, does not
+/// parse, or disagrees with the flags refuses the document; so do two sidecars at once.
+fn with_sidecar(path: &Path, meta: &DocumentMeta) -> std::result::Result<DocumentMeta, String> {
+    let meta = meta.clone().normalized().map_err(|e| e.to_string())?;
+    let mut found: Option<(std::path::PathBuf, DocumentMeta)> = None;
+    for sidecar in ingest::sidecar_paths(path) {
+        let bytes = match std::fs::read(&sidecar) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("sidecar {}: cannot be read ({e}); the document is refused, not stored without its metadata", sidecar.display())),
+        };
+        if let Some((first, _)) = &found {
+            return Err(format!("two sidecars describe this file ({} and {}); keep one", first.display(), sidecar.display()));
+        }
+        let m = DocumentMeta::from_sidecar_bytes(&sidecar, &bytes).map_err(|e| e.to_string())?;
+        found = Some((sidecar, m));
+    }
+    match found {
+        Some((sidecar, m)) => meta.merge("the command's flags", m, &sidecar.display().to_string()).map_err(|e| e.to_string()),
+        None => Ok(meta),
+    }
 }
 
 /// Submits a document's bytes under a caller-given file name (uploads, CLI) for `uploader`.

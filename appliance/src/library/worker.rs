@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use ingest::{Chunker, ChunkerConfig, Format, ParseLimits, TokenCounter};
+use ingest::{Chunker, ChunkerConfig, Format, TokenCounter};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -77,16 +77,25 @@ async fn process_batch(ctx: &Sanctum, engine: &Engine, claimed: Vec<jobs::Claime
     let ids: Vec<Uuid> = claimed.iter().map(|j| j.document_id).collect();
     let docs = documents::get_many(ctx.pool(), &ids).await?;
     let mut prepared = Vec::with_capacity(claimed.len());
-    for job in &claimed {
+    let max_attempts = ctx.config.ingest.max_attempts;
+    for job in claimed {
         let Some(doc) = docs.iter().find(|d| d.id == job.document_id).cloned() else {
-            jobs::fail(ctx.pool(), *job, "the document row is missing").await?;
+            jobs::fail(ctx.pool(), &job, "", "the document row is missing").await?;
             report.failed += 1;
             continue;
         };
-        match prepare(ctx, engine, *job, doc).await {
+        if job.attempts > max_attempts as i32 {
+            // it crashed or stalled the worker every time, or could never be written
+            let last = job.error.as_deref().map(|e| format!(" (last: {e})")).unwrap_or_default();
+            let reason = format!("indexing did not finish in {max_attempts} attempts (ingest.max_attempts){last}; the file is refused");
+            jobs::fail(ctx.pool(), &job, &doc.name, &reason).await?;
+            report.failed += 1;
+            continue;
+        }
+        match prepare(ctx, engine, job.clone(), doc.clone()).await {
             Ok(p) => prepared.push(p),
             Err(reason) => {
-                jobs::fail(ctx.pool(), *job, &reason).await?;
+                jobs::fail(ctx.pool(), &job, &doc.name, &reason).await?;
                 report.failed += 1;
             }
         }
@@ -94,22 +103,40 @@ async fn process_batch(ctx: &Sanctum, engine: &Engine, claimed: Vec<jobs::Claime
     if prepared.is_empty() {
         return Ok(());
     }
-    let job_ids: Vec<i64> = prepared.iter().map(|p| p.job.id).collect();
-    match write_batch(ctx, engine, &prepared, report).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            // not the documents' fault: put them back for the next run, and stop
-            jobs::release(ctx.pool(), &job_ids, &e.to_string()).await?;
-            Err(e)
+    let Err(e) = write_batch(ctx, engine, &prepared, report).await else { return Ok(()) };
+    if prepared.len() == 1 {
+        return settle(ctx, &prepared[0], e, report).await;
+    }
+    // one document may be at fault (a value the database cannot store): write them one by
+    // one, so that it fails alone and the others are indexed
+    for (i, p) in prepared.iter().enumerate() {
+        if let Err(e) = write_batch(ctx, engine, std::slice::from_ref(p), report).await {
+            if let Err(e) = settle(ctx, p, e, report).await {
+                let rest: Vec<i64> = prepared[i + 1..].iter().map(|p| p.job.id).collect();
+                jobs::release(ctx.pool(), &rest, &e.to_string()).await?;
+                return Err(e);
+            }
         }
     }
+    Ok(())
+}
+
+/// After `p` alone could not be written: its own fault (bad input) fails it with the reason;
+/// anything else (the database, the embedder or an index) puts it back and stops the run.
+async fn settle(ctx: &Sanctum, p: &Prepared, e: Error, report: &mut WorkerReport) -> Result<()> {
+    if let Error::InvalidInput { message, .. } = &e {
+        jobs::fail(ctx.pool(), &p.job, &p.doc.name, message).await?;
+        report.failed += 1;
+        return Ok(());
+    }
+    jobs::release(ctx.pool(), &[p.job.id], &e.to_string()).await?;
+    Err(e)
 }
 
 /// Reads, parses and chunks one document. An error is the document's own fault and is
 /// returned as the reason its job failed.
 async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: DocumentRow) -> std::result::Result<Prepared, String> {
     let store = ctx.store.clone();
-    let limits = ParseLimits { max_file_bytes: ctx.config.ingest.max_file_bytes, max_expanded_bytes: ctx.config.ingest.max_expanded_bytes };
     let chunker_config = ChunkerConfig {
         max_tokens: ctx.config.ingest.chunk_tokens,
         overlap_tokens: ctx.config.ingest.chunk_overlap,
@@ -118,10 +145,14 @@ async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: Docume
     let tokenizer = engine.tokenizer.clone();
     let detector = ctx.detector.clone();
     let doc2 = doc.clone();
+    let sha = doc.sha256.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.get(&sha))
+        .await
+        .map_err(|e| format!("cannot read the stored original: {e}"))?
+        .map_err(|e| format!("cannot read the stored original: {e}"))?;
+    let format = Format::parse_name(&doc.format).ok_or_else(|| format!("unknown stored format {}", doc.format))?;
+    let parsed = super::parser::parse(&ctx.config.ingest, format, std::sync::Arc::new(bytes), &doc.name).await?;
     let result = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
-        let bytes = store.get(&doc2.sha256).map_err(|e| e.to_string())?;
-        let format = Format::parse_name(&doc2.format).ok_or_else(|| format!("unknown stored format {}", doc2.format))?;
-        let parsed = ingest::parse(format, &bytes, &doc2.name, &limits).map_err(|e| e.to_string())?;
         let title = doc2.title.clone().or(parsed.title.clone());
         let reserved = title.as_deref().map(|t| tokenizer.count(t).min(48) + 1).unwrap_or(0);
         let chunks = Chunker::new(&tokenizer, chunker_config).chunk(&parsed, reserved);
@@ -138,7 +169,7 @@ async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: Docume
         Ok((title, parsed.text, chunks, labels, identifiers))
     })
     .await
-    .map_err(|e| format!("the parser crashed: {e}"))??;
+    .map_err(|e| format!("chunking failed: {e}"))??;
     let (title, text, chunks, labels, identifiers) = result;
     // The ingest decision again, with the labels found in the text.
     let attrs = policies::DocumentAttrs { groups: doc.groups.clone(), region: doc.region.clone(), labels: labels.clone() };

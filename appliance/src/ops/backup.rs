@@ -118,7 +118,14 @@ pub async fn create(config: &Config, actor: &str, out: &Path) -> Result<BackupSu
         // audit keys and checkpoints first: every checkpoint then names a record in the dump
         let writer = blocking(move || {
             let mut w = ArchiveWriter::create(&work_dir.join("backup.tar.zst"))?;
-            w.add_dir("data/audit", &config.audit_dir())?;
+            // not the witness: it changes with every record, and describes this database
+            // only (a restore starts without one)
+            let audit = config.audit_dir();
+            if audit.exists() {
+                for rel in archive::files_under(&audit)?.into_iter().filter(|r| !crate::audit::witness::is_witness_file(r)) {
+                    w.add_file(&format!("data/audit/{}", rel.to_string_lossy()), &audit.join(&rel))?;
+                }
+            }
             dump.arg("--format=custom").arg("--no-owner").arg("--no-acl").arg("-f").arg(&dump_file);
             run(dump, "pg_dump")?;
             w.add_file(DUMP, &dump_file)?;

@@ -24,6 +24,8 @@ pub fn config(data_dir: &Path) -> Config {
     let mut c = Config::with_data_dir(data_dir);
     c.models.dir = Some(models_dir());
     c.embedding.threads = 1;
+    // the parser process is the sanctum binary, not this test harness
+    c.ingest.parser_bin = Some(PathBuf::from(env!("CARGO_BIN_EXE_sanctum")));
     c
 }
 

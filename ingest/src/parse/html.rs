@@ -26,34 +26,59 @@ pub(super) fn parse(text: &str) -> ParsedDocument {
     b.finish()
 }
 
-fn walk(el: ElementRef<'_>, b: &mut DocumentBuilder, buf: &mut String) {
-    for child in el.children() {
-        match child.value() {
+/// What is left to do on the explicit stack: visit a node, or finish an element once its
+/// children are done.
+enum Step<'a> {
+    Visit(ego_tree::NodeRef<'a, Node>),
+    /// After a block element: end the block.
+    Flush,
+    /// After an inline element: keep its text apart from the next.
+    Space,
+}
+
+/// Walks the tree with an explicit stack instead of recursion, so that no nesting depth
+/// (20,000 nested `<div>`s is 220 KB) can overflow the thread's stack.
+fn walk(root: ElementRef<'_>, b: &mut DocumentBuilder, buf: &mut String) {
+    let mut stack: Vec<Step<'_>> = root.children().rev().map(Step::Visit).collect();
+    while let Some(step) = stack.pop() {
+        let node = match step {
+            Step::Flush => {
+                flush(b, buf);
+                continue;
+            }
+            Step::Space => {
+                buf.push(' ');
+                continue;
+            }
+            Step::Visit(node) => node,
+        };
+        match node.value() {
             Node::Text(t) => buf.push_str(t),
             Node::Element(e) => {
                 let name = e.name();
                 if SKIP.contains(&name) {
                     continue;
                 }
-                let Some(child_el) = ElementRef::wrap(child) else { continue };
+                let Some(el) = ElementRef::wrap(node) else { continue };
                 if matches!(name, "h1" | "h2" | "h3" | "h4" | "h5" | "h6") {
                     flush(b, buf);
-                    let heading: String = child_el.text().collect();
+                    let heading: String = el.text().collect();
                     if name == "h1" {
                         b.title(&heading);
                     }
                     b.heading(&heading);
-                } else if BLOCK.contains(&name) {
+                    continue;
+                }
+                if BLOCK.contains(&name) {
                     flush(b, buf);
-                    walk(child_el, b, buf);
-                    flush(b, buf);
+                    stack.push(Step::Flush);
                 } else {
                     if matches!(name, "td" | "th") && !buf.trim().is_empty() {
                         buf.push_str(" | ");
                     }
-                    walk(child_el, b, buf);
-                    buf.push(' ');
+                    stack.push(Step::Space);
                 }
+                stack.extend(node.children().rev().map(Step::Visit));
             }
             _ => {}
         }

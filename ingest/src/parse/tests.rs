@@ -124,3 +124,32 @@ fn beir_corpus_lines_parse_alone() {
     assert!(err.to_string().starts_with("line 3:"), "{err}");
     assert_eq!(recs[2].as_ref().unwrap().id, "7");
 }
+
+#[test]
+fn deeply_nested_html_parses_without_recursion() {
+    // 20,000 nested elements (~220 KB) overflowed the stack of a recursive walker
+    let depth = 20_000;
+    let html = format!("<title>Deep</title>{}Bottom text.{}", "<div>".repeat(depth), "</div>".repeat(depth));
+    let big_stack_free = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || parse(Format::Html, html.as_bytes(), "deep.html", &limits()))
+        .unwrap()
+        .join()
+        .expect("the parser overflowed a 256 KiB stack");
+    let d = big_stack_free.unwrap();
+    assert_eq!(d.title.as_deref(), Some("Deep"));
+    assert_eq!(d.text, "Bottom text.");
+}
+
+#[test]
+fn nul_bytes_never_reach_the_text() {
+    for (format, bytes) in [
+        (Format::Text, &b"Fire\0 doors\0 close.\0"[..]),
+        (Format::Markdown, b"# Ti\0tle\n\nBody\0 text."),
+        (Format::Html, b"<p>Body\0 text.</p>"),
+        (Format::Csv, b"a,b\nx\0,y\n"),
+    ] {
+        let d = parse(format, bytes, "n", &limits()).unwrap();
+        assert!(!d.text.contains('\0') && !d.title.as_deref().unwrap_or("").contains('\0'), "{format:?}: {:?}", d.text);
+    }
+}

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::{error_page, html, list, policy_config, signed_in, status_of, url_escape};
 use crate::access::{self, Caller, Narrowing};
 use crate::http::State;
+use crate::purpose::{self, Source};
 use crate::retrieve::{Mode, Passage, SearchRequest};
 
 /// The default purpose of use offered: `operations` where the policy knows it.
@@ -17,6 +18,18 @@ fn default_purpose(purposes: &[String]) -> String {
         "operations".to_string()
     } else {
         purposes.first().cloned().unwrap_or_default()
+    }
+}
+
+/// The purpose of use of a page request: the one the form sent, or else the form's default;
+/// never none (the page says what is wrong instead).
+fn page_purpose(sent: Option<String>, purposes: &[String]) -> Result<(String, Source), String> {
+    match sent.filter(|p| !p.trim().is_empty()) {
+        Some(p) => purpose::parse("Purpose of use", &p).map(|v| (v, Source::Form)).map_err(|e| format!("{e}.")),
+        None => match default_purpose(purposes) {
+            d if d.is_empty() => Err("Purpose of use: choose one (the active policy lists none to offer).".into()),
+            d => Ok((d, Source::FormDefault)),
+        },
     }
 }
 
@@ -49,7 +62,11 @@ pub(super) async fn search(state: web::Data<State>, req: HttpRequest, query: web
     };
     let purposes = policy_config(&state, "purposes");
     let q = query.into_inner();
-    let purpose = q.purpose.filter(|p| !p.is_empty()).unwrap_or_else(|| default_purpose(&purposes));
+    let chosen = page_purpose(q.purpose.clone(), &purposes);
+    let purpose = match &chosen {
+        Ok((p, _)) => p.clone(),
+        Err(_) => q.purpose.clone().unwrap_or_default(),
+    };
     let text = q.q.unwrap_or_default();
     let default_k = state.ctx.config.search.default_k;
     let mode_text = q.mode.filter(|m| !m.is_empty()).unwrap_or_else(|| "hybrid".into());
@@ -66,6 +83,13 @@ pub(super) async fn search(state: web::Data<State>, req: HttpRequest, query: web
     if text.trim().is_empty() {
         return html(StatusCode::OK, &page);
     }
+    let purpose_source = match chosen {
+        Ok((_, source)) => source,
+        Err(message) => {
+            page.error = Some(message);
+            return html(StatusCode::BAD_REQUEST, &page);
+        }
+    };
     let mode = match mode_text.as_str() {
         "hybrid" => Mode::Hybrid,
         "dense" => Mode::Dense,
@@ -85,7 +109,7 @@ pub(super) async fn search(state: web::Data<State>, req: HttpRequest, query: web
     };
     let some = |s: &str| Some(list(s)).filter(|l| !l.is_empty());
     let narrowing = Narrowing { groups: some(&q.groups), regions: some(&q.regions), exclude_labels: list(&q.exclude_labels) };
-    let caller = Caller { user: person.name().to_string(), purpose: Some(purpose.clone()), narrowing, via: "web", token: None };
+    let caller = Caller { user: person.name().to_string(), purpose: Some(purpose.clone()), purpose_source: Some(purpose_source), narrowing, via: "web", token: None };
     let _permit = match state.search_permit() {
         Ok(p) => p,
         Err(e) => {
@@ -146,8 +170,11 @@ pub(super) async fn passage(state: web::Data<State>, req: HttpRequest, id: web::
         return error_page(StatusCode::BAD_REQUEST, "No such passage", "That link does not name a passage (its id is not a UUID).");
     };
     let q = query.into_inner();
-    let purpose = q.purpose.filter(|p| !p.is_empty()).unwrap_or_else(|| default_purpose(&policy_config(&state, "purposes")));
-    let caller = Caller { user: person.name().to_string(), purpose: Some(purpose.clone()), narrowing: Narrowing::default(), via: "web", token: None };
+    let (purpose, purpose_source) = match page_purpose(q.purpose, &policy_config(&state, "purposes")) {
+        Ok(chosen) => chosen,
+        Err(message) => return error_page(StatusCode::BAD_REQUEST, "This passage cannot be shown", message),
+    };
+    let caller = Caller { user: person.name().to_string(), purpose: Some(purpose.clone()), purpose_source: Some(purpose_source), narrowing: Narrowing::default(), via: "web", token: None };
     match state.run(move |ctx| async move { access::passage(&ctx, &caller, id).await }).await {
         Ok(p) => {
             let segments = highlight(&p.text, &format!("{} {}", q.q, q.support));
@@ -213,7 +240,18 @@ fn highlight(text: &str, support: &str) -> Vec<::web::pages::Segment> {
 
 #[cfg(test)]
 mod tests {
-    use super::highlight;
+    use super::{highlight, page_purpose};
+    use crate::purpose::Source;
+
+    #[test]
+    fn a_page_has_one_purpose_or_says_why_not() {
+        let offered = vec!["treatment".to_string(), "operations".to_string()];
+        assert_eq!(page_purpose(Some("treatment".into()), &offered), Ok(("treatment".into(), Source::Form)));
+        assert_eq!(page_purpose(None, &offered), Ok(("operations".into(), Source::FormDefault)));
+        assert_eq!(page_purpose(Some(" ".into()), &offered), Ok(("operations".into(), Source::FormDefault)));
+        assert!(page_purpose(Some("treatment, research".into()), &offered).unwrap_err().contains("exactly one"));
+        assert!(page_purpose(None, &[]).unwrap_err().starts_with("Purpose of use"), "no silent empty purpose");
+    }
 
     #[test]
     fn the_supporting_sentence_is_marked() {

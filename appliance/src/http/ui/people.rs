@@ -38,7 +38,10 @@ async fn people_page(state: &State, person: &Person, new_token: Option<String>, 
                 id: t.id,
                 user: t.user_name,
                 label: t.label,
-                scopes: t.scopes.join(", "),
+                scopes: match &t.default_purpose {
+                    Some(p) => format!("{} (default purpose {p})", t.scopes.join(", ")),
+                    None => t.scopes.join(", "),
+                },
                 created: format!("{} by {}", when(&t.created_at), t.created_by),
                 expires: t.expires_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
                 last_used: t.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
@@ -158,7 +161,8 @@ pub(super) async fn create_token(state: web::Data<State>, req: HttpRequest, body
         },
     };
     let (actor, user, label) = (person.name().to_string(), f.one("user"), f.one("label"));
-    match state.run(move |ctx| async move { tokens::create(&ctx, &actor, &user, &label, &scopes, days).await }).await {
+    let default_purpose = Some(f.one("default_purpose")).filter(|p| !p.is_empty());
+    match state.run(move |ctx| async move { tokens::create(&ctx, &actor, &user, &label, &scopes, days, default_purpose.as_deref()).await }).await {
         Ok((info, secret)) => people_page(&state, &person, Some(secret), vec![format!("Token {} created for {}.", info.id, info.user_name)], None, StatusCode::OK).await,
         Err(e) => people_page(&state, &person, None, Vec::new(), Some(e.0.to_string()), status_of(&e)).await,
     }
