@@ -284,7 +284,7 @@ except openai.BadRequestError as e:
 /// Defect 17.7: a request body sent a byte at a time is cut off at `http.body_timeout_s`
 /// (408, the connection closed), for a JSON body and for an upload; an answer streamed for
 /// a token revoked meanwhile ends within a few tokens with `credential_revoked`, and its
-/// audit record says so.
+/// audit record says so; so does one streamed for a web session signed out meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_time_out_and_revoked_streams_end() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -296,6 +296,9 @@ async fn slow_bodies_time_out_and_revoked_streams_end() {
     );
     let config = support::write_config(tmp.path(), &extra);
     sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
+    let password = "correct horse battery staple";
+    let set = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(["user", "password", "pat"]).env("SANCTUM_PASSWORD", password).output().unwrap();
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     let policy = support::write(tmp.path(), "visitor-policy.md", std::fs::read(support::demo_dir().join("visitor-policy.md")).unwrap());
     sanctum(&config, &["ingest", policy.to_str().unwrap(), "--groups", "clinical", "--region", "us"]);
     let ask_token = token(&config, "pat", "ask");
@@ -379,6 +382,35 @@ async fn slow_bodies_time_out_and_revoked_streams_end() {
     let records: serde_json::Value = r.json().await.unwrap();
     let last = records["records"].as_array().unwrap().last().cloned().unwrap_or_default();
     assert_eq!((last["decision"].as_str(), last["details"]["error"].as_str()), (Some("fail"), Some("credential_revoked")), "{records}");
+
+    // the same for a web session signed out while its answer streams
+    let r = client.post(format!("{base}/v1/login")).json(&serde_json::json!({ "name": "pat", "password": password })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = r.json::<serde_json::Value>().await.unwrap()["csrf"].as_str().unwrap().to_string();
+    let mut r = client
+        .post(format!("{base}/v1/ask"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .header("Accept", "text/event-stream")
+        .header("X-Purpose-Of-Use", "operations")
+        .json(&serde_json::json!({ "question": "Explain the whole visitor policy in detail, rule by rule.", "max_tokens": 200 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (mut events, mut signed_out) = (String::new(), false);
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        events.push_str(&String::from_utf8_lossy(&chunk));
+        if !signed_out && events.contains("event: token\n") {
+            let out = client.post(format!("{base}/v1/logout")).header("Cookie", &cookie).header("X-CSRF-Token", &csrf).send().await.unwrap();
+            assert_eq!(out.status(), 200);
+            signed_out = true;
+        }
+    }
+    assert!(!events.contains("event: answer") && events.contains("\"code\":\"credential_revoked\""), "{events}");
+    assert!(events.contains("the session was ended"), "{events}");
+    assert!(events.matches("event: token\n").count() < 100, "{events}");
 
     let mut server = server;
     Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
