@@ -15,8 +15,11 @@
 # (rerun it with: $CARGO_TARGET_DIR/<host>/release/<target> fuzz/artifacts/<target>/<file>).
 # The last line is one JSON object of the figures.
 #
-# Built with nightly (`cargo +nightly fuzz build -O`, AddressSanitizer) in its own target
-# directory, outside the checkout: $HOME/.cache/sanctum-fuzz-target.
+# Built with nightly (`cargo +nightly fuzz build -O`) in a target directory of its own,
+# outside the checkout: $HOME/.cache/sanctum-fuzz-target. No sanitizer by default: Sanctum's
+# own crates forbid unsafe code, so AddressSanitizer only checks the dependencies' unsafe
+# code, at 2-4x fewer executions per second (BENCHMARKS.md). SANCTUM_FUZZ_SANITIZER=address
+# builds and runs with it (in $HOME/.cache/sanctum-fuzz-target-address).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -58,9 +61,12 @@ else
   echo "fuzz: no nightly toolchain; building with $(rustc --version) and RUSTC_BOOTSTRAP=1"
   export RUSTC_BOOTSTRAP=1
 fi
-# never the main workspace's target directory (the Makefile exports that one)
-export CARGO_TARGET_DIR="${SANCTUM_FUZZ_TARGET_DIR:-$HOME/.cache/sanctum-fuzz-target}"
-sanitizer="${SANCTUM_FUZZ_SANITIZER:-address}"
+sanitizer="${SANCTUM_FUZZ_SANITIZER:-none}"
+# never the main workspace's target directory (the Makefile exports that one); one per
+# sanitizer, as each needs a build of everything
+suffix=""
+[ "$sanitizer" = none ] || suffix="-$sanitizer"
+export CARGO_TARGET_DIR="${SANCTUM_FUZZ_TARGET_DIR:-$HOME/.cache/sanctum-fuzz-target$suffix}"
 host="$(rustc "${toolchain[@]}" -vV | sed -n 's/^host: //p')"
 cargo "${toolchain[@]}" fuzz build -O --sanitizer "$sanitizer" --fuzz-dir "$root/fuzz" --target "$host"
 bin="$CARGO_TARGET_DIR/$host/release"
