@@ -251,9 +251,14 @@ async fn run_in(ctx: Arc<Sanctum>, dataset: &beir::Dataset, opts: &Options, log:
     let elapsed = begun.elapsed().as_secs_f64();
     handle.stop(true).await;
     server.await.map_err(|e| Error::Internal(e.to_string()))??;
-    // the server's workers and the ingest worker let go of the appliance as they stop
+    // the server's workers and the ingest worker let go of the appliance as they stop (the
+    // worker only once the documents uploaded during the run are indexed)
+    if opts.mix.upload > 0 {
+        log("waiting for the ingest worker to index what was uploaded");
+    }
     let waited = Instant::now();
-    while Arc::strong_count(&ctx) > 2 && waited.elapsed() < Duration::from_secs(10) {
+    let patience = Duration::from_secs(if opts.mix.upload > 0 { 1800 } else { 10 });
+    while Arc::strong_count(&ctx) > 2 && waited.elapsed() < patience {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
