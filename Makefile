@@ -10,7 +10,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load clean-demo
+.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load bench-soak clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -90,3 +90,8 @@ clean-demo:
 # 50 clients searching the REST API over HTTPS for 60 s (BENCHMARKS.md)
 bench-load: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench load --dataset ../shared/bench/scifact --clients 50 --seconds 60 --json
+
+# The soak: 50 clients for 10 minutes mixing searches, questions, uploads and listings.
+bench-soak: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench load --dataset ../shared/bench/scifact --docs 100 --clients 50 --seconds 600 \
+		--mix search=70,ask=5,upload=10,list=15 --json

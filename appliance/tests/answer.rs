@@ -2,6 +2,7 @@
 //! embedded PostgreSQL, answered by real models on CPU. The command-line test runs
 //! `sanctum ask` inside a network namespace with no network at all.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::process::Command;
@@ -99,10 +100,10 @@ async fn ask_streams_a_checked_answer_and_records_the_model() {
 fn ask_answers_offline_with_valid_citations() {
     let tmp = support::tempdir();
     let config = support::write_config(tmp.path(), "");
-    let bin = env!("CARGO_BIN_EXE_sanctum");
-    let out = Command::new(bin).arg("--config").arg(&config).arg("ingest").arg(support::demo_dir()).output().unwrap();
+    let bin = support::bin();
+    let out = Command::new(&bin).arg("--config").arg(&config).arg("ingest").arg(support::demo_dir()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(bin).arg("--config").arg(&config).args(["user", "add", "officer", "--roles", "privacy_officer", "--region", "us"]).output().unwrap();
+    let out = Command::new(&bin).arg("--config").arg(&config).args(["user", "add", "officer", "--roles", "privacy_officer", "--region", "us"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // the namespace really has no network: only the loopback device exists
@@ -111,7 +112,7 @@ fn ask_answers_offline_with_valid_citations() {
     let devices: Vec<String> = String::from_utf8_lossy(&probe.stdout).lines().skip(2).filter_map(|l| l.split(':').next()).map(|d| d.trim().to_string()).collect();
     assert_eq!(devices, vec!["lo"], "the namespace must have no network interface");
 
-    let out = Command::new("unshare").arg("--net").arg(bin).arg("--config").arg(&config).args(["ask", QUESTION, "--as", "officer", "--purpose", "operations", "--json", "--max-tokens", "64"]).output().unwrap();
+    let out = Command::new("unshare").arg("--net").arg(&bin).arg("--config").arg(&config).args(["ask", QUESTION, "--as", "officer", "--purpose", "operations", "--json", "--max-tokens", "64"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,6 +3,7 @@
 //! deleted, reordered, rewritten-and-rechained and truncated logs are caught and the record
 //! named; retention purges without breaking verification; an audit failure stops the action.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashSet;
@@ -232,7 +233,7 @@ async fn a_tail_rewritten_after_the_last_checkpoint_is_never_signed() {
     // `sanctum audit checkpoint` exits 1 naming the record; `audit verify` too
     let config = support::write_config(tmp.path(), "");
     for args in [["audit", "checkpoint"], ["audit", "verify"]] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(args).output().unwrap();
+        let out = std::process::Command::new(support::bin()).arg("--config").arg(&config).args(args).output().unwrap();
         let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.status.code(), Some(1), "{args:?}: {printed}");
         assert!(printed.contains(&format!("record {edited}")), "{args:?}: {printed}");

@@ -7,6 +7,7 @@
 //! The kill points come from a seeded generator (the seed is printed) so a failure can be
 //! replayed with SANCTUM_CRASH_SEED.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,7 +56,7 @@ fn jobs(config: &Path) -> BTreeMap<String, Vec<String>> {
 
 /// Runs the queue to its end and checks the invariants against the names accepted so far.
 fn resume_and_check(config: &Path, accepted: &BTreeSet<String>, when: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).arg("ingest").output().unwrap();
+    let out = Command::new(support::bin()).arg("--config").arg(config).arg("ingest").output().unwrap();
     assert!(out.status.success(), "{when}: resuming failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let by = jobs(config);
     for name in accepted {
@@ -92,17 +93,28 @@ fn kill_nine_during_ingest_and_serve_loses_and_duplicates_nothing() {
     let mut n = 0;
 
     // ---- 40 kills of `sanctum ingest`, new files arriving each round; an HTML file now and
-    // then so that the parser process is killed with its parent too
+    // then so that the parser process is killed with its parent too. How long a run lasts
+    // depends on the machine and its load, so the kill delays are drawn from the length of a
+    // run timed here, and shortened whenever a run ended before its kill came.
+    let write_round = |n: &mut usize| {
+        for _ in 0..6 {
+            let (name, text) = if *n % 5 == 0 { (format!("n{n:04}.html"), format!("<h1>Notice {n}</h1><p>{}</p>", document(*n))) } else { (format!("n{n:04}.txt"), document(*n)) };
+            std::fs::write(src.join(&name), text).unwrap();
+            *n += 1;
+        }
+    };
+    write_round(&mut n);
+    let timed = Instant::now();
+    let out = Command::new(support::bin()).arg("--config").arg(&config).arg("ingest").arg(&src).output().unwrap();
+    assert!(out.status.success(), "the timed run: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut longest = (timed.elapsed().as_millis() as u64).max(400);
+    eprintln!("an ingest run of 6 files took {longest} ms: kills within that");
     let mut round = 0;
     while kills < 40 {
-        assert!(round < 80, "only {kills} of {round} runs were still running when killed");
+        assert!(round < 400, "only {kills} of {round} runs were still running when killed");
         round += 1;
-        for _ in 0..6 {
-            let (name, text) = if n % 5 == 0 { (format!("n{n:04}.html"), format!("<h1>Notice {n}</h1><p>{}</p>", document(n))) } else { (format!("n{n:04}.txt"), document(n)) };
-            std::fs::write(src.join(&name), text).unwrap();
-            n += 1;
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sanctum"))
+        write_round(&mut n);
+        let mut child = Command::new(support::bin())
             .arg("--config")
             .arg(&config)
             .arg("ingest")
@@ -111,15 +123,17 @@ fn kill_nine_during_ingest_and_serve_loses_and_duplicates_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(rng.millis(150, 4000));
+        std::thread::sleep(rng.millis(50, longest.max(100)));
         if child.try_wait().unwrap().is_none() {
             kills += 1;
+        } else {
+            longest = longest * 3 / 4;
         }
         child.kill().unwrap();
         child.wait().unwrap();
         if round % 10 == 0 {
             // every file so far was submitted by some run: resume, then check everything
-            let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).arg("ingest").arg(&src).output().unwrap();
+            let out = Command::new(support::bin()).arg("--config").arg(&config).arg("ingest").arg(&src).output().unwrap();
             assert!(out.status.success(), "round {round}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             accepted.extend(std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()));
             resume_and_check(&config, &accepted, &format!("after round {round} of ingest kills"));

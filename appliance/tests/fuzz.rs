@@ -3,6 +3,7 @@
 //! scope. No request may get a server error (5xx), and every response must match what the
 //! document says about it.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::process::Command;

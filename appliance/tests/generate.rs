@@ -3,6 +3,7 @@
 //! stream, the prompt budget is counted with the model's own tokenizer, and an unsupported
 //! model is refused with a clear error.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use sanctum::answer::generate::Generator;

@@ -3,6 +3,7 @@
 //! fail that document alone, with a reason naming it, and never stop the server or the
 //! queue; metadata that exists but cannot be used refuses the document.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 use support::{free_port, sanctum, token};
 
 fn run(config: &Path, args: &[&str]) -> (Output, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap();
+    let out = Command::new(support::bin()).arg("--config").arg(config).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out, text)
 }

@@ -3,6 +3,7 @@
 //! test binary must not load ONNX Runtime successfully first: the library is loaded once
 //! per process.)
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Ingest to hybrid search on the real components: every format, filters pushed into both
 //! indexes, duplicates, bad input, and rebuilding the indexes from PostgreSQL.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use ingest::fixtures::{make_docx, make_pdf};

@@ -1,6 +1,7 @@
 //! Policy on the real components: documents ingested into real indexes on the embedded
 //! PostgreSQL, searched by random principals; residency at ingest; policy administration.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;

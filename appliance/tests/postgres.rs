@@ -2,6 +2,7 @@
 //! under the data directory; survives stale locks, crashed clusters and a killed owner)
 //! and an external server given by `database_url`.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use sanctum::Sanctum;

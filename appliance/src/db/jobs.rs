@@ -93,6 +93,16 @@ pub async fn release(pool: &PgPool, ids: &[i64], reason: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives back jobs claimed but not started (the run stopped before their turn): queued
+/// again, the claim not counted as an attempt.
+pub async fn unclaim(pool: &PgPool, ids: &[i64]) -> Result<()> {
+    sqlx::query("UPDATE ingest_jobs SET state = 'queued', attempts = greatest(attempts - 1, 0) WHERE id = ANY($1) AND state = 'running'")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 pub async fn pending(pool: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM ingest_jobs WHERE state IN ('queued', 'running')").fetch_one(pool).await?)
 }

@@ -60,7 +60,23 @@ pub async fn run_until_idle(ctx: &Sanctum, on_progress: &(dyn Fn(Progress) + Syn
         if claimed.is_empty() {
             break;
         }
-        process_batch(ctx, engine, claimed, &mut report).await?;
+        // a job claimed before, whose run was interrupted (a crash, a kill, a stop), runs
+        // alone: only the document that brings the worker down uses up its attempts, not
+        // the others of the batch it happened to be in
+        let (fresh, retried): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|j| j.attempts <= 1);
+        let mut groups: Vec<Vec<jobs::Claimed>> = Vec::with_capacity(retried.len() + 1);
+        if !fresh.is_empty() {
+            groups.push(fresh);
+        }
+        groups.extend(retried.into_iter().map(|j| vec![j]));
+        let mut groups = groups.into_iter();
+        while let Some(group) = groups.next() {
+            if let Err(e) = process_batch(ctx, engine, group, &mut report).await {
+                let untouched: Vec<i64> = groups.flatten().map(|j| j.id).collect();
+                jobs::unclaim(ctx.pool(), &untouched).await?;
+                return Err(e);
+            }
+        }
         on_progress(Progress { done: report.documents, failed: report.failed, chunks: report.chunks });
     }
     if report.documents > 0 {

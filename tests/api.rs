@@ -79,7 +79,7 @@ async fn documents_policies_sessions_and_client_certificates() {
     sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
     sanctum(&config, &["user", "add", "ehr", "--roles", "analyst", "--region", "us", "--groups", "clinical", "--service"]);
     let set_password = |user: &str, password: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(["user", "password", user]).env("SANCTUM_PASSWORD", password).output().unwrap();
+        let out = Command::new(support::bin()).arg("--config").arg(&config).args(["user", "password", user]).env("SANCTUM_PASSWORD", password).output().unwrap();
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     };
     let (ok, said) = set_password("ana", "short");
@@ -379,7 +379,7 @@ async fn drop_database(url: &str) {
 
 /// `sanctum ARGS` that must fail: what it said.
 fn sanctum_fails(config: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap();
+    let out = Command::new(support::bin()).arg("--config").arg(config).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{args:?} succeeded: {text}");
     text
@@ -389,7 +389,7 @@ const PASSWORD: &str = "a long enough passphrase";
 
 /// Gives `user` the password [`PASSWORD`] (before `serve`: the CLI needs the data directory).
 fn set_password(config: &std::path::Path, user: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(["user", "password", user]).env("SANCTUM_PASSWORD", PASSWORD).output().unwrap();
+    let out = Command::new(support::bin()).arg("--config").arg(config).args(["user", "password", user]).env("SANCTUM_PASSWORD", PASSWORD).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -297,7 +297,7 @@ async fn slow_bodies_time_out_and_revoked_streams_end() {
     let config = support::write_config(tmp.path(), &extra);
     sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
     let password = "correct horse battery staple";
-    let set = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(["user", "password", "pat"]).env("SANCTUM_PASSWORD", password).output().unwrap();
+    let set = Command::new(support::bin()).arg("--config").arg(&config).args(["user", "password", "pat"]).env("SANCTUM_PASSWORD", password).output().unwrap();
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     let policy = support::write(tmp.path(), "visitor-policy.md", std::fs::read(support::demo_dir().join("visitor-policy.md")).unwrap());
     sanctum(&config, &["ingest", policy.to_str().unwrap(), "--groups", "clinical", "--region", "us"]);

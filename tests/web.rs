@@ -37,7 +37,7 @@ fn the_web_ui_in_a_real_browser() {
     sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical"]);
     sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
     for who in ["ana", "pat"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(["user", "password", who]).env("SANCTUM_PASSWORD", "correct horse battery staple").output().unwrap();
+        let out = Command::new(support::bin()).arg("--config").arg(&config).args(["user", "password", who]).env("SANCTUM_PASSWORD", "correct horse battery staple").output().unwrap();
         assert!(out.status.success(), "{out:?}");
     }
     let ingest = token(&config, "ana", "ingest");
@@ -80,7 +80,7 @@ fn the_web_ui_in_a_real_browser() {
     });
 
     let out = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/ui.js"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("web/ui.js"))
         .env("NODE_PATH", node_modules())
         .env("BASE", &base)
         .env("SHOTS", &shots)

@@ -61,7 +61,7 @@ fn preconditions() -> std::path::PathBuf {
 
 /// Builds a bundle labelled `label` from `binary` (this test's own by default), signed with `key`.
 fn build_bundle(config: &Path, out: &Path, label: &str, key: &Path, binary: Option<&Path>) -> std::path::PathBuf {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sanctum"));
+    let mut cmd = Command::new(support::bin());
     cmd.arg("--config").arg(config).args(["bundle", "build", "--label", label, "--out"]).arg(out).arg("--signing-key").arg(key).arg("--debs").arg(preconditions());
     if let Some(b) = binary {
         cmd.arg("--binary").arg(b);
@@ -80,7 +80,7 @@ fn offline(script: &str, env: &[(&str, &std::ffi::OsStr)], trace: Option<&Path>)
     if let Some(trace) = trace {
         cmd.args(["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,execve,clone,clone3,fork,vfork", "-o"]).arg(trace);
     }
-    cmd.arg("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bundle").join(script));
+    cmd.arg("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bundle").join(script));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -99,7 +99,7 @@ fn a_signed_bundle_installs_offline_and_refuses_tampering() {
     std::fs::set_permissions(t, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let config = support::write_config(t, "");
     let sanctum = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sanctum"));
+        let mut c = Command::new(support::bin());
         c.arg("--config").arg(&config);
         c
     };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// directory of its own beside the configuration and without the ONNX Runtime telemetry
 /// switch the test harness has (the binary must set it itself).
 fn sanctum(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sanctum"))
+    Command::new(support::bin())
         .arg("--config")
         .arg(config)
         .args(args)
@@ -105,7 +105,7 @@ async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
             format!("Memo {i}\n\nWard {i} reports {} admissions this week; the duty manager for ward {i} is on extension {}.", i * 7 % 31, 4000 + i),
         );
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctum"))
+    let mut child = Command::new(support::bin())
         .arg("--config")
         .arg(&config)
         .args(["ingest", src.to_str().unwrap()])
@@ -287,7 +287,7 @@ fn users_and_policies_from_the_command_line() {
     assert!(ok(&["user", "set", "ann", "--roles", "clinician", "--no-region"]).contains("clinician"));
 
     // search needs a principal; a disabled one is refused; an auditor may not search
-    let out = Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(&config).args(["search", "anything"]).output().unwrap();
+    let out = Command::new(support::bin()).arg("--config").arg(&config).args(["search", "anything"]).output().unwrap();
     assert!(text(&out).contains("--as USER"), "{}", text(&out));
     ok(&["user", "set", "ann", "--disable"]);
     assert!(fails(&["search", "anything", "--as", "ann"]).contains("disabled"));

@@ -6,6 +6,24 @@ use std::path::{Path, PathBuf};
 
 use sanctum::config::Config;
 
+/// The `sanctum` binary under test: cargo names it to the appliance's own integration
+/// tests; the end-to-end tests of this top-level crate find it beside their own executable
+/// (`target/debug/deps/..` -> `target/debug/sanctum`), where `cargo test --workspace` and
+/// `make build` put it.
+pub fn bin() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_sanctum") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let path = exe.parent().and_then(Path::parent).map(|d| d.join("sanctum")).expect("the target directory");
+    assert!(
+        path.is_file(),
+        "the sanctum binary {} is missing: build it first (`make build`, or `cargo test --workspace`, which builds it for the appliance's tests)",
+        path.display()
+    );
+    path
+}
+
 /// The installed models (`make test` installs them; so does `deploy/install-models.sh`).
 pub fn models_dir() -> PathBuf {
     let dir = std::env::var_os("SANCTUM_MODELS__DIR")
@@ -25,7 +43,7 @@ pub fn config(data_dir: &Path) -> Config {
     c.models.dir = Some(models_dir());
     c.embedding.threads = 1;
     // the parser process is the sanctum binary, not this test harness
-    c.ingest.parser_bin = Some(PathBuf::from(env!("CARGO_BIN_EXE_sanctum")));
+    c.ingest.parser_bin = Some(bin());
     c
 }
 
@@ -135,7 +153,7 @@ pub fn test_python() -> PathBuf {
 
 /// Runs the `sanctum` binary with `config`; its output, or a panic with it on failure.
 pub fn sanctum(config: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sanctum")).arg("--config").arg(config).args(args).output().unwrap();
+    let out = std::process::Command::new(bin()).arg("--config").arg(config).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{args:?}: {text}");
     text
@@ -165,7 +183,7 @@ impl Drop for Server {
 /// printed (the address and the certificate's fingerprint).
 pub fn serve(config: &Path) -> (Server, String) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sanctum"))
+    let mut child = std::process::Command::new(bin())
         .arg("--config")
         .arg(config)
         .arg("serve")
