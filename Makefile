@@ -10,7 +10,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load bench-soak clean-demo
+.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load bench-soak bench-questions bench-finetune finetune-scifact clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -74,6 +74,34 @@ bench-scale: build $(DEMO_CONFIG)
 
 bench-answer: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench answer --dataset ../shared/bench/scifact --limit 10 --json
+
+# General questions over the demo corpus (deploy/demo-questions.jsonl) with the default
+# answer model and every installed adapter next to its base.
+bench-questions: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench questions --adapters all --json
+
+# The SciFact answer adapter for SmolLM2-135M, trained here from the 809 training claims
+# (never the test claims): export with the appliance's own retrieval, then train on CPU
+# (--device cuda on a GPU host). FT_* tune it; the result lands in the models directory.
+FT_BASE ?= smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+FT_NAME ?= scifact-smollm2
+FT_PROMPT_TOKENS ?= 400
+FT_ARGS ?= --epochs 1 --rank 8 --alpha 16 --lr 4e-4
+FT_DIR := $(CURDIR)/.sanctum/finetune
+finetune-scifact: build $(DEMO_CONFIG)
+	mkdir -p $(FT_DIR)
+	./scripts/train-env.sh >/dev/null
+	[ -f $(FT_DIR)/scifact-train.jsonl ] || $(SANCTUM) --config $(DEMO_CONFIG) finetune export --fresh-library \
+		--dataset ../shared/bench/scifact-train --model $(FT_BASE) --prompt-tokens $(FT_PROMPT_TOKENS) --out $(FT_DIR)/scifact-train.jsonl
+	$(SANCTUM) --config $(DEMO_CONFIG) finetune train --base $(FT_BASE) --name $(FT_NAME) \
+		--data $(FT_DIR)/scifact-train.jsonl --valid $(FT_DIR)/scifact-train.val.jsonl $(FT_ARGS)
+
+# Before and after: the 300 SciFact test claims, SmolLM2 with and without its adapters and
+# the untuned default model, on the same retrieved passages and prompt budget.
+bench-finetune: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench answer --dataset ../shared/bench/scifact --limit 300 --backends llama-cpp \
+		--models $(FT_BASE),qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
+		--adapters all --prompt-tokens $(FT_PROMPT_TOKENS) --max-tokens 96 --json
 
 bench-policy: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench policy --json

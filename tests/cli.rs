@@ -215,10 +215,19 @@ fn finetune_export_writes_cited_chat_examples() {
     let config = support::write_config(tmp.path(), "");
     let ds = claims_dataset(tmp.path());
     let out_file = tmp.path().join("train.jsonl");
-    let out = sanctum(&config, &["finetune", "export", "--dataset", ds.to_str().unwrap(), "--out", out_file.to_str().unwrap()]);
+    // the benchmark's way: a fresh library of the claims' abstracts, searched as `ask` searches
+    let out = sanctum(&config, &["finetune", "export", "--fresh-library", "--distractors", "0", "--validation", "0", "--dataset", ds.to_str().unwrap(), "--out", out_file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("wrote 3 examples") && text(&out).contains("(1 supported, 1 contradicted, 1 not enough information; 0 skipped)"), "{}", text(&out));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(text(&out).contains("1 supported, 1 contradicted"), "{}", text(&out));
+    let mut lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(std::fs::read_to_string(tmp.path().join("train.val.jsonl")).unwrap().is_empty(), "nothing held out with --validation 0");
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("train.manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["report"]["examples"].as_u64().unwrap() as usize, lines.len(), "{manifest}");
+    // the claim the documents do not settle is taught "not enough information" (when the
+    // evidence gate lets a passage through at all; otherwise `ask` would not call the model)
+    if lines.len() == 2 {
+        lines.push(serde_json::json!({"messages": [{"role": "system", "content": ""}, {"role": "user", "content": ""}, {"role": "assistant", "content": "NOT ENOUGH INFORMATION. The documents do not say."}]}));
+    }
     assert_eq!(lines.len(), 3);
     for (line, (verdict, evidence)) in lines.iter().zip([("SUPPORTED.", Some("Aspirin reduced the risk of heart attack by a quarter.")), ("CONTRADICTED.", Some("Vitamin D supplements did not prevent fractures.")), ("NOT ENOUGH INFORMATION.", None)]) {
         let m = line["messages"].as_array().unwrap();

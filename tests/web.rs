@@ -33,7 +33,9 @@ fn the_web_ui_in_a_real_browser() {
     let tmp = support::tempdir();
     let port = free_port();
     let extra = format!("\n[answer]\nmodel = {SMOLLM2:?}\ncontext_tokens = 1024\nmax_tokens = 24\n\n[http]\nbind = \"127.0.0.1:{port}\"\n");
-    let config = support::write_config(tmp.path(), &extra);
+    let models = support::own_models(tmp.path());
+    support::install_test_adapter(&models, "synthetic", SMOLLM2);
+    let config = support::write_config_with_models(tmp.path(), &models, &extra);
     sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical"]);
     sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
     for who in ["ana", "pat"] {
@@ -96,7 +98,7 @@ fn the_web_ui_in_a_real_browser() {
     assert!(found["login_url"].as_str().unwrap().contains("/ui/login?next=/ui/search"), "{found}");
     assert!(found["wrong_password"].as_str().unwrap().contains("Wrong user name or password"), "{found}");
     assert!(found["after_login"].as_str().unwrap().contains("/ui/search?q=visitors"), "back where the person was going: {found}");
-    for page in ["login", "search", "ask", "passage", "library", "policies", "people", "audit"] {
+    for page in ["login", "search", "ask", "passage", "library", "policies", "people", "models", "audit"] {
         let csp = found["csp"][page].as_str().unwrap_or_else(|| panic!("no CSP on {page}: {found}"));
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     }
@@ -174,9 +176,16 @@ fn the_web_ui_in_a_real_browser() {
     assert!(texts("tokens_after_revoke").iter().any(|t| t.contains("browser test") && t.contains("revoked")), "{found}");
     assert_eq!(found["token_after_revoke"], 401, "{found}");
 
+    // the answer model's adapters: listed with their figures, activated, the base restored
+    assert!(texts("adapter_rows").iter().any(|r| r.contains("synthetic") && r.contains("smollm2") && r.contains("2.500")), "{found}");
+    assert_eq!(found["active_before"], "without an adapter", "{found}");
+    assert!(texts("activate_adapter_notices").iter().any(|n| n.contains("Adapter synthetic is active")), "{found}");
+    assert_eq!(found["active_after"], "synthetic", "{found}");
+    assert_eq!(found["active_restored"], "without an adapter", "{found}");
+
     // the audit trail: the activation by pat, the chain valid, a record's hash checked, an export
     assert!(texts("audit_rows").iter().any(|r| r.contains("pat") && r.contains("policy.activate") && r.contains("version 2")), "{found}");
-    for action in ["auth.login", "policy.activate", "user.add", "user.password", "token.create", "token.revoke"] {
+    for action in ["auth.login", "policy.activate", "user.add", "user.password", "token.create", "token.revoke", "adapter.activate"] {
         assert!(texts("audit_actions").iter().any(|a| a == action), "{action} by pat: {found}");
     }
     assert!(found["chain"].as_str().unwrap().contains("Chain valid"), "{found}");
@@ -184,7 +193,7 @@ fn the_web_ui_in_a_real_browser() {
     assert_eq!(found["export_status"], 200, "{found}");
     assert_eq!(found["export_has_activation"], true, "{found}");
     assert!(found["errors"].as_array().unwrap().is_empty(), "no script errors (a CSP violation would be one): {found}");
-    for shot in ["01-sign-in", "02-search", "03-search-redacted", "04-ask", "05-passage", "06-library", "07-search-narrow", "08-policies", "09-policy-error", "10-policy-valid", "11-people", "12-audit", "13-audit-record"] {
+    for shot in ["01-sign-in", "02-search", "03-search-redacted", "04-ask", "05-passage", "06-library", "07-search-narrow", "08-policies", "09-policy-error", "10-policy-valid", "11-people", "12-model", "13-audit", "14-audit-record"] {
         assert!(shots.join(format!("{shot}.png")).is_file(), "{shot}.png");
     }
 }

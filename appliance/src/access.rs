@@ -50,7 +50,7 @@ impl Caller {
 
 /// The `retrieve` decision for `caller`, narrowed; a refusal (unknown or disabled user,
 /// policy denial or failure) is recorded under `action` with the request's `text`.
-async fn authorize(ctx: &Sanctum, caller: &Caller, action: Action, text: &str) -> Result<(Principal, AuthorizedQuery)> {
+pub(crate) async fn authorize(ctx: &Sanctum, caller: &Caller, action: Action, text: &str) -> Result<(Principal, AuthorizedQuery)> {
     let decided = async {
         let principal = crate::users::principal(ctx, &caller.user).await?;
         let auth = ctx.authorize(&principal, caller.purpose.as_deref()).await?;
@@ -68,12 +68,12 @@ async fn authorize(ctx: &Sanctum, caller: &Caller, action: Action, text: &str) -
 }
 
 /// Errors that are a decision about the caller (recorded as a denial), not a fault.
-fn refusal(e: &Error) -> bool {
+pub(crate) fn refusal(e: &Error) -> bool {
     matches!(e, Error::PolicyDenied { .. } | Error::PolicyFailed { .. } | Error::Forbidden(_) | Error::NotFound { what: "user", .. })
 }
 
 /// Records a denial; the text is always hashed (nothing was served, no policy decided).
-async fn deny(ctx: &Sanctum, caller: &Caller, action: Action, text: &str, error: Error) -> Error {
+pub(crate) async fn deny(ctx: &Sanctum, caller: &Caller, action: Action, text: &str, error: Error) -> Error {
     let (point, reasons) = match &error {
         Error::PolicyDenied { point, reasons } => (Some(point.as_str()), reasons.clone()),
         Error::PolicyFailed { point, message } => (Some(point.as_str()), vec![message.clone()]),

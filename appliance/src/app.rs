@@ -74,7 +74,8 @@ pub struct Sanctum {
     /// Writes the audit log and its signed checkpoints.
     pub auditor: Arc<Auditor>,
     engine: OnceCell<Engine>,
-    generator: OnceCell<Arc<dyn Generator>>,
+    /// The answer model and the adapter it was loaded with (reloaded when another is activated).
+    generator: tokio::sync::Mutex<Option<(Option<String>, Arc<dyn Generator>)>>,
     _lock: DataDirLock,
 }
 
@@ -111,7 +112,7 @@ impl Sanctum {
             Err(e) => return Err((db, e)),
         };
         let store = OriginalStore::new(config.originals_dir());
-        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, engine: OnceCell::new(), generator: OnceCell::new(), _lock: lock })
+        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, engine: OnceCell::new(), generator: tokio::sync::Mutex::new(None), _lock: lock })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -142,12 +143,21 @@ impl Sanctum {
         self.authorize(&principal, purpose).await
     }
 
-    /// The configured answer model, loaded on first use.
+    /// The configured answer model with the active adapter, loaded on first use and again
+    /// when another adapter has been activated (by this process or another).
     pub async fn generator(&self) -> Result<Arc<dyn Generator>> {
-        self.generator
-            .get_or_try_init(|| answer::load_generator(&self.config, self.egress.clone(), self.config.answer.backend, &self.config.answer.model))
-            .await
-            .cloned()
+        let adapter = crate::finetune::adapters::effective(self).await?;
+        let mut slot = self.generator.lock().await;
+        if let Some((loaded, g)) = slot.as_ref() {
+            if *loaded == adapter {
+                return Ok(g.clone());
+            }
+        }
+        // the previous model is dropped before the next loads: one in memory at a time
+        *slot = None;
+        let g = answer::load_generator(&self.config, self.egress.clone(), self.config.answer.backend, &self.config.answer.model, adapter.as_deref()).await?;
+        *slot = Some((adapter, g.clone()));
+        Ok(g)
     }
 
     /// Signs the audit log's head if it moved, and stops the embedded database if this

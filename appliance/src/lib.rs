@@ -22,6 +22,7 @@ pub mod doctor;
 pub mod egress;
 pub mod embed;
 pub mod error;
+pub mod finetune;
 pub mod http;
 pub mod library;
 pub mod models;

@@ -204,16 +204,100 @@ enum DocumentsCommand {
 
 #[derive(Subcommand)]
 enum FinetuneCommand {
-    /// Write supervised chat examples (question, passages, cited answer) as JSONL in the
-    /// `messages` format PEFT/TRL, Axolotl and Unsloth read.
+    /// Write supervised chats (question, the passages `ask` retrieves, the cited answer) as
+    /// JSONL in the `messages` format PEFT/TRL, Axolotl and Unsloth read, plus a held-out
+    /// validation file and a manifest of the documents used. Every passage's document goes
+    /// through the `train` policy decision; the export is recorded.
     Export {
         /// A SciFact-style BEIR dataset (claims with annotated evidence).
         #[arg(long)]
         dataset: PathBuf,
+        /// The training file (.jsonl); `<name>.val.jsonl` and `<name>.manifest.json` go beside it.
         #[arg(long)]
         out: PathBuf,
+        /// Only the first N claims.
         #[arg(long)]
         limit: Option<usize>,
+        /// Share of the claims held out for validation.
+        #[arg(long, default_value_t = 0.1)]
+        validation: f64,
+        /// Prompt budget in tokens (as `bench answer --prompt-tokens`).
+        #[arg(long, default_value_t = 600)]
+        prompt_tokens: usize,
+        /// Answer length the budget leaves room for (as `bench answer --max-tokens`).
+        #[arg(long, default_value_t = 128)]
+        max_tokens: usize,
+        /// Search a fresh appliance holding the dataset's abstracts (as `bench answer` does)
+        /// instead of this appliance's library.
+        #[arg(long)]
+        fresh_library: bool,
+        /// With --fresh-library: abstracts besides the claims' own.
+        #[arg(long, default_value_t = 200, requires = "fresh_library")]
+        distractors: usize,
+        /// With --fresh-library: its data directory (default: a temporary one).
+        #[arg(long, requires = "fresh_library")]
+        data_dir: Option<PathBuf>,
+        /// The answer model whose tokenizer counts the prompt budget: the base the adapter
+        /// will be trained on (default: answer.model).
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    /// Train a LoRA answer adapter on exported chats (PyTorch + PEFT in the environment
+    /// scripts/train-env.sh installs); writes `<models>/adapters/<name>.gguf` and its report.
+    /// Run it again after an interruption to resume from the last checkpoint.
+    Train {
+        /// The base model (a GGUF file of deploy/models.toml, e.g. smollm2-135m-instruct-q8_0.gguf).
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        data: PathBuf,
+        /// Validation chats: loss before and after, in the report.
+        #[arg(long)]
+        valid: Option<PathBuf>,
+        /// The adapter's name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 8)]
+        rank: u32,
+        #[arg(long, default_value_t = 16.0)]
+        alpha: f64,
+        #[arg(long, default_value_t = 0.05)]
+        dropout: f64,
+        /// Layers to adapt (comma-separated).
+        #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj")]
+        targets: String,
+        /// Adapt only these decoder layers (e.g. 15-29; default all): faster on CPU.
+        #[arg(long)]
+        layers: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        epochs: u32,
+        /// Stop after this many steps (overrides --epochs).
+        #[arg(long)]
+        max_steps: Option<u32>,
+        /// Peak learning rate (linear decay to 10% of it).
+        #[arg(long, default_value_t = 2e-4)]
+        lr: f64,
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Leave out examples longer than this many tokens.
+        #[arg(long, default_value_t = 2048)]
+        max_tokens: u32,
+        #[arg(long, value_enum, default_value_t = sanctum::finetune::train::Device::Cpu)]
+        device: sanctum::finetune::train::Device,
+        /// CPU threads for torch (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: u32,
+        #[arg(long, default_value_t = 25)]
+        checkpoint_every: u32,
+        /// The training environment's python (default: $SANCTUM_TRAIN_PYTHON, else ~/.cache/sanctum-train/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        #[command(flatten)]
+        actor: ActorArgs,
     },
 }
 
@@ -513,6 +597,23 @@ enum AuditCommand {
 enum ModelsCommand {
     /// Check the installed model files against deploy/models.toml.
     Verify,
+    /// Installed answer adapters with their training reports; the active one is marked.
+    Adapters {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Activate an answer adapter for every later answer (refused for one trained on another
+    /// base model or whose hash does not match its report), or restore the base model.
+    Activate {
+        /// The adapter's name (see `sanctum models adapters`).
+        #[arg(required_unless_present = "none")]
+        name: Option<String>,
+        /// Restore the base model without an adapter.
+        #[arg(long, conflicts_with = "name")]
+        none: bool,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -550,11 +651,33 @@ enum BenchCommand {
         /// Backends to compare (default: llama-cpp and mistralrs).
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = [AnswerBackend::LlamaCpp, AnswerBackend::Mistralrs])]
         backends: Vec<AnswerBackend>,
+        /// Adapters run next to their base model: names (comma-separated), or `all`.
+        #[arg(long, value_delimiter = ',')]
+        adapters: Vec<String>,
         #[arg(long, default_value_t = 128)]
         max_tokens: usize,
         /// Prompt budget in tokens (passages trimmed to fit), so speed is comparable.
         #[arg(long, default_value_t = 600)]
         prompt_tokens: usize,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// General questions over a corpus, each with the file that answers it or none (the
+    /// demo set: deploy/demo-questions.jsonl over deploy/demo), asked as `ask` answers them
+    /// with the configured model and each chosen adapter: the share answered right.
+    Questions {
+        #[arg(long, default_value = "deploy/demo-questions.jsonl")]
+        set: PathBuf,
+        #[arg(long, default_value = "deploy/demo")]
+        corpus: PathBuf,
+        /// Models besides answer.model (relative to the models directory).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Adapters run next to their base model: names (comma-separated), or `all`.
+        #[arg(long, value_delimiter = ',')]
+        adapters: Vec<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[arg(long)]
@@ -666,7 +789,7 @@ struct PrincipalArgs {
     /// The user to act as (see `sanctum user list`).
     #[arg(long = "as", value_name = "USER", env = "SANCTUM_USER")]
     user: Option<String>,
-    /// Purpose of use: treatment, payment, operations, research, public_health, legal.
+    /// Purpose of use: treatment, payment, operations, research, public_health, legal, training.
     #[arg(long, env = "SANCTUM_PURPOSE")]
     purpose: Option<String>,
 }
@@ -801,19 +924,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
         Command::Ingest(args) => ingest(config, args).await,
         Command::Search(args) => search(config, args).await,
         Command::Ask(args) => ask(config, args).await,
-        Command::Finetune { command: FinetuneCommand::Export { dataset, out, limit } } => {
-            let report = sanctum::answer::finetune::export(&dataset, &out, limit).await?;
-            println!(
-                "wrote {} examples to {} ({} supported, {} contradicted, {} not enough information; {} skipped)",
-                report.examples,
-                out.display(),
-                report.supported,
-                report.contradicted,
-                report.not_enough_info,
-                report.skipped
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Finetune { command } => finetune(config, command).await,
         Command::User { command } => user(config, command).await,
         Command::Policy { command } => policy(config, command).await,
         Command::Jobs { state, limit, json, user, purpose } => {
@@ -944,6 +1055,42 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Models { command: ModelsCommand::Adapters { json } } => {
+            let ctx = Sanctum::open(config).await?;
+            let listed = sanctum::finetune::adapters::listed(&ctx).await;
+            ctx.close().await?;
+            let listed = listed?;
+            if json {
+                println!("{}", serde_json::to_string(&listed).map_err(|e| Error::Internal(e.to_string()))?);
+            } else if listed.is_empty() {
+                println!("no adapter is installed (train one with `sanctum finetune train`)");
+            }
+            if !json {
+                for a in &listed {
+                    let loss = match (a.valid_loss_before, a.valid_loss_after) {
+                        (Some(b), Some(after)) => format!("validation loss {b:.3} -> {after:.3}"),
+                        _ => "no validation loss".into(),
+                    };
+                    let state = if !a.hash_ok { "HASH MISMATCH" } else if a.active { "active" } else { "" };
+                    println!("{:<28} base {:<40} {} steps, {loss}  {state}", a.name, a.base, a.steps.unwrap_or(0));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models { command: ModelsCommand::Activate { name, none, actor } } => {
+            let ctx = Sanctum::open(config).await?;
+            let done = async {
+                let actor = actor.actor(&ctx).await?;
+                sanctum::finetune::adapters::activate(&ctx, &actor, if none { None } else { name.as_deref() }, "cli").await
+            }
+            .await;
+            ctx.close().await?;
+            match done? {
+                Some(a) => println!("adapter {} is active on {} (sha256 {})", a.name, a.base, a.sha256),
+                None => println!("the base model answers without an adapter"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { command } => {
             let log = |m: &str| eprintln!("{m}");
             let (result, json) = match command {
@@ -951,9 +1098,13 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                     let opts = bench::retrieval::Options { dataset, data_dir, limit, reuse };
                     (bench::retrieval::run(&config, &opts, &log).await?, json)
                 }
-                BenchCommand::Answer { dataset, limit, distractors, models, backends, max_tokens, prompt_tokens, data_dir, json } => {
-                    let opts = bench::answer::Options { dataset, limit, distractors, models, backends, max_tokens, prompt_tokens, data_dir };
+                BenchCommand::Answer { dataset, limit, distractors, models, backends, adapters, max_tokens, prompt_tokens, data_dir, json } => {
+                    let opts = bench::answer::Options { dataset, limit, distractors, models, backends, adapters, max_tokens, prompt_tokens, data_dir };
                     (bench::answer::run(&config, &opts, &log).await?, json)
+                }
+                BenchCommand::Questions { set, corpus, models, adapters, data_dir, json } => {
+                    let opts = bench::questions::Options { set, corpus, models, adapters, data_dir };
+                    (bench::questions::run(&config, &opts, &log).await?, json)
                 }
                 BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
@@ -1228,6 +1379,90 @@ async fn documents(config: Config, command: DocumentsCommand) -> Result<ExitCode
     .await;
     ctx.close().await?;
     result
+}
+
+async fn finetune(config: Config, command: FinetuneCommand) -> Result<ExitCode> {
+    use sanctum::finetune::{export, train};
+    match command {
+        FinetuneCommand::Export { dataset, out, limit, validation, prompt_tokens, max_tokens, fresh_library, distractors, data_dir, model, principal } => {
+            let mut config = config;
+            if let Some(m) = model {
+                config.answer.model = m;
+            }
+            let opts = export::Options { dataset, out, limit, validation, prompt_tokens, max_tokens };
+            let log = |m: &str| eprintln!("{m}");
+            let report = if fresh_library {
+                export::export_fresh(&config, &opts, distractors, data_dir, &log).await?
+            } else {
+                let user = principal.user("finetune export")?.to_string();
+                let purpose = principal.purpose()?.unwrap_or_else(|| "training".into());
+                let caller = access::Caller::cli(&user, Some(&purpose), Default::default());
+                let ctx = Sanctum::open(config).await?;
+                let every = std::sync::atomic::AtomicUsize::new(0);
+                let done = export::export(&ctx, &caller, &opts, &|done, total| {
+                    if every.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50 == 49 || done == total {
+                        eprintln!("  {done}/{total} claims");
+                    }
+                })
+                .await;
+                ctx.close().await?;
+                done?
+            };
+            println!(
+                "wrote {} examples: {} to {} and {} to {} ({} supported, {} contradicted, {} not enough information; {} claims without evidence; {} passages of {} documents withheld by the train decision); manifest {}",
+                report.examples,
+                report.train,
+                report.train_file.display(),
+                report.validation,
+                report.validation_file.display(),
+                report.supported,
+                report.contradicted,
+                report.not_enough_info,
+                report.no_evidence,
+                report.withheld_passages,
+                report.withheld_documents,
+                report.manifest_file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        FinetuneCommand::Train {
+            base, data, valid, name, rank, alpha, dropout, targets, layers, epochs, max_steps, lr, batch, seed, max_tokens, device, threads, checkpoint_every, python, actor,
+        } => {
+            let opts = train::Options {
+                base, data, valid, name, rank, alpha, dropout, targets, layers, epochs, max_steps, lr, batch, seed, max_tokens, device, threads, checkpoint_every, python,
+            };
+            let ctx = Sanctum::open(config).await?;
+            let done = async {
+                let actor = actor.actor(&ctx).await?;
+                let mut progress = |p: &train::Progress| match (&p.event, p.step, p.total, p.loss) {
+                    (None, Some(step), Some(total), Some(loss)) => {
+                        let eta = p.eta_s.unwrap_or(0.0);
+                        eprintln!("step {step}/{total}  loss {loss:.4}  {:.0} min {:02.0} s left", (eta / 60.0).floor(), eta % 60.0);
+                    }
+                    (Some(event), _, _, _) if event == "valid" => eprintln!("validation loss {:.4} at step {}", p.loss.unwrap_or(f64::NAN), p.step.unwrap_or(0)),
+                    (Some(event), _, _, _) if event == "resumed" => eprintln!("resumed at step {} of {}", p.step.unwrap_or(0), p.total.unwrap_or(0)),
+                    _ => {}
+                };
+                train::train(&ctx, &actor, &opts, &mut progress).await
+            }
+            .await;
+            ctx.close().await?;
+            let report = done?;
+            println!(
+                "adapter {} trained on {} in {:.0} s ({} steps; loss {} -> {}; validation loss {} -> {}): {}",
+                opts.name,
+                opts.base,
+                report["seconds"].as_f64().unwrap_or(0.0),
+                report["steps"],
+                report["loss_curve"].as_array().and_then(|l| l.first()).cloned().unwrap_or_default(),
+                report["loss_curve"].as_array().and_then(|l| l.last()).cloned().unwrap_or_default(),
+                report["valid"]["loss_before"],
+                report["valid"]["loss_after"],
+                report["adapter"]["path"],
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn user(config: Config, command: UserCommand) -> Result<ExitCode> {

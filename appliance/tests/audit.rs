@@ -13,6 +13,7 @@ use ingest::DocumentMeta;
 use sanctum::access::{self, Caller, Narrowing};
 use sanctum::answer::AskRequest;
 use sanctum::audit::{self, review, Action, Entry, Record};
+use sanctum::finetune;
 use sanctum::library::{self, Outcome};
 use sanctum::policy::admin::{self, Source};
 use sanctum::retrieve::{Mode, SearchRequest};
@@ -379,6 +380,27 @@ async fn every_operation_leaves_its_record() {
     let err = ctx.egress.post_json("https://api.example.com/v1/x", "a test", &Default::default(), None, &serde_json::json!({})).await.unwrap_err();
     assert_eq!(err.code(), "egress_denied");
 
+    // fine-tuning: an export refused to a purpose the policy does not know, a training run
+    // whose trainer fails, the base model restored as the answer model: each recorded
+    let claims = tmp.path().join("claims");
+    std::fs::create_dir_all(claims.join("qrels")).unwrap();
+    std::fs::write(claims.join("corpus.jsonl"), "{\"_id\": \"1\", \"title\": \"Visits\", \"text\": \"Visitors are welcome. Two may stay.\"}\n").unwrap();
+    std::fs::write(claims.join("queries.jsonl"), "{\"_id\": \"9\", \"text\": \"Two visitors may stay.\", \"metadata\": {\"1\": [{\"sentences\": [1], \"label\": \"SUPPORT\"}]}}\n").unwrap();
+    std::fs::write(claims.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\n9\t1\t1\n").unwrap();
+    let export_opts = finetune::export::Options { dataset: claims, out: tmp.path().join("chats.jsonl"), limit: None, validation: 0.1, prompt_tokens: 400, max_tokens: 64 };
+    let refused = finetune::export::export(&ctx, &Caller::cli("ana", Some("marketing"), Narrowing::default()), &export_opts, &|_, _| {}).await.unwrap_err();
+    assert_eq!(refused.code(), "policy_denied", "{refused}");
+    assert!(!tmp.path().join("chats.jsonl").exists());
+    let chats = support::write(tmp.path(), "chats.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a [1]\"}]}\n");
+    let train_opts = finetune::train::Options {
+        base: SMOLLM2.into(), data: chats, valid: None, name: "audited".into(), rank: 4, alpha: 8.0, dropout: 0.0, targets: "q_proj".into(), layers: None,
+        epochs: 1, max_steps: Some(1), lr: 1e-4, batch: 1, seed: 0, max_tokens: 512, device: finetune::train::Device::Cpu, threads: 1, checkpoint_every: 1,
+        python: Some("/bin/false".into()),
+    };
+    let failed = finetune::train::train(&ctx, "pat", &train_opts, &mut |_| {}).await.unwrap_err();
+    assert!(failed.to_string().contains("the trainer failed"), "{failed}");
+    assert_eq!(finetune::adapters::activate(&ctx, "pat", None, "cli").await.unwrap().map(|a| a.name), None);
+
     // policy administration: refused for an analyst, activation and rollback for the officer
     let pat = users::principal(&ctx, "pat").await.unwrap();
     let ana = users::principal(&ctx, "ana").await.unwrap();
@@ -387,7 +409,7 @@ async fn every_operation_leaves_its_record() {
     let (_, set) = admin::show(&ctx, None).await.unwrap();
     let dir = tmp.path().join("policy");
     set.write_to(&dir).unwrap();
-    let data = std::fs::read_to_string(dir.join("data.json")).unwrap().replace("\"legal\"]", "\"legal\", \"quality\"]");
+    let data = std::fs::read_to_string(dir.join("data.json")).unwrap().replace("\"legal\", \"training\"]", "\"legal\", \"training\", \"quality\"]");
     std::fs::write(dir.join("data.json"), data).unwrap();
     admin::activate(&ctx, &pat, &Source::Files { paths: vec![dir.join("data.json")], whole: false }, None).await.unwrap();
     admin::rollback(&ctx, &pat).await.unwrap();
@@ -442,6 +464,9 @@ async fn every_operation_leaves_its_record() {
     assert!(missing.is_empty(), "no record of {missing:?}");
     let has = |action: &str, decision: &str| all.iter().any(|r| r.action == action && r.decision.as_deref() == Some(decision));
     for (action, decision) in [
+        ("finetune.export", "deny"),
+        ("finetune.train", "fail"),
+        ("adapter.activate", "allow"),
         ("document.submit", "allow"),
         ("document.submit", "duplicate"),
         ("document.submit", "deny"),

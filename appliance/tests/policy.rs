@@ -50,7 +50,7 @@ enum Expect {
 }
 
 const SEARCH_ROLES: [&str; 4] = ["analyst", "clinician", "privacy_officer", "admin"];
-const PURPOSES: [&str; 6] = ["treatment", "payment", "operations", "research", "public_health", "legal"];
+const PURPOSES: [&str; 7] = ["treatment", "payment", "operations", "research", "public_health", "legal", "training"];
 
 fn may_search(p: &Principal, purpose: Option<&str>) -> bool {
     p.roles.iter().any(|r| SEARCH_ROLES.contains(&r.as_str())) && purpose.is_none_or(|x| PURPOSES.contains(&x))

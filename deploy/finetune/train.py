@@ -273,6 +273,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
     p.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj",
                    help=f"comma-separated layers to adapt, of: {','.join(lora_gguf.HF_TO_GGUF)}")
+    p.add_argument("--layers", help="adapt only these decoder layers, e.g. 15-29 or 0,2,4 (default: all); "
+                   "on CPU the backward pass then stops at the lowest adapted layer")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, help="train this many steps (overrides --epochs)")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (linear decay to 10%% of it)")
@@ -291,6 +293,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--max-steps must be at least 1")
     if not 0 <= a.dropout < 1:
         p.error("--dropout must be in [0, 1)")
+    if a.layers:
+        try:
+            layers = []
+            for part in a.layers.split(","):
+                lo, _, hi = part.strip().partition("-")
+                layers.extend(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            p.error(f"--layers {a.layers!r}: expected layer numbers and ranges such as 15-29 or 0,2,4")
+        if not layers or min(layers) < 0:
+            p.error(f"--layers {a.layers!r}: expected layer numbers and ranges such as 15-29 or 0,2,4")
+        a.layers = sorted(set(layers))
     a.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
     unknown = [t for t in a.targets if t not in lora_gguf.HF_TO_GGUF]
     if unknown or not a.targets:
@@ -320,7 +333,7 @@ def run(args: argparse.Namespace) -> None:
     if args.valid:
         hashes["valid"] = sha256(args.valid)
     hyper = {
-        "rank": args.rank, "alpha": args.alpha, "dropout": args.dropout, "targets": args.targets,
+        "rank": args.rank, "alpha": args.alpha, "dropout": args.dropout, "targets": args.targets, "layers": args.layers,
         "epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr, "lr_schedule": "linear to 10%",
         "batch": args.batch, "seed": args.seed, "max_tokens": args.max_tokens, "optimizer": "AdamW",
     }
@@ -340,8 +353,10 @@ def run(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     config = peft.LoraConfig(
         r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=args.targets,
-        bias="none", task_type="CAUSAL_LM",
+        layers_to_transform=args.layers, bias="none", task_type="CAUSAL_LM",
     )
+    if args.layers and max(args.layers) >= causal_lm.config.num_hidden_layers:
+        raise InputError(f"--layers: the base has layers 0-{causal_lm.config.num_hidden_layers - 1}")
     model = peft.get_peft_model(causal_lm, config)
     model.to(device)
     model.train()

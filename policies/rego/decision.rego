@@ -7,6 +7,9 @@
 #   answer    is the generated text masked?              input: appliance, principal, purpose
 #   egress    may this connection be opened?             input: endpoint, configured, content
 #   audit     is request text hashed in the audit log?   input: ..., labels (of what it touched)
+#   trains    point `train`: may each document feed      input: appliance, principal, purpose,
+#             training data for fine-tuning the answer          documents (a batch)
+#             model? (optional: older sets lack it, and then only `train` is denied)
 package sanctum.decision
 
 import rego.v1
@@ -50,6 +53,14 @@ chunk(doc) := {"allow": outcome.effect != "deny", "redact": outcome.effect == "r
 }
 
 chunks := [chunk(doc) | some doc in input.documents]
+
+# Training data is a use of what it holds: a document feeds an export only if the principal
+# could be served it and, where it carries PHI or identifiers, hipaa.train_denials allows it.
+train(doc) := {"allow": count(denials) == 0, "redact": false, "reasons": denials} if {
+	denials := array.concat(base_denials(doc), hipaa.train_denials(input.principal, doc))
+}
+
+trains := [train(doc) | some doc in input.documents]
 
 answer := {"allow": count(principal_denials) == 0, "redact": true, "reasons": ["identifiers in the answer are masked: this principal may not see PHI for this purpose of use"]} if {
 	hipaa.redact_output(input.principal)

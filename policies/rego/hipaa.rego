@@ -90,3 +90,35 @@ audit_hash_reasons(labels) := [sprintf("the request touched %q content: its text
 	some l in labels
 	l in data.config.hipaa.audit_hash_labels
 ]
+
+# Training data for the answer model is a use of PHI: a document labelled PHI or PII feeds an
+# export only for a role and purpose of use in data.config.training.phi_access. Data without
+# that table lets no such document in (fail closed).
+training_phi_access := object.get(object.get(data.config, "training", {}), "phi_access", {})
+
+may_train_on(principal) if may_see(principal, training_phi_access)
+
+identified(doc) if is_phi(doc)
+
+identified(doc) if is_pii(doc)
+
+# Why `doc` may not feed training data for `principal` (empty: it may).
+train_denials(principal, doc) := [] if not identified(doc)
+
+train_denials(principal, doc) := [] if {
+	identified(doc)
+	may_train_on(principal)
+}
+
+train_denials(principal, doc) := [training_denial("PHI", principal)] if {
+	is_phi(doc)
+	not may_train_on(principal)
+}
+
+train_denials(principal, doc) := [training_denial("personal identifiers", principal)] if {
+	not is_phi(doc)
+	is_pii(doc)
+	not may_train_on(principal)
+}
+
+training_denial(kind, principal) := sprintf("%s may not feed training data: roles %v with purpose of use %q are not in training.phi_access (training data by role and purpose: %v)", [kind, roles(principal), purpose, training_phi_access])

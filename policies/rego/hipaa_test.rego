@@ -10,6 +10,8 @@ analyst := {"id": "ann", "roles": ["analyst"]}
 
 admin := {"id": "ad", "roles": ["admin"]}
 
+officer := {"id": "po", "roles": ["privacy_officer"]}
+
 phi := {"labels": ["phi"]}
 
 phi_redactable := {"labels": ["phi", "redactable"]}
@@ -53,4 +55,25 @@ test_audit_hash_reasons if {
 	count(hipaa.audit_hash_reasons(["phi", "confidential"])) == 1
 	count(hipaa.audit_hash_reasons(["pii"])) == 0
 	count(hipaa.audit_hash_reasons([])) == 0
+}
+
+test_training_data_needs_role_and_purpose if {
+	hipaa.train_denials(analyst, {"labels": []}) == [] with input as {"purpose": "training"}
+	r := hipaa.train_denials(analyst, phi) with input as {"purpose": "training"}
+	count(r) == 1
+	contains(r[0], "PHI may not feed training data")
+	contains(r[0], "analyst")
+	contains(r[0], "\"training\"")
+	p := hipaa.train_denials(analyst, pii) with input as {"purpose": "training"}
+	contains(p[0], "personal identifiers may not feed training data")
+	hipaa.train_denials(officer, phi) == [] with input as {"purpose": "training"}
+	hipaa.train_denials(officer, pii) == [] with input as {"purpose": "training"}
+	count(hipaa.train_denials(officer, phi)) == 1 with input as {"purpose": "treatment"}
+	count(hipaa.train_denials(clinician, phi)) == 1 with input as {"purpose": "training"}
+}
+
+test_training_data_fails_closed_without_a_table if {
+	count(hipaa.train_denials(officer, phi)) == 1 with input as {"purpose": "training"} with data.config.training as {}
+	count(hipaa.train_denials(officer, pii)) == 1 with input as {"purpose": "training"} with data.config.training as {}
+	hipaa.train_denials(officer, {"labels": []}) == [] with input as {"purpose": "training"} with data.config.training as {}
 }

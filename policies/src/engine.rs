@@ -1,6 +1,10 @@
 //! A compiled policy set answering the decision points.
 //!
 //! The set is compiled once into RVM bytecode with one entry point per decision point.
+//! `train` came later and is compiled into a program of its own, only where the set defines
+//! it: a set stored before it existed still serves every other point, and `train` fails
+//! closed with a message saying what to add.
+//!
 //! Each evaluation runs in a fresh VM (cheap: the program and the data are shared) under
 //! an instruction limit that grows with the batch size and a wall-clock limit; exceeding
 //! either, an evaluation error, or an undefined result is a denial naming the point.
@@ -19,7 +23,7 @@ use crate::authorized::AuthorizedQuery;
 use crate::model::{Content, Decision, DecisionPoint, DocumentAttrs, Endpoint, PolicyError, Principal, Scope};
 use crate::set::PolicySet;
 
-/// The rules the appliance evaluates, in [`DecisionPoint`] order.
+/// The rules every policy set defines, in [`DecisionPoint`] order (`train` aside).
 pub const ENTRY_POINTS: [&str; 6] = [
     "data.sanctum.decision.ingest",
     "data.sanctum.decision.retrieve",
@@ -29,15 +33,29 @@ pub const ENTRY_POINTS: [&str; 6] = [
     "data.sanctum.decision.audit",
 ];
 
-pub(crate) fn entry(point: DecisionPoint) -> usize {
+/// The rule of the `train` decision point. Optional: sets stored before it existed lack it.
+pub const TRAIN_ENTRY_POINT: &str = "data.sanctum.decision.trains";
+
+/// Why `train` fails on a set without [`TRAIN_ENTRY_POINT`].
+const NO_TRAIN: &str = "the active policy set has no `train` decision (data.sanctum.decision.trains); add it (see policies/rego/decision.rego) before exporting training data";
+
+/// Where `point` is compiled: its index in [`ENTRY_POINTS`] (the main program), or `None`
+/// for `train`, the only entry point of its own optional program.
+pub(crate) fn entry(point: DecisionPoint) -> Option<usize> {
     match point {
-        DecisionPoint::Ingest => 0,
-        DecisionPoint::Retrieve => 1,
-        DecisionPoint::Chunk => 2,
-        DecisionPoint::Answer => 3,
-        DecisionPoint::Egress => 4,
-        DecisionPoint::Audit => 5,
+        DecisionPoint::Ingest => Some(0),
+        DecisionPoint::Retrieve => Some(1),
+        DecisionPoint::Chunk => Some(2),
+        DecisionPoint::Answer => Some(3),
+        DecisionPoint::Egress => Some(4),
+        DecisionPoint::Audit => Some(5),
+        DecisionPoint::Train => None,
     }
+}
+
+/// The rule `point` evaluates.
+pub(crate) fn rule(point: DecisionPoint) -> &'static str {
+    entry(point).map_or(TRAIN_ENTRY_POINT, |i| ENTRY_POINTS[i])
 }
 
 /// Bounds on one evaluation. A policy that needs more is broken (or hostile): deny.
@@ -59,6 +77,8 @@ impl Default for Limits {
 
 pub struct PolicyEngine {
     program: Arc<Program>,
+    /// [`TRAIN_ENTRY_POINT`], where the set defines it.
+    train: Option<Arc<Program>>,
     data: Value,
     appliance_region: String,
     limits: Limits,
@@ -105,8 +125,16 @@ impl PolicyEngine {
         let data = engine.get_data();
         let compiled = engine.compile_with_entrypoint(&ENTRY_POINTS[0].into()).map_err(|e| e.to_string())?;
         let program = Compiler::compile_from_policy(&compiled, &ENTRY_POINTS).map_err(|e| e.to_string())?;
+        // compiled only where defined, so that a set from before `train` still compiles; an
+        // error in a `trains` rule that is there is still an error
+        let train = if compiled.get_rules().contains_key(TRAIN_ENTRY_POINT) {
+            Some(Compiler::compile_from_policy(&compiled, &[TRAIN_ENTRY_POINT]).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         Ok(PolicyEngine {
             program,
+            train,
             data,
             appliance_region: appliance_region.to_string(),
             limits,
@@ -151,6 +179,21 @@ impl PolicyEngine {
         &self.appliance_region
     }
 
+    /// Whether the active policy (the set's bytecode, or the wasm bundle when it decides)
+    /// answers `point`: always, except `train` for a set or bundle made before it existed.
+    pub fn decides(&self, point: DecisionPoint) -> bool {
+        #[cfg(feature = "opa-wasm")]
+        if let Some(wasm) = &self.wasm {
+            return wasm.decides(point);
+        }
+        self.compiles(point)
+    }
+
+    /// Whether the set's bytecode answers `point` (what validation evaluates).
+    pub(crate) fn compiles(&self, point: DecisionPoint) -> bool {
+        entry(point).is_some() || self.train.is_some()
+    }
+
     /// `input` with `appliance` added: what the policy sees.
     pub(crate) fn full_input(&self, input: serde_json::Value) -> serde_json::Value {
         with_appliance(input, &self.appliance_region)
@@ -158,14 +201,18 @@ impl PolicyEngine {
 
     /// Runs the bytecode of one decision point on `input` (already completed).
     pub(crate) fn eval_raw(&self, point: DecisionPoint, input: serde_json::Value, documents: usize) -> Result<Value, String> {
+        let (program, index) = match entry(point) {
+            Some(index) => (&self.program, index),
+            None => (self.train.as_ref().ok_or(NO_TRAIN)?, 0),
+        };
         let mut vm = RegoVM::new();
-        vm.load_program(self.program.clone());
+        vm.load_program(program.clone());
         vm.set_data(self.data.clone()).map_err(|e| e.to_string())?;
         vm.set_input(Value::from(input));
         let budget = self.limits.instructions.saturating_add(self.limits.instructions_per_document.saturating_mul(documents));
         vm.set_max_instructions(budget);
         vm.set_execution_timer_config(Some(ExecutionTimerConfig { limit: self.limits.timeout, check_interval: NonZeroU32::MIN.saturating_add(255) }));
-        vm.execute_entry_point_by_index(entry(point)).map_err(|e| e.to_string())
+        vm.execute_entry_point_by_index(index).map_err(|e| e.to_string())
     }
 
     /// Evaluates one decision point; every failure is a denial naming it.
@@ -179,7 +226,7 @@ impl PolicyEngine {
         }
         let result = self.eval_raw(point, self.full_input(input), documents).map_err(failed)?;
         if result == Value::Undefined {
-            return Err(failed(format!("{} is undefined for this input (the policy set does not decide it)", ENTRY_POINTS[entry(point)])));
+            return Err(failed(format!("{} is undefined for this input (the policy set does not decide it)", rule(point))));
         }
         from_value(&result).map_err(failed)
     }
@@ -212,14 +259,23 @@ impl PolicyEngine {
 
     /// `chunks`: one decision per document, in one evaluation.
     pub(crate) fn chunks(&self, principal: &Principal, purpose: Option<&str>, docs: &[DocumentAttrs]) -> Result<Vec<Decision>, PolicyError> {
+        self.per_document(DecisionPoint::Chunk, principal, purpose, docs)
+    }
+
+    /// `train`: may each of `docs` feed an export of training data for fine-tuning the
+    /// answer model, for `principal` and `purpose`? One decision per document, in one
+    /// evaluation. A policy set without the rule fails closed ([`PolicyError::Failed`]).
+    pub fn train(&self, principal: &Principal, purpose: Option<&str>, docs: &[DocumentAttrs]) -> Result<Vec<Decision>, PolicyError> {
+        self.per_document(DecisionPoint::Train, principal, purpose, docs)
+    }
+
+    /// A batch decision point: one decision per document of `docs`, in order.
+    fn per_document(&self, point: DecisionPoint, principal: &Principal, purpose: Option<&str>, docs: &[DocumentAttrs]) -> Result<Vec<Decision>, PolicyError> {
         let mut input = principal_input(principal, purpose);
         input["documents"] = serde_json::json!(docs);
-        let decisions: Vec<Decision> = self.eval(DecisionPoint::Chunk, input, docs.len())?;
+        let decisions: Vec<Decision> = self.eval(point, input, docs.len())?;
         if decisions.len() != docs.len() {
-            return Err(PolicyError::Failed {
-                point: DecisionPoint::Chunk,
-                message: format!("{} decisions for {} documents", decisions.len(), docs.len()),
-            });
+            return Err(PolicyError::Failed { point, message: format!("{} decisions for {} documents", decisions.len(), docs.len()) });
         }
         Ok(decisions)
     }

@@ -5,7 +5,9 @@
 //! by privacy officers at run time. This crate holds the default set, validates a set
 //! (syntax with `file:line:col`, the `test_` rules, coverage, one evaluation of every
 //! decision point), and compiles a set into a [`PolicyEngine`] that answers the decision
-//! points: `ingest`, `retrieve`, `chunks`, `answer` and `egress`.
+//! points: `ingest`, `retrieve`, `chunks`, `answer`, `egress`, `audit` and `train` (may a
+//! document feed training data for the answer model; optional in a set, since sets stored
+//! before it existed lack it, and then it alone fails closed).
 //!
 //! Evaluation runs compiled RVM bytecode (regorus) under an instruction limit and a time
 //! limit; any failure is a denial naming the decision point (fail closed).
@@ -22,7 +24,7 @@ mod validate;
 pub mod wasm;
 
 pub use authorized::AuthorizedQuery;
-pub use engine::{Limits, PolicyEngine, ENTRY_POINTS};
+pub use engine::{Limits, PolicyEngine, ENTRY_POINTS, TRAIN_ENTRY_POINT};
 pub use model::{Content, Decision, DecisionPoint, DocumentAttrs, Endpoint, PolicyError, Principal, Scope};
 pub use set::{PolicySet, SetError};
 pub use validate::{validate, Coverage, Diagnostic, TestOutcome, Validation};

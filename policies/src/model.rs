@@ -57,6 +57,8 @@ pub enum DecisionPoint {
     Answer,
     Egress,
     Audit,
+    /// May a document feed an export of training data for fine-tuning the answer model?
+    Train,
 }
 
 impl DecisionPoint {
@@ -68,6 +70,7 @@ impl DecisionPoint {
             DecisionPoint::Answer => "answer",
             DecisionPoint::Egress => "egress",
             DecisionPoint::Audit => "audit",
+            DecisionPoint::Train => "train",
         }
     }
 }

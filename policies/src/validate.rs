@@ -1,13 +1,14 @@
 //! Validation of a policy set before it may be activated: every module parses, the data
-//! is JSON, the set compiles to bytecode with every decision point, each decision point
-//! evaluates once on a sample input, and every `test_` rule holds. Coverage of the
+//! is JSON, the set compiles to bytecode with every decision point (`train` where the set
+//! defines it: sets from before it existed still validate), each decision point evaluates
+//! on sample inputs, and every `test_` rule holds. Coverage of the
 //! non-test modules by the tests is reported.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::engine::{entry, load_interpreter, principal_input, Limits, PolicyEngine, ENTRY_POINTS};
+use crate::engine::{load_interpreter, principal_input, rule, Limits, PolicyEngine};
 use crate::model::{Content, DecisionPoint, DocumentAttrs, Endpoint, Principal};
 use crate::set::{PolicySet, DATA_FILE};
 
@@ -193,11 +194,14 @@ fn sample_evaluations(engine: &PolicyEngine, interpreter: &mut regorus::Engine) 
         cases.push((DecisionPoint::Ingest, serde_json::json!({ "document": doc }), 1));
     }
     for principal in &principals {
-        for purpose in [Some("treatment"), Some("research"), Some("bogus"), None] {
+        for purpose in [Some("treatment"), Some("research"), Some("training"), Some("bogus"), None] {
             let base = principal_input(principal, purpose);
             let mut batch = base.clone();
             batch["documents"] = serde_json::json!(docs);
             cases.push((DecisionPoint::Retrieve, base.clone(), 0));
+            if engine.compiles(DecisionPoint::Train) {
+                cases.push((DecisionPoint::Train, batch.clone(), docs.len()));
+            }
             cases.push((DecisionPoint::Chunk, batch, docs.len()));
             cases.push((DecisionPoint::Answer, base.clone(), 0));
             for labels in [serde_json::json!([]), serde_json::json!(["phi"]), serde_json::json!(["pii", "confidential"])] {
@@ -215,10 +219,10 @@ fn sample_evaluations(engine: &PolicyEngine, interpreter: &mut regorus::Engine) 
         let input = engine.full_input(input);
         let vm = engine.eval_raw(point, input.clone(), documents).map_err(|e| format!("{point}: {e}"))?;
         if vm == regorus::Value::Undefined {
-            return Err(format!("{} is undefined for input {input}", ENTRY_POINTS[entry(point)]));
+            return Err(format!("{} is undefined for input {input}", rule(point)));
         }
         interpreter.set_input(regorus::Value::from(input.clone()));
-        let reference = interpreter.eval_rule(ENTRY_POINTS[entry(point)].to_string()).map_err(|e| format!("{point}: {e}"))?;
+        let reference = interpreter.eval_rule(rule(point).to_string()).map_err(|e| format!("{point}: {e}"))?;
         if vm != reference {
             return Err(format!("{point}: the compiled policy and the interpreter disagree for input {input}: {vm} vs {reference}"));
         }

@@ -5,8 +5,11 @@
 //! ```sh
 //! opa build -t wasm -e sanctum/decision/ingest -e sanctum/decision/retrieve \
 //!   -e sanctum/decision/chunks -e sanctum/decision/answer -e sanctum/decision/egress \
-//!   -e sanctum/decision/audit policies/rego
+//!   -e sanctum/decision/audit -e sanctum/decision/trains policies/rego
 //! ```
+//!
+//! `sanctum/decision/trains` is optional: a bundle built before it existed still loads and
+//! serves every other point, and `train` then fails closed saying how to rebuild.
 //!
 //! The module runs in wasmtime with fuel metering (the counterpart of the bytecode engine's
 //! instruction limit); every failure is a [`PolicyError::Failed`] naming the decision point.
@@ -17,7 +20,7 @@ use opa_wasm::{wasmtime, Runtime};
 
 use crate::model::{DecisionPoint, PolicyError};
 
-/// The entry points a bundle must export, in [`DecisionPoint`] order.
+/// The entry points a bundle must export, in [`DecisionPoint`] order (`train` aside).
 pub const WASM_ENTRY_POINTS: [&str; 6] = [
     "sanctum/decision/ingest",
     "sanctum/decision/retrieve",
@@ -27,6 +30,9 @@ pub const WASM_ENTRY_POINTS: [&str; 6] = [
     "sanctum/decision/audit",
 ];
 
+/// The entry point of `train`, which bundles built before it existed lack.
+pub const WASM_TRAIN_ENTRY_POINT: &str = "sanctum/decision/trains";
+
 fn entry(point: DecisionPoint) -> &'static str {
     match point {
         DecisionPoint::Ingest => WASM_ENTRY_POINTS[0],
@@ -35,6 +41,7 @@ fn entry(point: DecisionPoint) -> &'static str {
         DecisionPoint::Answer => WASM_ENTRY_POINTS[3],
         DecisionPoint::Egress => WASM_ENTRY_POINTS[4],
         DecisionPoint::Audit => WASM_ENTRY_POINTS[5],
+        DecisionPoint::Train => WASM_TRAIN_ENTRY_POINT,
     }
 }
 
@@ -45,11 +52,13 @@ pub struct WasmEngine {
     data: serde_json::Value,
     appliance_region: String,
     fuel: u64,
+    /// Whether the module exports [`WASM_TRAIN_ENTRY_POINT`].
+    train: bool,
 }
 
 impl WasmEngine {
     /// Reads `bundle` (a `.tar.gz` from `opa build -t wasm`) and checks that it is an OPA
-    /// policy exporting every decision point.
+    /// policy exporting every decision point (`train` may be missing).
     pub async fn load(bundle: &Path, data: serde_json::Value, appliance_region: &str, fuel: u64) -> Result<WasmEngine, String> {
         let bytes = opa_wasm::read_bundle(bundle).await.map_err(|e| format!("{}: {e:#}", bundle.display()))?;
         Self::from_module(&bytes, data, appliance_region, fuel).await.map_err(|e| format!("{}: {e}", bundle.display()))
@@ -61,25 +70,39 @@ impl WasmEngine {
         config.consume_fuel(true);
         let engine = wasmtime::Engine::new(&config).map_err(|e| format!("wasm runtime: {e:#}"))?;
         let module = wasmtime::Module::new(&engine, wasm).map_err(|e| format!("not a WebAssembly module: {e:#}"))?;
-        let this = WasmEngine { engine, module, data, appliance_region: appliance_region.to_string(), fuel };
-        let mut store = this.store().map_err(|e| e.to_string())?;
+        let mut this = WasmEngine { engine, module, data, appliance_region: appliance_region.to_string(), fuel, train: false };
+        let mut store = this.store(DecisionPoint::Ingest).map_err(|e| e.to_string())?;
         let runtime = Runtime::new(&mut store, &this.module).await.map_err(|e| format!("not an OPA wasm policy: {e:#}"))?;
         let have = runtime.entrypoints();
         let missing: Vec<&str> = WASM_ENTRY_POINTS.iter().copied().filter(|e| !have.contains(e)).collect();
         if !missing.is_empty() {
             return Err(format!("the policy lacks the entry points {missing:?}; build it with `opa build -t wasm -e ...` for each"));
         }
+        this.train = have.contains(WASM_TRAIN_ENTRY_POINT);
         Ok(this)
     }
 
     /// The same module evaluated with other data (a new policy version's `data.json`).
     pub fn with_data(&self, data: serde_json::Value) -> WasmEngine {
-        WasmEngine { engine: self.engine.clone(), module: self.module.clone(), data, appliance_region: self.appliance_region.clone(), fuel: self.fuel }
+        WasmEngine {
+            engine: self.engine.clone(),
+            module: self.module.clone(),
+            data,
+            appliance_region: self.appliance_region.clone(),
+            fuel: self.fuel,
+            train: self.train,
+        }
     }
 
-    fn store(&self) -> Result<wasmtime::Store<()>, PolicyError> {
+    /// Whether the bundle answers `point`: always, except `train` for a bundle built
+    /// before it existed.
+    pub fn decides(&self, point: DecisionPoint) -> bool {
+        point != DecisionPoint::Train || self.train
+    }
+
+    fn store(&self, point: DecisionPoint) -> Result<wasmtime::Store<()>, PolicyError> {
         let mut store = wasmtime::Store::new(&self.engine, ());
-        store.set_fuel(self.fuel).map_err(|e| PolicyError::Failed { point: DecisionPoint::Ingest, message: format!("fuel: {e:#}") })?;
+        store.set_fuel(self.fuel).map_err(|e| PolicyError::Failed { point, message: format!("fuel: {e:#}") })?;
         Ok(store)
     }
 
@@ -87,8 +110,13 @@ impl WasmEngine {
     /// engine does) and returns the rule's value.
     pub async fn evaluate(&self, point: DecisionPoint, input: serde_json::Value) -> Result<serde_json::Value, PolicyError> {
         let failed = |message: String| PolicyError::Failed { point, message };
+        if !self.decides(point) {
+            return Err(failed(format!(
+                "the OPA wasm bundle has no `train` decision ({WASM_TRAIN_ENTRY_POINT}): it was built before it existed; rebuild it with `opa build -t wasm ... -e {WASM_TRAIN_ENTRY_POINT} policies/rego` before exporting training data"
+            )));
+        }
         let input = crate::engine::with_appliance(input, &self.appliance_region);
-        let mut store = self.store()?;
+        let mut store = self.store(point)?;
         let runtime = Runtime::new(&mut store, &self.module).await.map_err(|e| failed(format!("{e:#}")))?;
         let policy = runtime.with_data(&mut store, &self.data).await.map_err(|e| failed(format!("{e:#}")))?;
         let results: serde_json::Value = policy.evaluate(&mut store, entry(point), &input).await.map_err(|e| failed(format!("{e:#}")))?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use policies::{validate, Content, DocumentAttrs, Endpoint, Limits, PolicyEngine, PolicyError, PolicySet, Principal};
+use policies::{validate, Content, DecisionPoint, DocumentAttrs, Endpoint, Limits, PolicyEngine, PolicyError, PolicySet, Principal};
 
 fn engine() -> Arc<PolicyEngine> {
     Arc::new(PolicyEngine::compile(&PolicySet::defaults(), "us", Limits::default()).expect("the default set compiles"))
@@ -32,6 +32,9 @@ fn the_default_set_validates_and_its_tests_pass() {
     let failed: Vec<_> = v.failed_tests().collect();
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(v.tests.len() >= 20, "only {} tests found", v.tests.len());
+    for name in ["data.sanctum.decision_test.test_train_keeps_phi_out_of_training_data", "data.sanctum.hipaa_test.test_training_data_fails_closed_without_a_table"] {
+        assert!(v.tests.iter().any(|t| t.name == name), "{name} was not run: {:?}", v.tests);
+    }
     assert!(v.ok());
     for file in ["residency.rego", "hipaa.rego", "egress.rego", "access.rego", "decision.rego"] {
         let c = v.coverage.iter().find(|c| c.file == file).unwrap_or_else(|| panic!("no coverage for {file}: {:?}", v.coverage));
@@ -172,5 +175,90 @@ fn a_construct_the_bytecode_evaluates_differently_is_caught_before_activation() 
     files.insert("residency.rego".into(), divergent);
     let v = validate(&PolicySet::from_files(files).unwrap(), "us");
     assert!(v.errors.iter().any(|e| e.message.contains("disagree") || e.message.contains("undefined")), "{:?}", v.errors);
+    assert!(!v.ok());
+}
+
+#[test]
+fn train_keeps_phi_out_of_training_data_unless_role_and_purpose_allow_it() {
+    let e = engine();
+    assert!(e.decides(DecisionPoint::Train));
+    let docs = [doc(&[], None, &[]), doc(&[], None, &["phi"]), doc(&[], None, &["pii"]), doc(&["oncology"], None, &[]), doc(&[], Some("eu"), &[])];
+    let analyst = principal("ann", &["analyst"], Some("us"), &["cardiology"]);
+    let ds = e.train(&analyst, Some("training"), &docs).unwrap();
+    assert_eq!(ds.iter().map(|d| d.allow).collect::<Vec<_>>(), [true, false, false, false, false]);
+    assert!(ds.iter().all(|d| !d.redact), "{ds:?}");
+    assert!(ds[0].reasons.is_empty(), "{:?}", ds[0]);
+    assert!(ds[1].reasons[0].contains("PHI may not feed training data") && ds[1].reasons[0].contains("training.phi_access"), "{:?}", ds[1]);
+    assert!(ds[2].reasons[0].contains("personal identifiers"), "{:?}", ds[2]);
+    let officer = principal("po", &["privacy_officer"], Some("us"), &[]);
+    let ds = e.train(&officer, Some("training"), &docs[..4]).unwrap();
+    assert_eq!(ds.iter().map(|d| d.allow).collect::<Vec<_>>(), [true, true, true, true]);
+    // PHI for training only with the purpose of use the table names
+    let ds = e.train(&officer, Some("treatment"), &docs[..2]).unwrap();
+    assert_eq!(ds.iter().map(|d| d.allow).collect::<Vec<_>>(), [true, false]);
+    assert!(e.train(&officer, Some("training"), &[]).unwrap().is_empty());
+}
+
+#[test]
+fn train_without_a_training_table_keeps_phi_out() {
+    let mut files = PolicySet::defaults().files().clone();
+    let mut data: serde_json::Value = serde_json::from_str(&files["data.json"]).unwrap();
+    data["config"].as_object_mut().unwrap().remove("training").expect("the default data has a training table");
+    files.insert("data.json".into(), data.to_string());
+    let e = PolicyEngine::compile(&PolicySet::from_files(files).unwrap(), "us", Limits::default()).unwrap();
+    let officer = principal("po", &["privacy_officer"], Some("us"), &[]);
+    let ds = e.train(&officer, Some("training"), &[doc(&[], None, &[]), doc(&[], None, &["phi"])]).unwrap();
+    assert_eq!(ds.iter().map(|d| d.allow).collect::<Vec<_>>(), [true, false]);
+}
+
+/// The default set as stored before `train` existed: no `train`/`trains` rules and no
+/// tests of them.
+fn set_from_before_train() -> PolicySet {
+    let mut files = PolicySet::defaults().files().clone();
+    let without = |source: &str, starts: &[&str]| -> String {
+        // Rego blocks are separated by blank lines; drop those that define the given rules
+        source.split("\n\n").filter(|block| !starts.iter().any(|s| block.trim_start().starts_with(s))).collect::<Vec<_>>().join("\n\n")
+    };
+    let decision = without(&files["decision.rego"], &["# Training data is a use", "train(doc)", "trains :="]);
+    assert!(!decision.contains("trains :=") && !decision.contains("train(doc) :=") && decision.contains("chunks :="), "{decision}");
+    files.insert("decision.rego".into(), decision);
+    let tests = without(&files["decision_test.rego"], &["test_train"]);
+    assert!(!tests.contains("decision.trains"), "{tests}");
+    files.insert("decision_test.rego".into(), tests);
+    PolicySet::from_files(files).unwrap()
+}
+
+#[test]
+fn a_set_from_before_train_still_serves_everything_else_and_train_fails_closed() {
+    let set = set_from_before_train();
+    let v = validate(&set, "us");
+    assert!(v.ok(), "errors {:?}, failed {:?}", v.errors, v.failed_tests().collect::<Vec<_>>());
+    let e = Arc::new(PolicyEngine::compile(&set, "us", Limits::default()).expect("a set without `trains` compiles"));
+    assert!(!e.decides(DecisionPoint::Train));
+    assert!(e.decides(DecisionPoint::Chunk));
+    assert!(e.ingest(&doc(&[], Some("us"), &[])).unwrap().allow);
+    let analyst = principal("ann", &["analyst"], Some("us"), &["cardiology"]);
+    let q = e.authorize(&analyst, Some("operations")).unwrap();
+    let ds = q.decide_chunks(&[doc(&[], None, &[]), doc(&[], None, &["phi"])]).unwrap();
+    assert_eq!(ds.iter().map(|d| d.allow).collect::<Vec<_>>(), [true, false]);
+    match e.train(&analyst, Some("training"), &[doc(&[], None, &[])]) {
+        Err(err @ PolicyError::Failed { point: DecisionPoint::Train, .. }) => {
+            let text = err.to_string();
+            assert!(text.contains("train") && text.contains("data.sanctum.decision.trains") && text.contains("decision.rego"), "{text}");
+        }
+        other => panic!("expected `train` to fail closed, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_broken_trains_rule_is_an_error_not_a_missing_point() {
+    let mut files = PolicySet::defaults().files().clone();
+    let broken = files["decision.rego"].replace("trains := [train(doc) | some doc in input.documents]", "trains := [train(doc) | some doc in input.documents; no_such_rule(doc)]");
+    assert_ne!(broken, files["decision.rego"]);
+    files.insert("decision.rego".into(), broken);
+    let set = PolicySet::from_files(files).unwrap();
+    assert!(PolicyEngine::compile(&set, "us", Limits::default()).is_err());
+    let v = validate(&set, "us");
+    assert!(!v.errors.is_empty());
     assert!(!v.ok());
 }

@@ -153,7 +153,8 @@ pub fn test_python() -> PathBuf {
 
 /// Runs the `sanctum` binary with `config`; its output, or a panic with it on failure.
 pub fn sanctum(config: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(bin()).arg("--config").arg(config).args(args).output().unwrap();
+    // the config names its models directory (the environment's would override it)
+    let out = std::process::Command::new(bin()).arg("--config").arg(config).args(args).env_remove("SANCTUM_MODELS__DIR").output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{args:?}: {text}");
     text
@@ -187,6 +188,7 @@ pub fn serve(config: &Path) -> (Server, String) {
         .arg("--config")
         .arg(config)
         .arg("serve")
+        .env_remove("SANCTUM_MODELS__DIR")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -214,4 +216,44 @@ pub async fn external_database(name: &str) -> (String, sqlx::PgConnection) {
     };
     let conn = sqlx::PgConnection::connect(&url).await.unwrap();
     (url, conn)
+}
+
+/// A models directory of the test's own (links to the installed files), so adapters the
+/// test installs stay in its temporary directory.
+pub fn own_models(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for entry in std::fs::read_dir(models_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "adapters" {
+            std::os::unix::fs::symlink(entry.path(), models.join(entry.file_name())).unwrap();
+        }
+    }
+    models
+}
+
+/// Installs a small synthetic adapter for the SmolLM2-135M base (`base`, relative to
+/// `models`) under `models/adapters/<name>`, with a report as `sanctum finetune train`
+/// writes it (the hashes are real, so activation accepts it).
+pub fn install_test_adapter(models: &Path, name: &str, base: &str) {
+    let dir = models.join("adapters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.gguf"));
+    // SmolLM2-135M: 30 layers, 576 wide
+    write_lora_gguf(&file, 30, 576, 4, 0.01);
+    let report = serde_json::json!({
+        "name": name,
+        "base": {"model": base, "sha256": sanctum::models::sha256_file(&models.join(base)).unwrap()},
+        "adapter": {"path": format!("adapters/{name}.gguf"), "sha256": sanctum::models::sha256_file(&file).unwrap()},
+        "steps": 3, "valid": {"loss_before": 2.5, "loss_after": 1.5}, "created_at": "2026-12-02T00:00:00Z",
+    });
+    std::fs::write(dir.join(format!("{name}.json")), report.to_string()).unwrap();
+}
+
+/// As [`write_config`], with the models in `models`.
+pub fn write_config_with_models(dir: &Path, models: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("sanctum.toml");
+    let text = format!("data_dir = {:?}\n\n[models]\ndir = {models:?}\n\n[embedding]\nthreads = 1\n{extra}", dir.join("data"));
+    std::fs::write(&path, text).unwrap();
+    path
 }

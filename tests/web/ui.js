@@ -245,6 +245,18 @@ async function officer(browser) {
   found.tokens_after_revoke = await rowsOf(page, "#tokens tbody tr");
   found.token_after_revoke = (await context.request.get(BASE + "/v1/me", { headers: { Authorization: "Bearer " + token } })).status();
 
+  // Model: the installed adapter listed, activated (recorded), the base model restored
+  r = await page.goto(BASE + "/ui/models");
+  found.csp.models = r.headers()["content-security-policy"] || null;
+  found.adapter_rows = await rowsOf(page, "#adapters tbody tr");
+  found.active_before = (await page.textContent("#active-adapter")).trim();
+  await Promise.all([page.waitForNavigation(), page.click('button[aria-label="Activate synthetic"]')]);
+  found.activate_adapter_notices = await page.$$eval(".notice", (x) => x.map((n) => n.textContent));
+  found.active_after = (await page.textContent("#active-adapter")).trim();
+  await shot(page, "12-model");
+  await Promise.all([page.waitForNavigation(), page.click("text=Use the base model without an adapter")]);
+  found.active_restored = (await page.textContent("#active-adapter")).trim();
+
   // Audit: the activation recorded, the chain verified, a record's detail, an export
   r = await page.goto(BASE + "/ui/audit?action=policy.activate");
   found.csp.audit = r.headers()["content-security-policy"] || null;
@@ -253,11 +265,11 @@ async function officer(browser) {
   found.audit_actions = await page.$$eval("#records tbody tr td:nth-child(4)", (x) => x.map((t) => t.textContent));
   await Promise.all([page.waitForNavigation(), page.click("#verify")]);
   found.chain = await page.textContent("#chain");
-  await shot(page, "12-audit");
+  await shot(page, "13-audit");
   await Promise.all([page.waitForNavigation(), page.click("#records tbody tr a")]);
   found.record_title = await page.textContent("h1");
   found.record_hash = await page.textContent("#hash-state");
-  await shot(page, "13-audit-record");
+  await shot(page, "14-audit-record");
   const exported = await context.request.get(BASE + "/v1/audit/export?format=csv&action=policy.activate");
   found.export_status = exported.status();
   found.export_has_activation = (await exported.text()).includes("policy.activate");

@@ -194,3 +194,25 @@ pub struct AuditRecord {
     /// The stored hash is the one its content and place give.
     pub hash_ok: bool,
 }
+
+pub struct AdapterView {
+    pub name: String,
+    pub base: String,
+    pub steps: String,
+    /// Validation loss before -> after training, in words.
+    pub loss: String,
+    pub created: String,
+    pub active: bool,
+    pub hash_ok: bool,
+}
+
+#[derive(Template)]
+#[template(path = "models.html")]
+pub struct Models {
+    pub chrome: Chrome,
+    pub model: String,
+    pub active: Option<String>,
+    pub adapters: Vec<AdapterView>,
+    pub notices: Vec<String>,
+    pub error: Option<String>,
+}

@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 
 use super::generate::{BoxFuture, Generation, Generator, ModelInfo, TokenSink, Utf8Pieces};
 use super::prompt::Prompt;
@@ -113,6 +115,18 @@ impl LlamaCpp {
         })
     }
 
+    /// The next-token logits after `tokens` (ids as the model's tokenizer makes them), with
+    /// the adapter applied when one is loaded: what the tests compare with the trainer's.
+    pub fn last_logits(&self, tokens: &[i32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() || tokens.len() > self.context as usize {
+            return Err(Error::invalid("tokens", format!("{} tokens: expected 1 to {}", tokens.len(), self.context)));
+        }
+        let mut adapter = self.adapter.lock().map_err(|_| Error::Internal("a previous generation panicked".into()))?;
+        let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
+        let (ctx, batch, _) = prefill(self.backend, &self.model, self.context, self.threads, &mut adapter, &tokens)?;
+        Ok(ctx.get_logits_ith(batch.n_tokens() - 1).to_vec())
+    }
+
     fn render(&self, prompt: &Prompt) -> Result<String> {
         let messages = [("system", &prompt.system), ("user", &prompt.user)]
             .into_iter()
@@ -146,6 +160,40 @@ impl Options {
     }
 }
 
+/// A context with `adapter` applied and `tokens` decoded, logits kept for the last one: where
+/// a generation starts (and what `last_logits` reads). Also the next position.
+fn prefill<'m>(
+    backend: &LlamaBackend,
+    model: &'m LlamaModel,
+    context: u32,
+    threads: i32,
+    adapter: &mut Option<LlamaLoraAdapter>,
+    tokens: &[LlamaToken],
+) -> Result<(LlamaContext<'m>, LlamaBatch<'static>, i32)> {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(context))
+        .with_n_batch(BATCH as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, params).map_err(|e| Error::Internal(format!("llama.cpp context: {e}")))?;
+    if let Some(a) = adapter.as_mut() {
+        ctx.lora_adapter_set(a, 1.0).map_err(|e| Error::Internal(format!("llama.cpp adapter: {e}")))?;
+    }
+    let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("llama.cpp decode failed: {e}"));
+    let mut batch = LlamaBatch::new(BATCH, 1);
+    let mut pos = 0i32;
+    for chunk in tokens.chunks(BATCH) {
+        batch.clear();
+        for t in chunk {
+            let last = pos as usize + 1 == tokens.len();
+            batch.add(*t, pos, &[0], last).map_err(|e| fail(&e))?;
+            pos += 1;
+        }
+        ctx.decode(&mut batch).map_err(|e| fail(&e))?;
+    }
+    Ok((ctx, batch, pos))
+}
+
 struct Run {
     backend: &'static LlamaBackend,
     model: Arc<LlamaModel>,
@@ -171,27 +219,8 @@ impl Run {
                 format!("{} prompt tokens + {} answer tokens exceed the context of {} tokens", tokens.len(), self.max_tokens, self.context),
             ));
         }
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(self.context))
-            .with_n_batch(BATCH as u32)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
-        let mut ctx = self.model.new_context(backend, params).map_err(|e| Error::Internal(format!("llama.cpp context: {e}")))?;
-        if let Some(a) = adapter.as_mut() {
-            ctx.lora_adapter_set(a, 1.0).map_err(|e| Error::Internal(format!("llama.cpp adapter: {e}")))?;
-        }
+        let (mut ctx, mut batch, mut pos) = prefill(backend, &self.model, self.context, self.threads, &mut adapter, &tokens)?;
         let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("llama.cpp decode failed: {e}"));
-        let mut batch = LlamaBatch::new(BATCH, 1);
-        let mut pos = 0i32;
-        for chunk in tokens.chunks(BATCH) {
-            batch.clear();
-            for t in chunk {
-                let last = pos as usize + 1 == tokens.len();
-                batch.add(*t, pos, &[0], last).map_err(|e| fail(&e))?;
-                pos += 1;
-            }
-            ctx.decode(&mut batch).map_err(|e| fail(&e))?;
-        }
         let prefill_s = started.elapsed().as_secs_f64();
         let mut sampler = LlamaSampler::greedy();
         let mut pieces = Utf8Pieces::default();

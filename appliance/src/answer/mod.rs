@@ -6,7 +6,6 @@ pub mod ask;
 pub mod citations;
 #[cfg(feature = "slm")]
 pub mod cpu_kernels;
-pub mod finetune;
 pub mod generate;
 pub mod gguf;
 #[cfg(feature = "slm")]
@@ -27,9 +26,10 @@ use crate::config::{AnswerBackend, AnswerDevice, Config};
 use crate::egress::EgressClient;
 use crate::error::{Error, Result};
 
-/// Loads the generator `config.answer` names. `model` overrides `answer.model` and
-/// `backend` overrides `answer.backend` (the benchmark runs several).
-pub async fn load_generator(config: &Config, egress: Arc<EgressClient>, backend: AnswerBackend, model: &str) -> Result<Arc<dyn Generator>> {
+/// Loads the generator `config.answer` names. `model`, `adapter` (a GGUF LoRA file relative
+/// to the models directory) and `backend` override `answer.model`, `answer.adapter` and
+/// `answer.backend` (the active adapter is chosen at run time; the benchmark runs several).
+pub async fn load_generator(config: &Config, egress: Arc<EgressClient>, backend: AnswerBackend, model: &str, adapter: Option<&str>) -> Result<Arc<dyn Generator>> {
     let a = &config.answer;
     match backend {
         AnswerBackend::Http => {
@@ -42,7 +42,7 @@ pub async fn load_generator(config: &Config, egress: Arc<EgressClient>, backend:
             if gpu && !cfg!(feature = "cuda") {
                 return Err(Error::Config("answer.device = \"cuda\" needs a build with the cuda feature".into()));
             }
-            let (dir, model, adapter) = (config.models_dir(), model.to_string(), a.adapter.clone());
+            let (dir, model, adapter) = (config.models_dir(), model.to_string(), adapter.map(str::to_string));
             let options = llama::Options { context: a.context_tokens, threads: a.threads, gpu, amx: a.amx, kernels_dir: a.kernels_dir.clone() };
             let g = tokio::task::spawn_blocking(move || llama::LlamaCpp::load(&dir, &model, adapter.as_deref(), &options))
                 .await
@@ -55,11 +55,11 @@ pub async fn load_generator(config: &Config, egress: Arc<EgressClient>, backend:
             if !cpu && !cfg!(feature = "cuda") {
                 return Err(Error::Config("answer.device = \"cuda\" needs a build with the cuda feature".into()));
             }
-            Ok(Arc::new(mistral::MistralRs::load(&config.models_dir(), model, a.adapter.as_deref(), a.context_tokens, cpu).await?))
+            Ok(Arc::new(mistral::MistralRs::load(&config.models_dir(), model, adapter, a.context_tokens, cpu).await?))
         }
         #[cfg(not(feature = "slm"))]
         other => {
-            let _ = (egress, model, AnswerDevice::Cpu);
+            let _ = (egress, model, adapter, AnswerDevice::Cpu);
             Err(Error::Config(format!(
                 "answer.backend = {other:?} runs the model in process, and this build has no in-process model; build with `--features slm`, or use answer.backend = \"http\""
             )))

@@ -95,10 +95,16 @@ pub enum Action {
     BackupCreate,
     /// A backup restored into this installation (recorded in the restored log).
     BackupRestore,
+    /// Training data exported from the library (the `train` decision on each document).
+    FinetuneExport,
+    /// An answer adapter trained.
+    FinetuneTrain,
+    /// An answer adapter activated (or the base model restored), or a refused activation.
+    AdapterActivate,
 }
 
 impl Action {
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 32] = [
         Action::DocumentSubmit,
         Action::DocumentIndex,
         Action::DocumentFail,
@@ -128,6 +134,9 @@ impl Action {
         Action::PassageRead,
         Action::BackupCreate,
         Action::BackupRestore,
+        Action::FinetuneExport,
+        Action::FinetuneTrain,
+        Action::AdapterActivate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -161,6 +170,9 @@ impl Action {
             Action::PassageRead => "passage.read",
             Action::BackupCreate => "backup.create",
             Action::BackupRestore => "backup.restore",
+            Action::FinetuneExport => "finetune.export",
+            Action::FinetuneTrain => "finetune.train",
+            Action::AdapterActivate => "adapter.activate",
         }
     }
 }

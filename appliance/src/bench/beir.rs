@@ -15,11 +15,21 @@ pub struct Dataset {
 }
 
 pub fn load(dir: &Path) -> Result<Dataset> {
-    let corpus = dir.join("corpus.jsonl");
+    let mut corpus = dir.join("corpus.jsonl");
     if !corpus.is_file() {
         return Err(Error::invalid(dir.display().to_string(), "not a BEIR dataset: corpus.jsonl is missing"));
     }
-    let qrels_path = dir.join("qrels").join("test.tsv");
+    // a split that shares another's corpus may hold, instead of it, a one-line file naming it
+    // (a symbolic link checked out as text): follow it
+    if std::fs::metadata(&corpus).is_ok_and(|m| m.len() < 1024) {
+        let text = std::fs::read_to_string(&corpus).unwrap_or_default();
+        let named = text.trim();
+        if !named.is_empty() && !named.starts_with('{') && !named.contains('\n') && dir.join(named).is_file() {
+            corpus = dir.join(named);
+        }
+    }
+    // the judgements of the split the dataset holds: test (benchmarks), else train or dev
+    let qrels_path = ["test.tsv", "train.tsv", "dev.tsv"].iter().map(|f| dir.join("qrels").join(f)).find(|p| p.is_file()).unwrap_or_else(|| dir.join("qrels").join("test.tsv"));
     let text = std::fs::read_to_string(&qrels_path).map_err(|e| Error::io(&qrels_path, e))?;
     let mut qrels: HashMap<String, HashMap<String, i32>> = HashMap::new();
     for (i, line) in text.lines().enumerate() {
@@ -49,7 +59,7 @@ pub fn load(dir: &Path) -> Result<Dataset> {
         }
     }
     if queries.is_empty() {
-        return Err(Error::invalid(dir.display().to_string(), "no query in queries.jsonl has judgements in qrels/test.tsv"));
+        return Err(Error::invalid(dir.display().to_string(), format!("no query in queries.jsonl has judgements in {}", qrels_path.display())));
     }
     Ok(Dataset { dir: dir.to_path_buf(), corpus, queries, qrels })
 }

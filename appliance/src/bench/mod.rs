@@ -8,6 +8,7 @@ pub mod beir;
 pub mod load;
 pub mod metrics;
 pub mod policy;
+pub mod questions;
 pub mod retrieval;
 pub mod scale;
 

@@ -56,7 +56,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/users/{name}", web::patch().to(super::admin::user_change))
             .route("/tokens", web::get().to(super::admin::token_list))
             .route("/tokens", web::post().to(super::admin::token_create))
-            .route("/tokens/{id}", web::delete().to(super::admin::token_revoke)),
+            .route("/tokens/{id}", web::delete().to(super::admin::token_revoke))
+            .route("/models/adapters", web::get().to(super::adapters::list))
+            .route("/models/adapters/activate", web::post().to(super::adapters::activate)),
     );
 }
 
@@ -255,7 +257,7 @@ pub struct SearchBody {
 }
 
 /// Hybrid search as the token's user, under the policy for the purpose of use.
-#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use (treatment, payment, operations, research, public_health, legal): this header or `purpose` in the body, not both; required unless the token has a default purpose")), security(("token" = [])), responses(
+#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use (treatment, payment, operations, research, public_health, legal, training): this header or `purpose` in the body, not both; required unless the token has a default purpose")), security(("token" = [])), responses(
         (status = 200, description = "passages (best first) and timings", body = Object),
         Refusals))]
 pub async fn search(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
@@ -319,7 +321,7 @@ fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
 
 /// An answer with numbered citations; with `Accept: text/event-stream`, `token` events
 /// while it is generated, then `answer` (or `error`).
-#[utoipa::path(post, path = "/v1/ask", tag = "ask", request_body = AskBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use (treatment, payment, operations, research, public_health, legal): this header or `purpose` in the body, not both; required unless the token has a default purpose")), security(("token" = [])), responses(
+#[utoipa::path(post, path = "/v1/ask", tag = "ask", request_body = AskBody, params(("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use (treatment, payment, operations, research, public_health, legal, training): this header or `purpose` in the body, not both; required unless the token has a default purpose")), security(("token" = [])), responses(
         (status = 200, description = "the answer, its sources and citations (or an event stream)", body = Object),
         Refusals))]
 pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {

@@ -6,6 +6,7 @@
 //! actix runs each worker on a runtime of its own, so handlers hand the service call to the
 //! main runtime and await its result there.
 
+pub mod adapters;
 pub mod admin;
 pub mod api;
 pub mod deadline;

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, documents, error, openai, policies, session};
+use super::{adapters, admin, api, documents, error, openai, policies, session};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,8 +42,10 @@ use super::{admin, api, documents, error, openai, policies, session};
         admin::token_list,
         admin::token_create,
         admin::token_revoke,
+        adapters::list,
+        adapters::activate,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, adapters::Activation, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
     modifiers(&TokenAuth)
 )]
 pub struct ApiDoc;

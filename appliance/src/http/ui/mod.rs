@@ -7,6 +7,7 @@ mod admin;
 mod analyst;
 mod audit;
 mod library;
+mod models;
 mod people;
 mod signin;
 
@@ -53,6 +54,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/people/tokens/{id}/revoke", web::post().to(people::revoke_token))
                 .route("/people/{name}", web::get().to(people::user_page))
                 .route("/people/{name}", web::post().to(people::change_user))
+                .route("/models", web::get().to(models::models))
+                .route("/models/activate", web::post().to(models::activate))
                 .route("/audit", web::get().to(audit::audit))
                 .route("/audit/verify", web::post().to(audit::verify))
                 .route("/audit/{seq}", web::get().to(audit::record)),
