@@ -101,7 +101,7 @@ finetune-scifact: build $(DEMO_CONFIG)
 bench-finetune: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench answer --dataset ../shared/bench/scifact --limit 300 --backends llama-cpp \
 		--models $(FT_BASE),qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
-		--adapters all --prompt-tokens $(FT_PROMPT_TOKENS) --max-tokens 96 --json
+		--adapters all --prompt-tokens $(FT_PROMPT_TOKENS) --max-tokens 64 --json
 
 bench-policy: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench policy --json

@@ -220,5 +220,5 @@ pub async fn train(ctx: &Sanctum, actor: &str, opts: &Options, progress: &mut (d
         "seconds": report["seconds"], "device": report["device"],
     }));
     ctx.auditor.record(ctx.pool(), entry).await?;
-    Ok(report)
+    Ok(installed.report)
 }
