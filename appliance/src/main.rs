@@ -1062,10 +1062,10 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             let listed = listed?;
             if json {
                 println!("{}", serde_json::to_string(&listed).map_err(|e| Error::Internal(e.to_string()))?);
-            } else if listed.is_empty() {
-                println!("no adapter is installed (train one with `sanctum finetune train`)");
-            }
-            if !json {
+            } else {
+                if listed.is_empty() {
+                    println!("no adapter is installed (train one with `sanctum finetune train`)");
+                }
                 for a in &listed {
                     let loss = match (a.valid_loss_before, a.valid_loss_after) {
                         (Some(b), Some(after)) => format!("validation loss {b:.3} -> {after:.3}"),
@@ -1398,9 +1398,8 @@ async fn finetune(config: Config, command: FinetuneCommand) -> Result<ExitCode> 
                 let purpose = principal.purpose()?.unwrap_or_else(|| "training".into());
                 let caller = access::Caller::cli(&user, Some(&purpose), Default::default());
                 let ctx = Sanctum::open(config).await?;
-                let every = std::sync::atomic::AtomicUsize::new(0);
                 let done = export::export(&ctx, &caller, &opts, &|done, total| {
-                    if every.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50 == 49 || done == total {
+                    if done % 50 == 0 || done == total {
                         eprintln!("  {done}/{total} claims");
                     }
                 })

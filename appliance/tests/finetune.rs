@@ -18,13 +18,9 @@ use sanctum::answer::{PromptPassage, build_prompt};
 const SMOL: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
-/// The training environment's python.
+/// The training environment's python (as `finetune train` finds it).
 fn train_python() -> PathBuf {
-    let python = std::env::var_os("SANCTUM_TRAIN_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sanctum-train/bin/python"));
-    assert!(python.is_file(), "{} is missing: run scripts/train-env.sh (`make test` does)", python.display());
-    python
+    sanctum::finetune::train::python(None).unwrap_or_else(|e| panic!("{e} (`make test` runs scripts/train-env.sh)"))
 }
 
 fn config_with(dir: &Path, models: &Path, model: &str) -> PathBuf {
