@@ -50,7 +50,7 @@ test: build
 	./scripts/fuzz.sh --seconds 5
 	$(CLEAN_LINKS)
 	PREVIOUS_SANCTUM_BUNDLE="$$(./scripts/previous-bundle.sh)" && export PREVIOUS_SANCTUM_BUNDLE && \
-		cargo test --workspace --features $(FEATURES) -- --test-threads 2
+		cargo test --workspace --no-fail-fast --features $(FEATURES) -- --test-threads 2
 
 # libFuzzer on every parser, the chunker and the citation parser: 1,000,000 executions per
 # target, figures in BENCHMARKS.md (nightly, own target directory; see scripts/fuzz.sh).

@@ -61,10 +61,10 @@ async fn the_api_over_https() {
     documented.sort();
     let mut served = [
         "DELETE /v1/documents/{id}", "DELETE /v1/tokens/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "GET /v1/audit",
-        "GET /v1/audit/export", "GET /v1/documents", "GET /v1/documents/{id}", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/me", "GET /v1/passages/{id}", "GET /v1/policies",
+        "GET /v1/audit/export", "GET /v1/documents", "GET /v1/documents/{id}", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/me", "GET /v1/models/adapters", "GET /v1/passages/{id}", "GET /v1/policies",
         "GET /v1/policies/{version}", "GET /v1/tokens", "GET /v1/users", "PATCH /v1/users/{name}", "POST /v1/ask",
         "POST /v1/audit/verify", "POST /v1/chat/completions", "POST /v1/documents", "POST /v1/login", "POST /v1/logout",
-        "POST /v1/policies/activate", "POST /v1/policies/diff", "POST /v1/policies/rollback", "POST /v1/policies/validate",
+        "POST /v1/models/adapters/activate", "POST /v1/policies/activate", "POST /v1/policies/diff", "POST /v1/policies/rollback", "POST /v1/policies/validate",
         "POST /v1/search", "POST /v1/tokens", "POST /v1/users",
     ];
     served.sort();
