@@ -52,7 +52,7 @@ async fn the_api_over_https() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             let method = method.to_uppercase();
-            let concrete = path.replace("{id}", "1").replace("{name}", "nobody").replace("{version}", "1");
+            let concrete = path.replace("{id}", "1").replace("{seq}", "1").replace("{name}", "nobody").replace("{version}", "1");
             let r = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{base}{concrete}")).send().await.unwrap();
             assert!(![404, 405].contains(&r.status().as_u16()), "{method} {path} is documented but not served: {}", r.status());
             documented.push(format!("{method} {path}"));
@@ -65,7 +65,9 @@ async fn the_api_over_https() {
         "GET /v1/policies/{version}", "GET /v1/tokens", "GET /v1/users", "PATCH /v1/users/{name}", "POST /v1/ask",
         "POST /v1/audit/verify", "POST /v1/chat/completions", "POST /v1/documents", "POST /v1/login", "POST /v1/logout",
         "POST /v1/models/adapters/activate", "POST /v1/policies/activate", "POST /v1/policies/diff", "POST /v1/policies/rollback", "POST /v1/policies/validate",
-        "POST /v1/search", "POST /v1/tokens", "POST /v1/users",
+        "POST /v1/search", "POST /v1/tokens", "POST /v1/users", "GET /v1/conversations", "POST /v1/conversations", "GET /v1/conversations/{id}",
+        "PATCH /v1/conversations/{id}", "DELETE /v1/conversations/{id}", "POST /v1/conversations/{id}/turns",
+        "POST /v1/conversations/{id}/turns/{seq}/feedback",
     ];
     served.sort();
     assert_eq!(documented, served, "every route served is documented");

@@ -93,6 +93,11 @@ fn text_policy(ctx: &Sanctum, principal: &Principal, auth: &AuthorizedQuery, tex
     if ctx.config.audit.text == crate::config::AuditText::Hash {
         return Ok((true, Vec::new()));
     }
+    policy_text_hash(ctx, principal, auth, text, passages)
+}
+
+/// The `audit` decision alone, whatever `audit.text` says: (hash only, reasons).
+fn policy_text_hash(ctx: &Sanctum, principal: &Principal, auth: &AuthorizedQuery, text: &str, passages: &[Passage]) -> Result<(bool, Vec<String>)> {
     let found = ctx.detector.detect(text);
     let mut labels: Vec<String> = ingest::identifiers::labels(text, &found).into_iter().map(str::to_string).collect();
     labels.extend(passages.iter().flat_map(|p| p.labels.iter().cloned()));
@@ -180,6 +185,19 @@ pub async fn ask(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: Tok
 /// revoked while the answer streamed): the error it gives is the answer's outcome, recorded
 /// in the `answer` record and returned.
 pub async fn ask_until(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sink: TokenSink<'_>, stop: impl std::future::Future<Output = Error> + Send) -> Result<Answer> {
+    ask_within(ctx, caller, request, serde_json::Value::Null, sink, stop).await
+}
+
+/// As [`ask_until`], with `context` (the conversation the question belongs to) added to
+/// both records.
+pub(crate) async fn ask_within(
+    ctx: &Sanctum,
+    caller: &Caller,
+    request: &AskRequest,
+    context: serde_json::Value,
+    sink: TokenSink<'_>,
+    stop: impl std::future::Future<Output = Error> + Send,
+) -> Result<Answer> {
     let started = Instant::now();
     let (principal, auth) = authorize(ctx, caller, Action::Ask, &request.question).await?;
     let engine = ctx.engine().await?;
@@ -210,10 +228,15 @@ pub async fn ask_until(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sin
         "purpose": caller.purpose, "purpose_source": caller.purpose_source, "via": caller.via, "token": caller.token, "question": ctx.auditor.text(&request.question, hash_only), "text_policy": text_reasons,
         "policy": scope_detail(&auth), "answer_decision": answer_decision, "passages": passages_detail(&evidence),
         "withheld": withheld_detail(&withheld), "model": model, "no_evidence": evidence.is_empty(), "retrieval_us": (retrieval_ms * 1000.0) as u64,
+        "conversation": context,
     }));
+    let policy_hash = if context.is_null() { false } else { hash_only && policy_text_hash(ctx, &principal, &auth, &request.question, &evidence)?.0 };
     let asked = ctx.auditor.record(ctx.pool(), ask_entry).await?;
     let Some(generator) = generator else {
-        return Ok(ask::no_evidence(retrieval_ms));
+        let mut answer = ask::no_evidence(retrieval_ms);
+        answer.audit_records = vec![asked.seq];
+        answer.text_hash_only = policy_hash;
+        return Ok(answer);
     };
     let redactor = redact_answer.then_some(&*ctx.detector);
     let limits = Limits { max_tokens, prompt_budget: None };
@@ -235,8 +258,12 @@ pub async fn ask_until(ctx: &Sanctum, caller: &Caller, request: &AskRequest, sin
             "ask": asked.seq, "error": e.code(), "reason": e.to_string(), "latency_us": latency_us,
         })),
     };
-    ctx.auditor.record(ctx.pool(), entry).await?;
-    result
+    let answered = ctx.auditor.record(ctx.pool(), entry).await?;
+    result.map(|mut a| {
+        a.audit_records = vec![asked.seq, answered.seq];
+        a.text_hash_only = policy_hash;
+        a
+    })
 }
 
 /// Records that `actor` read the audit log (query, tail, export): reading it is itself

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod conversations;
 pub mod cpu;
 pub mod db;
 pub mod doctor;

@@ -67,6 +67,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Conversations (as a user): start one, ask and follow up in it, list, show, rename,
+    /// delete. A follow-up is rewritten into a standalone question before it is answered.
+    Conversations {
+        #[command(subcommand)]
+        command: ConversationsCommand,
+    },
     /// The library: list documents with their ingest state, show one, delete one.
     Documents {
         #[command(subcommand)]
@@ -162,6 +168,53 @@ enum BundleCommand {
     Keygen {
         #[arg(long)]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConversationsCommand {
+    /// The user's conversations, most recently used first.
+    List {
+        #[command(flatten)]
+        principal: PrincipalArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a conversation; prints its id.
+    New {
+        #[arg(long)]
+        title: Option<String>,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    /// Ask (or follow up) in a conversation: the standalone question asked, then the answer.
+    Ask {
+        id: uuid::Uuid,
+        question: String,
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A conversation with its turns (JSON); cited passages the policy no longer shows are
+    /// marked, and answers citing them withheld.
+    Show {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    Rename {
+        id: uuid::Uuid,
+        title: String,
+        #[command(flatten)]
+        principal: PrincipalArgs,
+    },
+    Delete {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        principal: PrincipalArgs,
     },
 }
 
@@ -273,6 +326,13 @@ enum FinetuneCommand {
         layers: Option<String>,
         #[arg(long, default_value_t = 1)]
         epochs: u32,
+        /// Weight in the loss of the tokens of an answer's label, its opening decision up to
+        /// the first full stop (e.g. "SUPPORTED.").
+        #[arg(long, default_value_t = 1.0)]
+        label_weight: f64,
+        /// Weigh each label's tokens inversely to how often the label occurs in the data.
+        #[arg(long)]
+        balance: bool,
         /// Stop after this many steps (overrides --epochs).
         #[arg(long)]
         max_steps: Option<u32>,
@@ -806,7 +866,7 @@ impl PrincipalArgs {
 }
 
 /// Narrower than policy allows, at the caller's wish (never wider).
-#[derive(Args)]
+#[derive(Args, Default)]
 struct FilterArgs {
     /// Only documents of these groups (and those without groups).
     #[arg(long, value_delimiter = ',')]
@@ -953,6 +1013,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Documents { command } => documents(config, command).await,
+        Command::Conversations { command } => conversations(config, command).await,
         Command::Audit { command } => audit(config, command).await,
         Command::Token { command } => token(config, command).await,
         Command::Serve => {
@@ -1339,6 +1400,72 @@ fn print_user(u: &users::User) {
     println!("{:<20} {:<8} roles {:<28} region {:<6} groups {}{state}", u.name, u.kind, u.roles.join(","), region, if u.groups.is_empty() { "-".into() } else { u.groups.join(",") });
 }
 
+async fn conversations(config: Config, command: ConversationsCommand) -> Result<ExitCode> {
+    use sanctum::conversations;
+    let ctx = Sanctum::open(config).await?;
+    let result = async {
+        let cli = |p: &PrincipalArgs, what: &str| caller(p, FilterArgs::default(), what);
+        match command {
+            ConversationsCommand::List { principal, json } => {
+                let rows = conversations::list(&ctx, principal.user("listing conversations")?).await?;
+                if json {
+                    print_json(&rows)?;
+                } else if rows.is_empty() {
+                    println!("no conversations; start one with `sanctum conversations new`");
+                }
+                if !json {
+                    for c in &rows {
+                        println!("{}  {:>3} turns  {}  {}", c.id, c.turns, c.updated_at.format("%Y-%m-%d %H:%M"), c.title);
+                    }
+                }
+            }
+            ConversationsCommand::New { title, principal } => {
+                let c = conversations::create(&ctx, &cli(&principal, "starting a conversation")?, title.as_deref()).await?;
+                println!("{}", c.id);
+            }
+            ConversationsCommand::Ask { id, question, max_tokens, principal, json } => {
+                use std::io::Write;
+                let caller = cli(&principal, "asking in a conversation")?;
+                let mut sink = |piece: &str| {
+                    if !json {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(piece.as_bytes());
+                        let _ = out.flush();
+                    }
+                };
+                let asked = conversations::ask(&ctx, &caller, id, &question, max_tokens, &mut sink).await?;
+                if json {
+                    print_json(&asked)?;
+                } else {
+                    if asked.answer.no_evidence {
+                        println!("{}", asked.answer.text);
+                    }
+                    println!();
+                    println!("(turn {}; asked as: {})", asked.seq, asked.rewrite.question);
+                    for s in &asked.answer.sources {
+                        println!("  [{}] {}", s.number, s.title.clone().unwrap_or_else(|| s.document_name.clone()));
+                    }
+                }
+            }
+            ConversationsCommand::Show { id, principal } => {
+                print_json(&conversations::get(&ctx, &cli(&principal, "reading a conversation")?, id).await?)?;
+            }
+            ConversationsCommand::Rename { id, title, principal } => {
+                let c = conversations::rename(&ctx, &cli(&principal, "renaming a conversation")?, id, &title).await?;
+                println!("renamed {} to {:?}", c.id, c.title);
+            }
+            ConversationsCommand::Delete { id, principal } => {
+                conversations::delete(&ctx, &cli(&principal, "deleting a conversation")?, id).await?;
+                println!("deleted {id}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    ctx.close().await?;
+    result
+}
+
 async fn documents(config: Config, command: DocumentsCommand) -> Result<ExitCode> {
     use sanctum::library::{self, catalog, DocumentFilter};
     let ctx = Sanctum::open(config).await?;
@@ -1425,10 +1552,12 @@ async fn finetune(config: Config, command: FinetuneCommand) -> Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         FinetuneCommand::Train {
-            base, data, valid, name, rank, alpha, dropout, targets, layers, epochs, max_steps, lr, batch, seed, max_tokens, device, threads, checkpoint_every, python, actor,
+            base, data, valid, name, rank, alpha, dropout, targets, layers, epochs, label_weight, balance, max_steps, lr, batch, seed, max_tokens, device, threads,
+            checkpoint_every, python, actor,
         } => {
             let opts = train::Options {
-                base, data, valid, name, rank, alpha, dropout, targets, layers, epochs, max_steps, lr, batch, seed, max_tokens, device, threads, checkpoint_every, python,
+                base, data, valid, name, rank, alpha, dropout, targets, layers, epochs, label_weight, balance, max_steps, lr, batch, seed, max_tokens, device, threads,
+                checkpoint_every, python,
             };
             let ctx = Sanctum::open(config).await?;
             let done = async {
@@ -1438,7 +1567,10 @@ async fn finetune(config: Config, command: FinetuneCommand) -> Result<ExitCode> 
                         let eta = p.eta_s.unwrap_or(0.0);
                         eprintln!("step {step}/{total}  loss {loss:.4}  {:.0} min {:02.0} s left", (eta / 60.0).floor(), eta % 60.0);
                     }
-                    (Some(event), _, _, _) if event == "valid" => eprintln!("validation loss {:.4} at step {}", p.loss.unwrap_or(f64::NAN), p.step.unwrap_or(0)),
+                    (Some(event), _, _, _) if event == "valid" => match p.label_macro_f1 {
+                        Some(f1) => eprintln!("validation loss {:.4}, label macro-F1 {f1:.3} at step {}", p.loss.unwrap_or(f64::NAN), p.step.unwrap_or(0)),
+                        None => eprintln!("validation loss {:.4} at step {}", p.loss.unwrap_or(f64::NAN), p.step.unwrap_or(0)),
+                    },
                     (Some(event), _, _, _) if event == "resumed" => eprintln!("resumed at step {} of {}", p.step.unwrap_or(0), p.total.unwrap_or(0)),
                     _ => {}
                 };

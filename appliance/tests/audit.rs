@@ -13,6 +13,7 @@ use ingest::DocumentMeta;
 use sanctum::access::{self, Caller, Narrowing};
 use sanctum::answer::AskRequest;
 use sanctum::audit::{self, review, Action, Entry, Record};
+use sanctum::conversations;
 use sanctum::finetune;
 use sanctum::library::{self, Outcome};
 use sanctum::policy::admin::{self, Source};
@@ -354,6 +355,32 @@ async fn every_operation_leaves_its_record() {
     let asked = AskRequest { question: question.into(), passages: None, max_tokens: Some(16) };
     let answer = access::ask(&ctx, &Caller::cli("pat", Some("operations"), Narrowing::default()), &asked, &mut |_: &str| {}).await.unwrap();
     assert!(!answer.no_evidence);
+    assert_eq!(answer.audit_records.len(), 2, "the answer names its ask and answer records");
+
+    // a conversation: started, asked in twice (the follow-up rewritten by the model),
+    // renamed; only its owner reads or deletes it
+    // (PHI left out: a turn that touches PHI keeps its text only as a hash, and a follow-up
+    // cannot be rewritten from it)
+    let ana = Caller::cli("ana", Some("operations"), Narrowing { exclude_labels: vec!["phi".into()], ..Narrowing::default() });
+    let chat = conversations::create(&ctx, &ana, None).await.unwrap();
+    let first = conversations::ask(&ctx, &ana, chat.id, question, Some(16), &mut |_: &str| {}).await.unwrap();
+    assert_eq!((first.seq, first.rewrite.question.as_str()), (1, question), "the first question is asked as written");
+    let second = conversations::ask(&ctx, &ana, chat.id, "And in maternity?", Some(16), &mut |_: &str| {}).await.unwrap();
+    assert_eq!(second.seq, 2);
+    assert_ne!(second.rewrite.question, "And in maternity?", "a follow-up is made standalone: {:?}", second.rewrite);
+    conversations::rename(&ctx, &ana, chat.id, "ICU visiting").await.unwrap();
+    let approved = conversations::Feedback { helpful: true, correction: None, note: Some("clear".into()) };
+    conversations::feedback(&ctx, &ana, chat.id, 1, &approved).await.unwrap();
+    let thread = conversations::get(&ctx, &ana, chat.id).await.unwrap();
+    assert_eq!((thread.conversation.title.as_str(), thread.turns.len()), ("ICU visiting", 2));
+    assert_eq!(thread.turns[1].question.as_deref(), Some(second.rewrite.question.as_str()), "the turn keeps the standalone question");
+    assert_eq!(thread.turns[0].feedback.as_ref().map(|f| (f.helpful, f.note.clone())), Some((true, Some("clear".into()))));
+    let cole = Caller::cli("cole", Some("treatment"), Narrowing::default());
+    assert_eq!(conversations::get(&ctx, &cole, chat.id).await.unwrap_err().code(), "not_found", "another user is not told it exists");
+    assert_eq!(conversations::delete(&ctx, &cole, chat.id).await.unwrap_err().code(), "not_found");
+    assert!(conversations::list(&ctx, "cole").await.unwrap().is_empty());
+    conversations::delete(&ctx, &ana, chat.id).await.unwrap();
+    assert!(conversations::list(&ctx, "ana").await.unwrap().is_empty());
 
     // API tokens: created, refused for a scope it lacks, revoked
     let (token, secret) = sanctum::tokens::create(&ctx, "pat", "ana", "ehr", &[sanctum::tokens::Scope::Search], Some(30), None).await.unwrap();
@@ -394,7 +421,7 @@ async fn every_operation_leaves_its_record() {
     let chats = support::write(tmp.path(), "chats.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a [1]\"}]}\n");
     let train_opts = finetune::train::Options {
         base: SMOLLM2.into(), data: chats, valid: None, name: "audited".into(), rank: 4, alpha: 8.0, dropout: 0.0, targets: "q_proj".into(), layers: None,
-        epochs: 1, max_steps: Some(1), lr: 1e-4, batch: 1, seed: 0, max_tokens: 512, device: finetune::train::Device::Cpu, threads: 1, checkpoint_every: 1,
+        epochs: 1, label_weight: 1.0, balance: false, max_steps: Some(1), lr: 1e-4, batch: 1, seed: 0, max_tokens: 512, device: finetune::train::Device::Cpu, threads: 1, checkpoint_every: 1,
         python: Some("/bin/false".into()),
     };
     let failed = finetune::train::train(&ctx, "pat", &train_opts, &mut |_| {}).await.unwrap_err();
@@ -467,6 +494,8 @@ async fn every_operation_leaves_its_record() {
         ("finetune.export", "deny"),
         ("finetune.train", "fail"),
         ("adapter.activate", "allow"),
+        ("conversation.delete", "deny"),
+        ("conversation.delete", "allow"),
         ("document.submit", "allow"),
         ("document.submit", "duplicate"),
         ("document.submit", "deny"),
@@ -480,6 +509,9 @@ async fn every_operation_leaves_its_record() {
     ] {
         assert!(has(action, decision), "no {action} record with decision {decision}");
     }
+    let in_chat: Vec<&Record> = all.iter().filter(|r| r.action == "ask" && r.details["conversation"]["id"] == serde_json::json!(chat.id)).collect();
+    assert_eq!(in_chat.len(), 2, "both turns' ask records name the conversation");
+    assert!(["model", "joined"].contains(&in_chat[1].details["conversation"]["rewrite"].as_str().unwrap_or("")), "{:?}", in_chat[1].details);
     let submit = all.iter().find(|r| r.action == "document.submit" && r.decision.as_deref() == Some("allow")).unwrap();
     assert_eq!(submit.actor, "ana", "the uploader");
     assert_eq!(submit.details["groups"], serde_json::json!(["clinical"]));

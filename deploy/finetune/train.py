@@ -8,8 +8,20 @@ loss on the final assistant turn only. The prompt is rendered with the model's o
 template (the one llama.cpp applies at inference) and tokenized alone, as at inference, so
 the adapter learns exactly the continuation the appliance asks for.
 
+An answer may open with a short decision, its text up to the first full stop ("SUPPORTED.",
+"NOT ENOUGH INFORMATION."): its *label*. The label's tokens can be weighted in the loss
+(--label-weight) and balanced across labels (--balance: each label's tokens count inversely
+to how often it occurs), so a frequent short answer cannot win by sheer numbers; the loss
+of an example is its weighted token sum over a constant (the mean answer length), so a
+short answer does not weigh more a token than a long one. With validation data the labels
+are scored too (the label whose first token the model rates highest at the answer's first
+position, and whether greedy decoding starts it), before training and after every epoch;
+with more than one epoch the adapter of the epoch with the best validation macro-F1 over the
+labels is the one written.
+
 Output: the adapter in llama.cpp's GGUF LoRA format (see lora_gguf.py) and a JSON report
-(input hashes, hyperparameters, loss curve, validation loss before and after, timing).
+(input hashes, hyperparameters, loss curve, validation loss and label scores before, after
+every epoch and of the adapter kept, timing).
 Progress goes to stdout as one JSON object a line (`{"step", "loss", "eta_s", ...}`;
 other events carry an `"event"` key); diagnostics go to stderr. Resumable: with
 --checkpoint-dir, the adapter weights, optimizer, schedule, random state and step are
@@ -44,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lora_gguf  # noqa: E402  (the sibling module; numpy + gguf only)
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 ROLES = ("system", "user", "assistant")
 
 
@@ -58,6 +70,22 @@ class Example:
     input_ids: list[int]
     # position i holds the token the model must predict after input_ids[i], or -100
     targets: list[int]
+    # the answer's label (its opening decision, see the module text), if it has one
+    label: str | None = None
+    # per answer token (in target order): how much its loss counts
+    weights: list[float] | None = None
+
+
+# the longest text taken as an answer's label
+LABEL_CHARS = 48
+
+
+def answer_label(answer: str) -> str | None:
+    """The decision an answer opens with: its text up to the first full stop, when short."""
+    head, dot, _ = answer.strip().partition(".")
+    if dot and 0 < len(head) <= LABEL_CHARS and "\n" not in head:
+        return head.strip()
+    return None
 
 
 def emit(obj: dict) -> None:
@@ -141,8 +169,47 @@ def encode(tokenizer, path: Path, what: str, chats, max_tokens: int) -> tuple[li
             too_long += 1
             continue
         targets = [-100] * (len(prompt_ids) - 1) + answer_ids + [-100]
-        out.append(Example(line=n, input_ids=ids, targets=targets))
+        label = answer_label(msgs[-1]["content"])
+        out.append(Example(line=n, input_ids=ids, targets=targets, label=label))
     return out, too_long
+
+
+def label_tokens(tokenizer, label: str) -> int:
+    """How many of an answer's first tokens spell its label (and the full stop after it)."""
+    return len(tokenizer(label + ".", add_special_tokens=False)["input_ids"])
+
+
+def weigh(tokenizer, examples: list[Example], label_weight: float, balance: bool) -> dict:
+    """Sets each example's token weights: 1 for every answer token, and for the tokens of
+    its label `label_weight`, times (with `balance`) examples / (labels x examples with that
+    label). Returns the weight of each label."""
+    counts: dict[str, int] = {}
+    for e in examples:
+        if e.label is not None:
+            counts[e.label] = counts.get(e.label, 0) + 1
+    labelled = sum(counts.values())
+    per_label = {
+        label: label_weight * (labelled / (len(counts) * n) if balance else 1.0) for label, n in sorted(counts.items())
+    }
+    for e in examples:
+        n_answer = sum(t != -100 for t in e.targets)
+        w = [1.0] * n_answer
+        if e.label is not None:
+            for i in range(min(label_tokens(tokenizer, e.label), n_answer)):
+                w[i] = per_label[e.label]
+        e.weights = w
+    return per_label
+
+
+def label_first_tokens(tokenizer, labels) -> dict[int, str] | None:
+    """{first token: label} when every label starts with its own token, else None."""
+    first = {}
+    for label in labels:
+        ids = tokenizer(label + ".", add_special_tokens=False)["input_ids"]
+        if not ids or ids[0] in first:
+            return None
+        first[ids[0]] = label
+    return first
 
 
 def load_base(path: Path):
@@ -218,28 +285,60 @@ def collate(examples: list[Example], pad_id: int, torch, device):
     return ids.to(device), mask.to(device), targets.to(device)
 
 
-def batch_loss(causal_lm, ids, mask, targets, torch):
-    """Mean cross-entropy over the answer tokens. The output layer is applied only at the
-    answer positions: for a ~600-token prompt and a 50k-150k vocabulary that skips most of
-    its cost."""
+def answer_logits(causal_lm, ids, mask, targets):
+    """The output layer's logits at the answer positions only (for a ~400-token prompt and a
+    50k-150k vocabulary that skips most of its cost), in target order."""
     hidden = causal_lm.model(input_ids=ids, attention_mask=mask).last_hidden_state
     where = targets != -100
-    logits = causal_lm.lm_head(hidden[where]).float()
-    total = torch.nn.functional.cross_entropy(logits, targets[where], reduction="sum")
-    return total, int(where.sum())
+    return causal_lm.lm_head(hidden[where]).float(), targets[where]
 
 
-def evaluate(model, causal_lm, examples, pad_id, torch, device, autocast) -> float:
-    """Token-weighted mean answer loss over `examples`."""
+def batch_loss(causal_lm, ids, mask, targets, weights, torch):
+    """(summed cross-entropy over the answer tokens, the same with each token's weight,
+    answer tokens)."""
+    logits, wanted = answer_logits(causal_lm, ids, mask, targets)
+    ce = torch.nn.functional.cross_entropy(logits, wanted, reduction="none")
+    return ce.sum(), (ce * weights).sum(), int(wanted.numel())
+
+
+def macro_f1(pairs: list[tuple[str, str | None]], labels) -> float:
+    """Mean F1 over `labels` of (expected, predicted) pairs."""
+    f1s = []
+    for label in labels:
+        tp = sum(1 for e, p in pairs if e == label and p == label)
+        fp = sum(1 for e, p in pairs if e != label and p == label)
+        fn = sum(1 for e, p in pairs if e == label and p != label)
+        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return sum(f1s) / max(len(f1s), 1)
+
+
+def evaluate(model, causal_lm, examples, pad_id, torch, device, autocast, first_tokens) -> dict:
+    """Token-weighted mean answer loss over `examples`, and with `first_tokens` ({token:
+    label}) the labels: `label_macro_f1`/`label_accuracy` of the label whose first token is
+    rated highest, `greedy_label_accuracy` of greedy decoding's first token."""
     model.eval()
-    total, count = 0.0, 0
+    total, count, ranked, greedy = 0.0, 0, [], []
     with torch.no_grad(), autocast():
         for e in examples:
             ids, mask, targets = collate([e], pad_id, torch, device)
-            loss, n = batch_loss(causal_lm, ids, mask, targets, torch)
-            total, count = total + loss.item(), count + n
+            logits, wanted = answer_logits(causal_lm, ids, mask, targets)
+            total += torch.nn.functional.cross_entropy(logits, wanted, reduction="sum").item()
+            count += int(wanted.numel())
+            if first_tokens and e.label is not None:
+                row = logits[0]
+                candidates = list(first_tokens)
+                best = candidates[int(torch.argmax(row[candidates]))]
+                ranked.append((e.label, first_tokens[best]))
+                greedy.append((e.label, first_tokens.get(int(torch.argmax(row)))))
     model.train()
-    return total / max(count, 1)
+    out = {"loss": total / max(count, 1)}
+    if ranked:
+        labels = sorted(set(first_tokens.values()))
+        out["label_accuracy"] = round(sum(a == b for a, b in ranked) / len(ranked), 4)
+        out["label_macro_f1"] = round(macro_f1(ranked, labels), 4)
+        out["greedy_label_accuracy"] = round(sum(a == b for a, b in greedy) / len(greedy), 4)
+        out["predicted"] = {label: sum(1 for _, p in ranked if p == label) for label in labels}
+    return out
 
 
 def lora_matrices(model) -> dict:
@@ -276,6 +375,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--layers", help="adapt only these decoder layers, e.g. 15-29 or 0,2,4 (default: all); "
                    "on CPU the backward pass then stops at the lowest adapted layer")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--label-weight", type=float, default=1.0,
+                   help="weight of the tokens of an answer's label (its opening decision) in the loss")
+    p.add_argument("--balance", action="store_true",
+                   help="weigh each label's tokens inversely to how often the label occurs")
     p.add_argument("--max-steps", type=int, help="train this many steps (overrides --epochs)")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (linear decay to 10%% of it)")
     p.add_argument("--batch", type=int, default=1)
@@ -291,6 +394,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.max_steps is not None and a.max_steps < 1:
         p.error("--max-steps must be at least 1")
+    if not a.label_weight > 0:
+        p.error("--label-weight must be above 0")
     if not 0 <= a.dropout < 1:
         p.error("--dropout must be in [0, 1)")
     if a.layers:
@@ -336,6 +441,8 @@ def run(args: argparse.Namespace) -> None:
         "rank": args.rank, "alpha": args.alpha, "dropout": args.dropout, "targets": args.targets, "layers": args.layers,
         "epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr, "lr_schedule": "linear to 10%",
         "batch": args.batch, "seed": args.seed, "max_tokens": args.max_tokens, "optimizer": "AdamW",
+        "label_weight": args.label_weight, "balance": args.balance,
+        "loss": "weighted answer-token cross-entropy sum / mean answer tokens",
     }
 
     load_started = time.time()
@@ -349,6 +456,15 @@ def run(args: argparse.Namespace) -> None:
     valid, valid_too_long = encode(tokenizer, args.valid, "valid", valid_chats, args.max_tokens) if args.valid else ([], 0)
     if too_long or valid_too_long:
         log(f"left out {too_long} training and {valid_too_long} validation examples longer than {args.max_tokens} tokens")
+    label_weights = weigh(tokenizer, examples, args.label_weight, args.balance)
+    weigh(tokenizer, valid, 1.0, False)
+    label_counts = {label: sum(1 for e in examples if e.label == label) for label in label_weights}
+    first_tokens = label_first_tokens(tokenizer, label_weights) if len(label_weights) > 1 else None
+    if len(label_weights) > 1 and first_tokens is None:
+        log("the labels do not each start with their own token: validation scores the loss only")
+    # each example's loss is its weighted token sum over this constant
+    norm = sum(len(e.weights) for e in examples) / len(examples)
+    per_epoch = math.ceil(len(examples) / args.batch)
 
     torch.manual_seed(args.seed)
     config = peft.LoraConfig(
@@ -372,6 +488,7 @@ def run(args: argparse.Namespace) -> None:
     fingerprint = {"hashes": hashes, "hyper": hyper, "examples": len(examples)}
     ckpt = args.checkpoint_dir / CHECKPOINT if args.checkpoint_dir else None
     first, losses, valid_before, trained_s, resumed_from = 0, [], None, 0.0, None
+    epochs_seen, best = [], None
     if ckpt and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint:
@@ -386,6 +503,7 @@ def run(args: argparse.Namespace) -> None:
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"])
         first, losses, valid_before = state["step"], state["losses"], state["valid_before"]
+        epochs_seen, best = state["epochs"], state["best"]
         trained_s, resumed_from = state["trained_s"], state["step"]
         log(f"resumed from {ckpt} at step {first} of {total}")
         emit({"event": "resumed", "step": first, "total": total})
@@ -400,13 +518,29 @@ def run(args: argparse.Namespace) -> None:
             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
             "losses": losses, "valid_before": valid_before, "trained_s": trained_s,
+            "epochs": epochs_seen, "best": best,
         }, torch)
 
     emit({"event": "start", "examples": len(examples), "valid_examples": len(valid), "total": total,
-          "trainable_params": sum(p.numel() for p in params), "architecture": base_info.architecture})
+          "trainable_params": sum(p.numel() for p in params), "architecture": base_info.architecture,
+          "labels": label_counts, "label_weights": label_weights})
     if valid and valid_before is None:
-        valid_before = evaluate(model, causal_lm, valid, pad_id, torch, device, autocast)
-        emit({"event": "valid", "step": 0, "loss": valid_before})
+        valid_before = evaluate(model, causal_lm, valid, pad_id, torch, device, autocast, first_tokens)
+        emit({"event": "valid", "step": 0, **valid_before})
+
+    def score(scores: dict) -> tuple:
+        # better: higher label macro-F1, then lower loss
+        return (scores.get("label_macro_f1", 0.0), -scores["loss"])
+
+    def end_of_epoch(done: int) -> None:
+        nonlocal best
+        scores = evaluate(model, causal_lm, valid, pad_id, torch, device, autocast, first_tokens)
+        epochs_seen.append({"epoch": len(epochs_seen) + 1, "step": done, **scores})
+        emit({"event": "valid", "step": done, "epoch": len(epochs_seen), **scores})
+        if best is None or score(scores) > score(best["scores"]):
+            lora = peft.get_peft_model_state_dict(model, save_embedding_layers=False)
+            best = {"epoch": len(epochs_seen), "step": done, "scores": scores,
+                    "lora": {k: v.detach().clone().cpu() for k, v in lora.items()}}
 
     stop = {"signal": None}
 
@@ -420,11 +554,12 @@ def run(args: argparse.Namespace) -> None:
     for step in range(first, total):
         t0 = time.time()
         ids, mask, targets = collate([examples[i] for i in steps[step]], pad_id, torch, device)
+        weights = torch.tensor([w for i in steps[step] for w in examples[i].weights], device=device)
         with autocast():
-            loss_sum, n = batch_loss(causal_lm, ids, mask, targets, torch)
+            loss_sum, weighted_sum, n = batch_loss(causal_lm, ids, mask, targets, weights, torch)
         loss = loss_sum / n
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (weighted_sum / (norm * len(steps[step]))).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -438,6 +573,8 @@ def run(args: argparse.Namespace) -> None:
               "tokens": int(mask.sum()), "step_s": round(dt, 3),
               "eta_s": round(sum(recent) / len(recent) * (total - step - 1), 1)})
         done = step + 1
+        if valid and done % per_epoch == 0 and done < total:
+            end_of_epoch(done)
         if stop["signal"] is not None:
             checkpoint(done)
             emit({"event": "stopped", "step": done, "total": total, "checkpoint": str(ckpt) if ckpt else None})
@@ -446,9 +583,15 @@ def run(args: argparse.Namespace) -> None:
         if done % args.checkpoint_every == 0 and done < total:
             checkpoint(done)
 
-    valid_after = evaluate(model, causal_lm, valid, pad_id, torch, device, autocast) if valid else None
+    valid_after = None
     if valid:
-        emit({"event": "valid", "step": total, "loss": valid_after})
+        if len(epochs_seen) == 0 or epochs_seen[-1]["step"] != total:
+            end_of_epoch(total)
+        valid_after = epochs_seen[-1]
+        if best["step"] != total:
+            # an earlier epoch scored better on the validation chats: that adapter is kept
+            peft.set_peft_model_state_dict(model, best["lora"])
+            log(f"keeping the adapter of epoch {best['epoch']} (step {best['step']}): best validation label macro-F1")
     checkpoint(total)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -463,8 +606,11 @@ def run(args: argparse.Namespace) -> None:
                  "answer_tokens": sum(sum(t != -100 for t in e.targets) for e in examples),
                  "tokens": sum(len(e.input_ids) for e in examples)},
         "valid": {"path": str(args.valid.resolve()), "sha256": hashes["valid"], "examples": len(valid),
-                  "left_out_too_long": valid_too_long, "loss_before": valid_before, "loss_after": valid_after}
-        if args.valid else None,
+                  "left_out_too_long": valid_too_long, "loss_before": valid_before["loss"],
+                  "loss_after": valid_after["loss"], "before": valid_before, "epochs": epochs_seen,
+                  "kept": {"epoch": best["epoch"], "step": best["step"], **best["scores"]}}
+        if valid else None,
+        "labels": {"counts": label_counts, "weights": label_weights},
         "hyperparameters": hyper,
         "steps": total,
         "loss_curve": losses,
@@ -485,7 +631,8 @@ def run(args: argparse.Namespace) -> None:
     tmp.replace(args.report)
     emit({"event": "done", "adapter": str(args.out), "report": str(args.report), "seconds": round(seconds, 2),
           "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
-          "valid_before": valid_before, "valid_after": valid_after})
+          "valid_before": valid_before["loss"] if valid else None, "valid_after": valid_after["loss"] if valid else None,
+          "kept_epoch": best["epoch"] if valid else None})
 
 
 def _version(package: str) -> str | None:

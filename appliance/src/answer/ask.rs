@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::citations::{Citation, check_citations};
+use super::citations::{Citation, check_citations, parse_markers};
+use super::support;
 use super::generate::{Generation, Generator, ModelInfo, TokenSink};
 use super::prompt::{Prompt, PromptPassage, TEMPLATE_RESERVE, build_prompt};
 use crate::config::AnswerConfig;
@@ -63,6 +64,9 @@ pub struct Answer {
     pub invalid_citations: Vec<usize>,
     /// Claims something without a valid citation.
     pub ungrounded: bool,
+    /// The model answered with citations alone ("[1]"): the sentence of this passage that
+    /// best supports the question was quoted after it (see `support`).
+    pub quoted: Option<usize>,
     /// Which model (and adapter) produced the answer.
     pub model: Option<ModelInfo>,
     pub generation: Option<Generation>,
@@ -70,6 +74,14 @@ pub struct Answer {
     /// The last passage offered was shortened to fit the budget.
     pub prompt_truncated: bool,
     pub retrieval_ms: f64,
+    /// Sequence numbers of its audit records (`ask`, then `answer` when the model was
+    /// called), when asked through `access`.
+    pub audit_records: Vec<i64>,
+    /// Asked within a conversation: the `audit` policy decision requires this question's
+    /// text to be kept only as a hash (it touched PHI, say), whatever `audit.text` says; the
+    /// conversation's stored text follows it.
+    #[serde(skip)]
+    pub text_hash_only: bool,
 }
 
 /// Retrieved passages that count as evidence for `question`, best first.
@@ -104,11 +116,14 @@ pub fn no_evidence(retrieval_ms: f64) -> Answer {
         citations: Vec::new(),
         invalid_citations: Vec::new(),
         ungrounded: false,
+        quoted: None,
         model: None,
         generation: None,
         prompt_tokens: 0,
         prompt_truncated: false,
         retrieval_ms,
+        audit_records: Vec::new(),
+        text_hash_only: false,
     }
 }
 
@@ -158,6 +173,29 @@ fn content_of(passages: &[Passage]) -> Content {
     c
 }
 
+/// When `text` (the model's answer, already streamed) is citations alone, quotes the
+/// sentence of the first passage it cites (or of the first passage) that best supports
+/// `question`: streamed to `sink`, masked by `redactor` like the answer, and appended.
+/// Returns the quoted passage's number.
+fn quote_if_bare(text: &mut String, question: &str, given: &[Passage], redactor: Option<&Detector>, sink: TokenSink<'_>) -> Option<usize> {
+    if !support::is_bare(text) {
+        return None;
+    }
+    let number = parse_markers(text).into_iter().find(|n| (1..=given.len()).contains(n)).unwrap_or(1);
+    let sentence = support::best_sentence(&given.get(number - 1)?.text, question)?;
+    let quote = support::quote(number, sentence);
+    let mut piece = if text.trim().is_empty() { quote } else { format!("\n{quote}") };
+    if let Some(detector) = redactor {
+        let mut stream = RedactingStream::new(detector);
+        stream.push(&piece);
+        stream.finish();
+        piece = stream.text().to_string();
+    }
+    sink(&piece);
+    text.push_str(&piece);
+    Some(number)
+}
+
 /// Answers from `evidence` with `generator`, streaming the text to `sink`. With
 /// `redactor`, identifiers in the answer are masked before any text is shown (the `answer`
 /// decision orders it).
@@ -197,6 +235,8 @@ pub async fn answer_from(
             (g, true)
         }
     };
+    let mut generation = generation;
+    let quoted = quote_if_bare(&mut generation.text, question, given, redactor, sink);
     let numbered: Vec<Citation> = given
         .iter()
         .enumerate()
@@ -230,10 +270,13 @@ pub async fn answer_from(
         citations: check.citations,
         invalid_citations: check.invalid,
         ungrounded: check.ungrounded,
+        quoted,
         model: Some(generator.info().clone()),
         prompt_tokens: prompt.tokens,
         prompt_truncated: prompt.truncated,
         generation: Some(generation),
         retrieval_ms,
+        audit_records: Vec::new(),
+        text_hash_only: false,
     })
 }

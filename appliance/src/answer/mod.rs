@@ -14,6 +14,7 @@ pub mod llama;
 pub mod mistral;
 pub mod prompt;
 pub mod remote;
+pub mod support;
 
 use std::sync::Arc;
 

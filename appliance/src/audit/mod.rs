@@ -101,10 +101,18 @@ pub enum Action {
     FinetuneTrain,
     /// An answer adapter activated (or the base model restored), or a refused activation.
     AdapterActivate,
+    /// A conversation started.
+    ConversationCreate,
+    /// A conversation renamed.
+    ConversationRename,
+    /// A conversation deleted by its owner (or refused: not theirs).
+    ConversationDelete,
+    /// Feedback on an answer in a conversation (helpful or not, a correction, a note).
+    ConversationFeedback,
 }
 
 impl Action {
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 36] = [
         Action::DocumentSubmit,
         Action::DocumentIndex,
         Action::DocumentFail,
@@ -137,6 +145,10 @@ impl Action {
         Action::FinetuneExport,
         Action::FinetuneTrain,
         Action::AdapterActivate,
+        Action::ConversationCreate,
+        Action::ConversationRename,
+        Action::ConversationDelete,
+        Action::ConversationFeedback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -173,6 +185,10 @@ impl Action {
             Action::FinetuneExport => "finetune.export",
             Action::FinetuneTrain => "finetune.train",
             Action::AdapterActivate => "adapter.activate",
+            Action::ConversationCreate => "conversation.create",
+            Action::ConversationRename => "conversation.rename",
+            Action::ConversationDelete => "conversation.delete",
+            Action::ConversationFeedback => "conversation.feedback",
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct Options {
     /// Only these decoder layers (e.g. `15-29`); default all.
     pub layers: Option<String>,
     pub epochs: u32,
+    /// Weight of an answer's label tokens (its opening decision) in the loss.
+    pub label_weight: f64,
+    /// Weigh each label inversely to its frequency.
+    pub balance: bool,
     pub max_steps: Option<u32>,
     pub lr: f64,
     pub batch: u32,
@@ -63,6 +67,8 @@ pub struct Progress {
     pub total: Option<u64>,
     pub loss: Option<f64>,
     pub eta_s: Option<f64>,
+    /// On validation events with labelled data: macro-F1 over the labels.
+    pub label_macro_f1: Option<f64>,
     pub event: Option<String>,
 }
 
@@ -146,6 +152,7 @@ pub async fn train(ctx: &Sanctum, actor: &str, opts: &Options, progress: &mut (d
         .arg(&staged_report)
         .args(["--rank", &opts.rank.to_string(), "--alpha", &opts.alpha.to_string(), "--dropout", &opts.dropout.to_string()])
         .args(["--targets", &opts.targets, "--epochs", &opts.epochs.to_string(), "--lr", &opts.lr.to_string()])
+        .args(["--label-weight", &opts.label_weight.to_string()])
         .args(["--batch", &opts.batch.to_string(), "--seed", &opts.seed.to_string(), "--max-tokens", &opts.max_tokens.to_string()])
         .args(["--device", if opts.device == Device::Cuda { "cuda" } else { "cpu" }, "--threads", &opts.threads.to_string()])
         .args(["--checkpoint-every", &opts.checkpoint_every.to_string()])
@@ -160,6 +167,9 @@ pub async fn train(ctx: &Sanctum, actor: &str, opts: &Options, progress: &mut (d
     }
     if let Some(l) = &opts.layers {
         cmd.args(["--layers", l]);
+    }
+    if opts.balance {
+        cmd.arg("--balance");
     }
     if let Some(n) = opts.max_steps {
         cmd.args(["--max-steps", &n.to_string()]);
@@ -217,6 +227,7 @@ pub async fn train(ctx: &Sanctum, actor: &str, opts: &Options, progress: &mut (d
         "valid_sha256": report["valid"]["sha256"], "adapter_sha256": installed.sha256, "hyperparameters": report["hyperparameters"],
         "steps": report["steps"], "loss_first": losses.first(), "loss_last": losses.last(),
         "valid_loss_before": report["valid"]["loss_before"], "valid_loss_after": report["valid"]["loss_after"],
+        "valid_label_macro_f1": report["valid"]["kept"]["label_macro_f1"], "kept_epoch": report["valid"]["kept"]["epoch"],
         "seconds": report["seconds"], "device": report["device"],
     }));
     ctx.auditor.record(ctx.pool(), entry).await?;

@@ -58,7 +58,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tokens", web::post().to(super::admin::token_create))
             .route("/tokens/{id}", web::delete().to(super::admin::token_revoke))
             .route("/models/adapters", web::get().to(super::adapters::list))
-            .route("/models/adapters/activate", web::post().to(super::adapters::activate)),
+            .route("/models/adapters/activate", web::post().to(super::adapters::activate))
+            .route("/conversations", web::get().to(super::conversations::list))
+            .route("/conversations", web::post().to(super::conversations::create))
+            .route("/conversations/{id}", web::get().to(super::conversations::get))
+            .route("/conversations/{id}", web::patch().to(super::conversations::rename))
+            .route("/conversations/{id}", web::delete().to(super::conversations::delete))
+            .route("/conversations/{id}/turns", web::post().to(super::conversations::turn))
+            .route("/conversations/{id}/turns/{seq}/feedback", web::post().to(super::conversations::feedback)),
     );
 }
 

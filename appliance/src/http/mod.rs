@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod admin;
 pub mod api;
+pub mod conversations;
 pub mod deadline;
 pub mod documents;
 pub mod error;

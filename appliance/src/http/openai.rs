@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`, shaped like OpenAI's so existing clients work: the last user
-//! message is the question, answered by the same audited `ask` as `/v1/ask` (retrieval under
+//! message is the question (a follow-up is first rewritten into a standalone question from
+//! the earlier messages, as in a conversation), answered by the same audited `ask` as `/v1/ask` (retrieval under
 //! the token user's policy, numbered citations), streamed as `chat.completion.chunk` events
 //! ending in `data: [DONE]` when `stream` is true. Sources and citations ride along in a
 //! `sanctum` field that OpenAI clients ignore.
@@ -13,6 +14,7 @@ use super::State;
 use crate::access::{self, Narrowing};
 use crate::answer::{Answer, AskRequest};
 use crate::auth::standing::{self, Credential};
+use crate::conversations::{self, rewrite::Exchange};
 use crate::error::Error;
 use crate::tokens::Scope;
 
@@ -42,6 +44,39 @@ fn text_of(content: &serde_json::Value) -> String {
         serde_json::Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(|t| t.as_str())).collect::<Vec<_>>().join("\n"),
         _ => String::new(),
     }
+}
+
+/// Most messages read from a request.
+const MAX_MESSAGES: usize = 1000;
+
+/// The question (the last user message) and the exchanges before it (each user message
+/// with the assistant reply that follows it), which a follow-up is rewritten from.
+fn follow_up(messages: &[ChatMessage]) -> Result<(String, Vec<Exchange>), ApiError> {
+    if messages.len() > MAX_MESSAGES {
+        return Err(ApiError(Error::invalid("messages", format!("{} messages: at most {MAX_MESSAGES} are read; start a new conversation", messages.len()))));
+    }
+    let last = messages.iter().rposition(|m| m.role == "user");
+    let question = last.map(|i| text_of(&messages[i].content)).unwrap_or_default();
+    if question.trim().is_empty() {
+        return Err(ApiError(Error::invalid("messages", "no user message with text: the last user message is the question")));
+    }
+    if question.chars().count() > conversations::MAX_QUESTION_CHARS {
+        return Err(ApiError(Error::invalid("messages", format!("the last user message is longer than {} characters", conversations::MAX_QUESTION_CHARS))));
+    }
+    let mut history = Vec::new();
+    let mut pending: Option<String> = None;
+    for m in &messages[..last.unwrap_or(0)] {
+        match m.role.as_str() {
+            "user" => pending = Some(text_of(&m.content)),
+            "assistant" => {
+                if let Some(q) = pending.take().filter(|q| !q.trim().is_empty()) {
+                    history.push(Exchange { question: q, answer: text_of(&m.content) });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((question, history))
 }
 
 fn completion_id() -> String {
@@ -79,10 +114,7 @@ fn chunk(id: &str, created: i64, model: &str, delta: serde_json::Value, finish: 
         Refusals))]
 pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Reply {
     let body: ChatRequest = json_body(&body)?;
-    let question = body.messages.iter().rev().find(|m| m.role == "user").map(|m| text_of(&m.content)).unwrap_or_default();
-    if question.trim().is_empty() {
-        return Err(ApiError(Error::invalid("messages", "no user message with text: the last user message is the question")));
-    }
+    let (question, history) = follow_up(&body.messages)?;
     let named = header_purpose(&req)?;
     let caller = needs_purpose(&state, caller(&state, &req, Scope::Ask, named, Narrowing::default()).await?, "")?;
     let permit = state.ask_permit()?;
@@ -93,6 +125,8 @@ pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::B
         let answer = state
             .run(move |ctx| async move {
                 let _permit = permit;
+                let mut request = request;
+                request.question = conversations::standalone(&ctx, &history, &request.question).await?.question;
                 access::ask(&ctx, &caller, &request, &mut |_: &str| {}).await
             })
             .await?;
@@ -118,7 +152,12 @@ pub async fn completions(state: web::Data<State>, req: HttpRequest, body: web::B
             tally.token();
             let _ = pieces.send(chunk(&id2, created, &model2, serde_json::json!({ "content": piece }), None));
         };
-        match access::ask_until(&ctx, &caller, &request, &mut sink, revoked).await {
+        let asked = async {
+            let mut request = request;
+            request.question = conversations::standalone(&ctx, &history, &request.question).await?.question;
+            access::ask_until(&ctx, &caller, &request, &mut sink, revoked).await
+        };
+        match asked.await {
             Ok(answer) => {
                 if answer.no_evidence {
                     // the model was not called: the fixed answer is the whole content

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{adapters, admin, api, documents, error, openai, policies, session};
+use super::{adapters, admin, api, conversations, documents, error, openai, policies, session};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,8 +44,15 @@ use super::{adapters, admin, api, documents, error, openai, policies, session};
         admin::token_revoke,
         adapters::list,
         adapters::activate,
+        conversations::list,
+        conversations::create,
+        conversations::get,
+        conversations::rename,
+        conversations::delete,
+        conversations::turn,
+        conversations::feedback,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, adapters::Activation, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, adapters::Activation, conversations::NewConversation, conversations::Renaming, conversations::TurnBody, crate::conversations::Feedback, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
     modifiers(&TokenAuth)
 )]
 pub struct ApiDoc;

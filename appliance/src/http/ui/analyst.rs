@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{error_page, html, list, policy_config, signed_in, status_of, url_escape};
 use crate::access::{self, Caller, Narrowing};
+use crate::answer::support::{overlap, split_sentences, terms};
 use crate::http::State;
 use crate::purpose::{self, Source};
 use crate::retrieve::{Mode, Passage, SearchRequest};
@@ -197,39 +198,12 @@ pub(super) async fn passage(state: web::Data<State>, req: HttpRequest, id: web::
     }
 }
 
-/// Words that say nothing about which sentence supports a question.
-const STOP: &[&str] = &[
-    "the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "what", "when", "where", "which", "who", "how", "many", "much", "may", "can", "does",
-    "did", "have", "has", "had", "there", "their", "they", "them", "into", "about", "should", "would", "could", "will", "not", "any", "all", "its", "than",
-];
-
-fn terms(text: &str) -> std::collections::HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .map(str::to_lowercase)
-        .filter(|w| !w.is_empty() && (w.len() > 2 || w.chars().all(|c| c.is_ascii_digit())) && !STOP.contains(&w.as_str()))
-        .map(|w| w.trim_end_matches('s').to_string())
-        .collect()
-}
-
 /// The passage cut into sentences, those sharing the most words with `support` marked
 /// (every sentence within one word of the best, when the best shares at least one).
 fn highlight(text: &str, support: &str) -> Vec<::web::pages::Segment> {
     let wanted = terms(support);
-    let mut sentences: Vec<&str> = Vec::new();
-    let mut start = 0;
-    let bytes: Vec<(usize, char)> = text.char_indices().collect();
-    for (i, (at, c)) in bytes.iter().enumerate() {
-        let next_is_space = bytes.get(i + 1).is_none_or(|(_, n)| n.is_whitespace());
-        if (matches!(*c, '.' | '!' | '?') && next_is_space) || *c == '\n' {
-            let end = at + c.len_utf8();
-            sentences.push(&text[start..end]);
-            start = end;
-        }
-    }
-    if start < text.len() {
-        sentences.push(&text[start..]);
-    }
-    let scores: Vec<usize> = sentences.iter().map(|s| terms(s).intersection(&wanted).count()).collect();
+    let sentences = split_sentences(text);
+    let scores = overlap(&sentences, &wanted);
     let best = scores.iter().copied().max().unwrap_or(0);
     sentences
         .iter()

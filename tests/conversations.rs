@@ -1,0 +1,162 @@
+//! Conversations end to end over HTTPS on the real binary, the demo corpus and the default
+//! answer model: a three-turn conversation whose follow-ups only make sense with what came
+//! before is rewritten into standalone questions that retrieve the right documents; the
+//! turns are stored and read back; another user can neither list, read, continue nor
+//! delete it, and is not told it exists; an OpenAI client's earlier messages are used the
+//! same way; oversized input is refused with a clear error.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{free_port, sanctum, token};
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The document names of an answer's sources, best first.
+fn sources(answer: &Value) -> Vec<String> {
+    answer["sources"].as_array().unwrap().iter().map(|s| s["document_name"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_ups_are_rewritten_and_conversations_stay_private() {
+    let tmp = support::tempdir();
+    let port = free_port();
+    let config = support::write_config(tmp.path(), &format!("\n[answer]\nmax_tokens = 24\n\n[http]\nbind = \"127.0.0.1:{port}\"\nask_concurrency = 1\n"));
+    sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical,all-staff"]);
+    sanctum(&config, &["user", "add", "cole", "--roles", "analyst", "--region", "us", "--groups", "clinical,all-staff"]);
+    // (the demo documents' sidecars say who may see them)
+    sanctum(&config, &["ingest", support::demo_dir().to_str().unwrap()]);
+    let ana = token(&config, "ana", "ask");
+    let cole = token(&config, "cole", "ask");
+    let (_server, _) = support::serve(&config);
+    let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();
+    let http = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).timeout(Duration::from_secs(300)).build().unwrap();
+    let base = format!("https://localhost:{port}");
+
+    // started without a title: named after its first question
+    let r = http.post(format!("{base}/v1/conversations")).bearer_auth(&ana).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let chat: Value = r.json().await.unwrap();
+    let id = chat["id"].as_str().unwrap().to_string();
+    let turn = |token: &str, question: &str| {
+        http.post(format!("{base}/v1/conversations/{id}/turns")).bearer_auth(token).header("X-Purpose-Of-Use", "operations").json(&json!({ "question": question })).send()
+    };
+
+    // three turns; the second and third mean nothing alone
+    let steps = [
+        ("What does the hand hygiene standard say about alcohol rub?", "hand-hygiene.html"),
+        ("When is it not enough?", "hand-hygiene.html"),
+        ("What about the people visiting intensive care?", "visitor-policy.md"),
+    ];
+    let mut asked = Vec::new();
+    for (i, (question, expected)) in steps.iter().enumerate() {
+        let r = turn(&ana, question).await.unwrap();
+        assert_eq!(r.status(), 200, "turn {}", i + 1);
+        let t: Value = r.json().await.unwrap();
+        assert_eq!(t["seq"], i as i64 + 1);
+        let standalone = t["rewrite"]["question"].as_str().unwrap().to_string();
+        if i == 0 {
+            assert_eq!((standalone.as_str(), t["rewrite"]["method"].as_str()), (*question, Some("as_written")));
+        } else {
+            assert_ne!(standalone, *question, "turn {} is rewritten: {}", i + 1, t["rewrite"]);
+            assert!(["model", "joined"].contains(&t["rewrite"]["method"].as_str().unwrap()), "{}", t["rewrite"]);
+        }
+        let found = sources(&t["answer"]);
+        assert!(found.iter().any(|d| d == expected), "turn {} ({standalone:?}) retrieved {found:?}, not {expected}", i + 1);
+        assert_eq!(t["answer"]["audit_records"].as_array().unwrap().len(), 2, "{}", t["answer"]);
+        asked.push(standalone);
+    }
+
+    // read back: the turns in order, with the standalone questions and the sources visible
+    let r = http.get(format!("{base}/v1/conversations/{id}?purpose=operations")).bearer_auth(&ana).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let thread: Value = r.json().await.unwrap();
+    assert_eq!(thread["conversation"]["title"], steps[0].0, "{thread}");
+    let turns = thread["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 3);
+    for (t, standalone) in turns.iter().zip(&asked) {
+        assert_eq!(t["question"].as_str(), Some(standalone.as_str()));
+        assert!(!t["withheld"].as_bool().unwrap() && t["answer"].is_string(), "{t}");
+        assert!(t["sources"].as_array().unwrap().iter().all(|s| s["visible"] == true), "{t}");
+    }
+    assert_eq!(turns[1]["asked"], steps[1].0, "the question as typed is kept too");
+    // feedback on an answer: stored with the turn; on another user's turn, not found
+    let r = http.post(format!("{base}/v1/conversations/{id}/turns/2/feedback")).bearer_auth(&ana).json(&json!({ "helpful": false, "correction": "Wash with soap and water when hands are visibly soiled." })).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http.post(format!("{base}/v1/conversations/{id}/turns/9/feedback")).bearer_auth(&ana).json(&json!({ "helpful": true })).send().await.unwrap();
+    assert_eq!(r.status(), 404, "no turn 9");
+    let r = http.post(format!("{base}/v1/conversations/{id}/turns/1/feedback")).bearer_auth(&cole).json(&json!({ "helpful": true })).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http.post(format!("{base}/v1/conversations/{id}/turns/1/feedback")).bearer_auth(&ana).json(&json!({ "helpful": "yes" })).send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(code(&body) == "invalid_input" && body["error"]["message"].as_str().unwrap().contains("helpful"), "{body}");
+    let thread: Value = http.get(format!("{base}/v1/conversations/{id}?purpose=operations")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
+    assert_eq!(thread["turns"][1]["feedback"], json!({ "helpful": false, "correction": "Wash with soap and water when hands are visibly soiled.", "note": null }));
+    assert_eq!(thread["turns"][0]["feedback"], Value::Null);
+
+    let listed: Value = http.get(format!("{base}/v1/conversations")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
+    assert_eq!((listed["conversations"][0]["id"].as_str(), listed["conversations"][0]["turns"].as_i64()), (Some(id.as_str()), Some(3)));
+
+    // another user: not listed, not readable, not continued, not deleted, not even confirmed
+    let listed: Value = http.get(format!("{base}/v1/conversations")).bearer_auth(&cole).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["conversations"], json!([]));
+    let missing = uuid::Uuid::new_v4();
+    for (method, path) in [
+        ("GET", format!("/v1/conversations/{id}?purpose=operations")),
+        ("DELETE", format!("/v1/conversations/{id}")),
+        ("PATCH", format!("/v1/conversations/{id}")),
+        ("GET", format!("/v1/conversations/{missing}?purpose=operations")),
+    ] {
+        let r = http.request(method.parse().unwrap(), format!("{base}{path}")).bearer_auth(&cole).json(&json!({ "title": "mine" })).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(code(&body), "not_found");
+    }
+    let r = turn(&cole, "And for children?").await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    // bad input: named, nothing stored
+    let r = turn(&ana, &"x".repeat(1 << 20)).await.unwrap();
+    let status = r.status().as_u16();
+    assert!([400, 413].contains(&status), "a 1 MB question: {status}");
+    let r = turn(&ana, "  ").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.patch(format!("{base}/v1/conversations/{id}")).bearer_auth(&ana).json(&json!({ "title": "" })).send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "invalid_input", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("title"), "{body}");
+    let r = http.get(format!("{base}/v1/conversations/not-a-uuid?purpose=operations")).bearer_auth(&ana).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let thread: Value = http.get(format!("{base}/v1/conversations/{id}?purpose=operations")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
+    assert_eq!(thread["turns"].as_array().unwrap().len(), 3, "refused turns are not stored");
+
+    // OpenAI clients: the earlier messages make the follow-up standalone too
+    let messages = json!([
+        { "role": "user", "content": "What does the hand hygiene standard say about alcohol rub?" },
+        { "role": "assistant", "content": "Use alcohol-based hand rub for routine hand hygiene [1]." },
+        { "role": "user", "content": "When is it not enough?" },
+    ]);
+    let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&ana).header("X-Purpose-Of-Use", "operations").json(&json!({ "messages": messages, "max_tokens": 16 })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let done: Value = r.json().await.unwrap();
+    let names: Vec<&str> = done["sanctum"]["sources"].as_array().unwrap().iter().map(|s| s["document_name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"hand-hygiene.html"), "{names:?}");
+    let many: Vec<Value> = (0..10_000).map(|i| json!({ "role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "more" })).collect();
+    let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&ana).header("X-Purpose-Of-Use", "operations").json(&json!({ "messages": many })).send().await.unwrap();
+    assert_eq!(r.status(), 400, "10,000 messages are refused");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("messages"), "{body}");
+
+    // deleted by its owner: gone, and recorded
+    let r = http.delete(format!("{base}/v1/conversations/{id}")).bearer_auth(&ana).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http.get(format!("{base}/v1/conversations/{id}?purpose=operations")).bearer_auth(&ana).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    drop(_server);
+    let log = sanctum(&config, &["audit", "query", "--action", "conversation.delete", "--json"]);
+    assert!(log.contains("\"deny\"") && log.contains("\"allow\""), "the refused and the done deletion are recorded: {log}");
+}
