@@ -86,7 +86,7 @@ bench-questions: build $(DEMO_CONFIG)
 FT_BASE ?= smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 FT_NAME ?= scifact-smollm2
 FT_PROMPT_TOKENS ?= 400
-FT_ARGS ?= --epochs 2 --rank 16 --alpha 32 --lr 4e-4 --targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
+FT_ARGS ?= --epochs 1 --rank 16 --alpha 32 --lr 4e-4 --targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
 	--layers 8-29 --label-weight 4 --balance
 FT_DIR := $(CURDIR)/.sanctum/finetune
 finetune-scifact: build $(DEMO_CONFIG)
