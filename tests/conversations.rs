@@ -2,7 +2,8 @@
 //! answer model: a three-turn conversation whose follow-ups only make sense with what came
 //! before is rewritten into standalone questions that retrieve the right documents; the
 //! turns are stored and read back; another user can neither list, read, continue nor
-//! delete it, and is not told it exists; an OpenAI client's earlier messages are used the
+//! delete it, and is not told it exists; a group taken away withholds the answers written
+//! from its passages; an OpenAI client's earlier messages are used the
 //! same way; oversized input is refused with a clear error.
 
 mod support;
@@ -28,10 +29,12 @@ async fn follow_ups_are_rewritten_and_conversations_stay_private() {
     let config = support::write_config(tmp.path(), &format!("\n[answer]\nmax_tokens = 24\n\n[http]\nbind = \"127.0.0.1:{port}\"\nask_concurrency = 1\n"));
     sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical,all-staff"]);
     sanctum(&config, &["user", "add", "cole", "--roles", "analyst", "--region", "us", "--groups", "clinical,all-staff"]);
+    sanctum(&config, &["user", "add", "root", "--roles", "admin"]);
     // (the demo documents' sidecars say who may see them)
     sanctum(&config, &["ingest", support::demo_dir().to_str().unwrap()]);
     let ana = token(&config, "ana", "ask");
     let cole = token(&config, "cole", "ask");
+    let admin = token(&config, "root", "admin");
     let (_server, _) = support::serve(&config);
     let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();
     let http = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).timeout(Duration::from_secs(300)).build().unwrap();
@@ -150,6 +153,23 @@ async fn follow_ups_are_rewritten_and_conversations_stay_private() {
     assert_eq!(r.status(), 400, "10,000 messages are refused");
     let body: Value = r.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("messages"), "{body}");
+
+    // a group taken away: the turns that were answered from its passages are withheld when
+    // reopened (not shown from a stored copy, their passages not even named); the others stay
+    let before: Value = http.get(format!("{base}/v1/conversations/{id}?purpose=operations")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
+    let groups = |groups: &'static [&'static str]| http.patch(format!("{base}/v1/users/ana")).bearer_auth(&admin).json(&json!({ "groups": groups })).send();
+    assert_eq!(groups(&["all-staff"]).await.unwrap().status(), 200);
+    let after: Value = http.get(format!("{base}/v1/conversations/{id}?purpose=operations")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
+    let used_visitors: Vec<bool> = before["turns"].as_array().unwrap().iter().map(|t| sources(t).iter().any(|d| d == "visitor-policy.md")).collect();
+    assert!(used_visitors[2], "turn 3 was answered from the visitor policy");
+    for (t, used) in after["turns"].as_array().unwrap().iter().zip(&used_visitors) {
+        assert_eq!(t["withheld"].as_bool(), Some(*used), "{t}");
+        assert_eq!(t["answer"].is_null(), *used, "{t}");
+        assert!(!sources(t).iter().any(|d| d == "visitor-policy.md"), "{t}");
+        let hidden = t["sources"].as_array().unwrap().iter().filter(|s| s["visible"] == false).count();
+        assert_eq!(hidden > 0, *used, "{t}");
+    }
+    assert_eq!(groups(&["clinical", "all-staff"]).await.unwrap().status(), 200);
 
     // deleted by its owner: gone, and recorded
     let r = http.delete(format!("{base}/v1/conversations/{id}")).bearer_auth(&ana).send().await.unwrap();

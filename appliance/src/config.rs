@@ -54,6 +54,27 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub conversations: ConversationsConfig,
+}
+
+/// How long conversations are kept. A conversation is purged (with a
+/// `conversation.purge` record) this many days after it was last used; `sanctum serve`
+/// purges hourly, `sanctum conversations purge` on demand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversationsConfig {
+    /// Every conversation; 0 keeps them until their owner deletes them.
+    pub retention_days: u32,
+    /// A conversation with a turn whose text the `audit` policy decision keeps only as a
+    /// hash (by default: one that touched PHI); 0 falls back to `retention_days`.
+    pub hashed_retention_days: u32,
+}
+
+impl Default for ConversationsConfig {
+    fn default() -> Self {
+        Self { retention_days: 0, hashed_retention_days: 30 }
+    }
 }
 
 /// Passwords, web sessions and login throttling.
@@ -650,6 +671,7 @@ impl Config {
             audit: Default::default(),
             http: Default::default(),
             auth: Default::default(),
+            conversations: Default::default(),
         }
     }
 

@@ -216,6 +216,14 @@ enum ConversationsCommand {
         #[command(flatten)]
         principal: PrincipalArgs,
     },
+    /// Purge every user's conversations past their retention (`[conversations]`), each
+    /// recorded as `conversation.purge`; `sanctum serve` does it hourly.
+    Purge {
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1457,6 +1465,17 @@ async fn conversations(config: Config, command: ConversationsCommand) -> Result<
             ConversationsCommand::Delete { id, principal } => {
                 conversations::delete(&ctx, &cli(&principal, "deleting a conversation")?, id).await?;
                 println!("deleted {id}");
+            }
+            ConversationsCommand::Purge { actor, json } => {
+                let purged = conversations::retention::purge(&ctx, &actor.actor(&ctx).await?).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&purged).map_err(|e| Error::Internal(e.to_string()))?);
+                } else {
+                    for p in &purged {
+                        println!("purged {} of {} ({} turns; {})", p.id, p.owner, p.turns, p.rule);
+                    }
+                    println!("{} conversation(s) purged", purged.len());
+                }
             }
         }
         Ok(ExitCode::SUCCESS)

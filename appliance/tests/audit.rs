@@ -1,7 +1,8 @@
 //! The audit log on real PostgreSQL (the embedded cluster), real indexes and a real model:
 //! every service operation leaves its record; parallel writers leave one chain; modified,
 //! deleted, reordered, rewritten-and-rechained and truncated logs are caught and the record
-//! named; retention purges without breaking verification; an audit failure stops the action.
+//! named; retention purges without breaking verification; conversations past their
+//! retention are purged with a record; an audit failure stops the action.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -41,6 +42,15 @@ async fn open(tmp: &std::path::Path, checkpoint_every: u64) -> Sanctum {
     let mut config = support::config(&tmp.join("data"));
     config.audit.checkpoint_every = checkpoint_every;
     Sanctum::open(config).await.unwrap()
+}
+
+/// A configuration answering with SmolLM2, conversations kept 90 days.
+fn answering(tmp: &std::path::Path) -> sanctum::config::Config {
+    let mut config = support::config(&tmp.join("data"));
+    config.answer.model = SMOLLM2.into();
+    config.answer.context_tokens = 1024;
+    config.conversations.retention_days = 90;
+    config
 }
 
 async fn records(ctx: &Sanctum) -> Vec<Record> {
@@ -306,9 +316,7 @@ fn text_everywhere(rows: &[Record], text: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_leaves_its_record() {
     let tmp = support::tempdir();
-    let mut config = support::config(&tmp.path().join("data"));
-    config.answer.model = SMOLLM2.into();
-    config.answer.context_tokens = 1024;
+    let mut config = answering(tmp.path());
     config.audit.retention_days = 30;
     let ctx = Sanctum::open(config).await.unwrap();
 
@@ -381,6 +389,10 @@ async fn every_operation_leaves_its_record() {
     assert!(conversations::list(&ctx, "cole").await.unwrap().is_empty());
     conversations::delete(&ctx, &ana, chat.id).await.unwrap();
     assert!(conversations::list(&ctx, "ana").await.unwrap().is_empty());
+    // one left unused past its retention is purged
+    let old_chat = conversations::create(&ctx, &ana, Some("old")).await.unwrap();
+    sqlx::query("UPDATE conversations SET updated_at = now() - interval '91 days' WHERE id = $1").bind(old_chat.id).execute(ctx.pool()).await.unwrap();
+    assert_eq!(conversations::retention::purge(&ctx, "pat").await.unwrap().len(), 1);
 
     // API tokens: created, refused for a scope it lacks, revoked
     let (token, secret) = sanctum::tokens::create(&ctx, "pat", "ana", "ehr", &[sanctum::tokens::Scope::Search], Some(30), None).await.unwrap();
@@ -481,6 +493,7 @@ async fn every_operation_leaves_its_record() {
     config.answer.model = SMOLLM2.into();
     config.answer.context_tokens = 2048;
     config.audit.retention_days = 30;
+    config.conversations.retention_days = 90;
     let ctx = Sanctum::open(config).await.unwrap();
     let mut all = all;
     all.extend(records(&ctx).await);
@@ -592,5 +605,50 @@ async fn an_action_whose_record_cannot_be_written_does_not_happen() {
     access::search(&ctx, &Caller::cli("ana", None, Narrowing::default()), &search).await.unwrap();
     assert!(review::verify(&ctx, "ana").await.unwrap().ok());
     owner.close().await.unwrap();
+    ctx.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_past_their_retention_are_purged_with_a_record() {
+    let tmp = support::tempdir();
+    let mut config = answering(tmp.path());
+    config.audit.text = sanctum::config::AuditText::Store;
+    config.conversations.hashed_retention_days = 30;
+    let ctx = Sanctum::open(config).await.unwrap();
+    users::add(&ctx, "console:root", "cole", false, &person(&["clinician"], &[])).await.unwrap();
+    let note = b"Patient MRN: 44001127, seen 03/10/2021, phone 617-555-1000. Admitted for chest pain; prescribed aspirin 81 mg.".as_slice();
+    let plain = b"Visitors in intensive care: at most two at a bedside.".as_slice();
+    ingest(&ctx, "cole", &[("note.txt", note, DocumentMeta::default()), ("visitors.txt", plain, DocumentMeta::default())]).await;
+    let cole = Caller::cli("cole", Some("treatment"), Narrowing::default());
+    // one conversation that touched PHI (its text kept only as a hash), one that did not,
+    // and a recent one; then made older than they are
+    let mut ids = Vec::new();
+    for question in ["What was prescribed for the chest pain with aspirin?", "How many visitors may be at a bedside in intensive care?", "How many visitors in intensive care?"] {
+        let chat = conversations::create(&ctx, &cole, None).await.unwrap();
+        conversations::ask(&ctx, &cole, chat.id, question, Some(8), &mut |_: &str| {}).await.unwrap();
+        ids.push(chat.id);
+    }
+    let thread = conversations::get(&ctx, &cole, ids[0]).await.unwrap();
+    assert!(thread.turns[0].kept_as_hash, "the PHI turn is kept only as a hash");
+    assert!(!conversations::get(&ctx, &cole, ids[1]).await.unwrap().turns[0].kept_as_hash);
+    let age = |id: uuid::Uuid, days: i32| sqlx::query("UPDATE conversations SET updated_at = now() - make_interval(days => $2) WHERE id = $1").bind(id).bind(days).execute(ctx.pool());
+    age(ids[0], 31).await.unwrap();
+    age(ids[1], 31).await.unwrap();
+    let purged = conversations::retention::purge(&ctx, "console:root").await.unwrap();
+    assert_eq!(purged.iter().map(|p| (p.id, p.rule)).collect::<Vec<_>>(), vec![(ids[0], "hashed_retention_days")], "only the PHI one is past 30 days");
+    // past the general limit: the other goes too; the recent one stays
+    age(ids[1], 91).await.unwrap();
+    let purged = conversations::retention::purge(&ctx, "console:root").await.unwrap();
+    assert_eq!(purged.iter().map(|p| (p.id, p.rule)).collect::<Vec<_>>(), vec![(ids[1], "retention_days")]);
+    assert!(conversations::retention::purge(&ctx, "console:root").await.unwrap().is_empty(), "nothing twice");
+    let left: Vec<uuid::Uuid> = conversations::list(&ctx, "cole").await.unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(left, vec![ids[2]]);
+    assert_eq!(conversations::get(&ctx, &cole, ids[0]).await.unwrap_err().code(), "not_found");
+    let turns: i64 = sqlx::query_scalar("SELECT count(*) FROM conversation_turns WHERE conversation_id = ANY($1)").bind(&ids[..2]).fetch_one(ctx.pool()).await.unwrap();
+    assert_eq!(turns, 0, "their turns went with them");
+    let rows = audit::query(ctx.pool(), &audit::Filter { action: Some(Action::ConversationPurge), ..Default::default() }).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.object.clone().unwrap_or_default()).collect::<Vec<_>>(), vec![ids[0].to_string(), ids[1].to_string()]);
+    assert_eq!((rows[0].details["rule"].as_str(), rows[0].details["days"].as_i64(), rows[0].details["turns"].as_i64()), (Some("hashed_retention_days"), Some(30), Some(1)));
+    assert!(review::verify(&ctx, "console:root").await.unwrap().ok(), "the chain holds the purge records");
     ctx.close().await.unwrap();
 }

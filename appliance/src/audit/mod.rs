@@ -109,10 +109,11 @@ pub enum Action {
     ConversationDelete,
     /// Feedback on an answer in a conversation (helpful or not, a correction, a note).
     ConversationFeedback,
+    ConversationPurge,
 }
 
 impl Action {
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 37] = [
         Action::DocumentSubmit,
         Action::DocumentIndex,
         Action::DocumentFail,
@@ -149,6 +150,7 @@ impl Action {
         Action::ConversationRename,
         Action::ConversationDelete,
         Action::ConversationFeedback,
+        Action::ConversationPurge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -189,6 +191,7 @@ impl Action {
             Action::ConversationRename => "conversation.rename",
             Action::ConversationDelete => "conversation.delete",
             Action::ConversationFeedback => "conversation.feedback",
+            Action::ConversationPurge => "conversation.purge",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! policy in force, withholding the answer of a turn written from what the owner may no
 //! longer see. REST, web and CLI call these functions.
 
+pub mod retention;
 pub mod rewrite;
 
 use chrono::{DateTime, Utc};
@@ -238,6 +239,11 @@ pub async fn get(ctx: &Sanctum, caller: &Caller, id: Uuid) -> Result<Thread> {
         let mut sources: Vec<TurnSource> = serde_json::from_value(r.sources).map_err(|e| Error::Internal(format!("conversation {id} turn {seq}: sources: {e}")))?;
         for s in &mut sources {
             s.visible = crate::retrieve::passage(&ctx.detector, ctx.pool(), &auth, s.chunk_id).await.is_ok();
+            if !s.visible {
+                // not even its name: the owner may no longer know it exists
+                s.document_name.clear();
+                s.title = None;
+            }
         }
         // the answer was written from every passage given, cited or not
         let withheld = sources.iter().any(|s| !s.visible);

@@ -97,6 +97,8 @@ pub struct Started {
     worker: tokio::task::JoinHandle<()>,
     /// The timed audit checkpoint (`audit.checkpoint_interval_s`).
     checkpoints: tokio::task::JoinHandle<()>,
+    /// The hourly conversation retention purge (`[conversations]`).
+    retention: tokio::task::JoinHandle<()>,
 }
 
 impl Started {
@@ -110,6 +112,8 @@ impl Started {
         // the closing checkpoint (Sanctum::close) signs what is left
         self.checkpoints.abort();
         let _ = self.checkpoints.await;
+        self.retention.abort();
+        let _ = self.retention.await;
         served
     }
 }
@@ -147,7 +151,8 @@ pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
     let addrs = server.addrs();
     let server = server.run();
     let checkpoints = tokio::spawn(crate::audit::record::checkpoint_periodically(ctx.clone()));
-    Ok(Started { addrs, cert, handle: server.handle(), server, worker, checkpoints })
+    let retention = tokio::spawn(crate::conversations::retention::purge_periodically(ctx.clone()));
+    Ok(Started { addrs, cert, handle: server.handle(), server, worker, checkpoints, retention })
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes requests in flight (up to
