@@ -47,11 +47,17 @@ pub fn overlap(sentences: &[&str], wanted: &HashSet<String>) -> Vec<usize> {
 }
 
 /// The sentence of `passage` sharing the most content words with `question` (the first of
-/// equals), trimmed; None when none shares any.
+/// equals), trimmed; None when none shares any. A heading ("Visitor Policy": fewer than four
+/// words) is not a sentence to show.
 pub fn best_sentence<'a>(passage: &'a str, question: &str) -> Option<&'a str> {
     let sentences = split_sentences(passage);
     let scores = overlap(&sentences, &terms(question));
-    let (best, score) = scores.iter().enumerate().fold((0, 0), |acc, (i, s)| if *s > acc.1 { (i, *s) } else { acc });
+    let (best, score) = scores
+        .iter()
+        .zip(&sentences)
+        .enumerate()
+        .filter(|(_, (_, s))| s.split_whitespace().count() > MIN_WORDS)
+        .fold((0, 0), |acc, (i, (score, _))| if *score > acc.1 { (i, *score) } else { acc });
     (score > 0).then(|| sentences[best].trim()).filter(|s| !s.is_empty())
 }
 
@@ -93,6 +99,7 @@ mod tests {
         let text = "Visiting hours are 9 to 8. In intensive care at most two visitors may be at a bedside. Children need an adult.";
         assert_eq!(best_sentence(text, "How many visitors may be at a bedside in intensive care?"), Some("In intensive care at most two visitors may be at a bedside."));
         assert_eq!(best_sentence(text, "What does parking cost?"), None);
+        assert_eq!(best_sentence("Visitor Policy\n\nVisitors sign in at the desk.", "Where do visitors sign in under the visitor policy?"), Some("Visitors sign in at the desk."), "not the heading");
         assert_eq!(split_sentences(text).concat(), text, "the pieces give the text back");
         assert_eq!(split_sentences("a.b. Next\nline"), vec!["a.b.", " Next\n", "line"]);
     }
