@@ -308,6 +308,15 @@ async fn ingest(ctx: &Sanctum, uploader: &str, files: &[(&str, &[u8], DocumentMe
     out
 }
 
+/// Clinician cole (treatment), who ingested a patient note (PHI) and a visitor rule.
+async fn clinician_with_a_note(ctx: &Sanctum) -> Caller {
+    users::add(ctx, "console:root", "cole", false, &person(&["clinician"], &[])).await.unwrap();
+    let note = b"Patient MRN: 44001127, seen 03/10/2021, phone 617-555-1000. Admitted for chest pain; prescribed aspirin 81 mg.".as_slice();
+    let plain = b"Visitors in intensive care: at most two at a bedside.".as_slice();
+    ingest(ctx, "cole", &[("note.txt", note, DocumentMeta::default()), ("visitors.txt", plain, DocumentMeta::default())]).await;
+    Caller::cli("cole", Some("treatment"), Narrowing::default())
+}
+
 fn text_everywhere(rows: &[Record], text: &str) -> bool {
     rows.iter().any(|r| r.details.to_string().contains(text))
 }
@@ -558,11 +567,7 @@ async fn text_is_stored_only_when_configured_and_never_for_phi() {
     let mut config = support::config(&tmp.path().join("data"));
     config.audit.text = sanctum::config::AuditText::Store;
     let ctx = Sanctum::open(config).await.unwrap();
-    users::add(&ctx, "console:root", "cole", false, &person(&["clinician"], &[])).await.unwrap();
-    let note = b"Patient MRN: 44001127, seen 03/10/2021, phone 617-555-1000. Admitted for chest pain; prescribed aspirin 81 mg.".as_slice();
-    let plain = b"Visitors in intensive care: at most two at a bedside.".as_slice();
-    ingest(&ctx, "cole", &[("note.txt", note, DocumentMeta::default()), ("visitors.txt", plain, DocumentMeta::default())]).await;
-    let cole = Caller::cli("cole", Some("treatment"), Narrowing::default());
+    let cole = clinician_with_a_note(&ctx).await;
     let search = |q: &str| SearchRequest { query: q.into(), k: 1, mode: Mode::Bm25 };
     access::search(&ctx, &cole, &search("visitors bedside intensive")).await.unwrap();
     access::search(&ctx, &cole, &search("aspirin chest pain")).await.unwrap();
@@ -615,11 +620,7 @@ async fn conversations_past_their_retention_are_purged_with_a_record() {
     config.audit.text = sanctum::config::AuditText::Store;
     config.conversations.hashed_retention_days = 30;
     let ctx = Sanctum::open(config).await.unwrap();
-    users::add(&ctx, "console:root", "cole", false, &person(&["clinician"], &[])).await.unwrap();
-    let note = b"Patient MRN: 44001127, seen 03/10/2021, phone 617-555-1000. Admitted for chest pain; prescribed aspirin 81 mg.".as_slice();
-    let plain = b"Visitors in intensive care: at most two at a bedside.".as_slice();
-    ingest(&ctx, "cole", &[("note.txt", note, DocumentMeta::default()), ("visitors.txt", plain, DocumentMeta::default())]).await;
-    let cole = Caller::cli("cole", Some("treatment"), Narrowing::default());
+    let cole = clinician_with_a_note(&ctx).await;
     // one conversation that touched PHI (its text kept only as a hash), one that did not,
     // and a recent one; then made older than they are
     let mut ids = Vec::new();
