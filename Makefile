@@ -10,7 +10,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load bench-soak bench-questions bench-finetune finetune-scifact clean-demo
+.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-identifiers bench-audit bench-load bench-soak bench-questions bench-followups bench-escalation bench-finetune finetune-scifact clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -79,6 +79,13 @@ bench-answer: build $(DEMO_CONFIG)
 # answer model and every installed adapter next to its base.
 bench-questions: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench questions --adapters all --json
+
+bench-followups: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench followups --json
+
+# The demo questions with escalation to Qwen2.5-Coder-1.5B: how often it fires, what it adds.
+bench-escalation: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench questions --escalate-to qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --json
 
 # The SciFact answer adapter for SmolLM2-135M, trained here from the 809 training claims
 # (never the test claims): export with the appliance's own retrieval, then train on CPU

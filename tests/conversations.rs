@@ -4,8 +4,9 @@
 //! turns are stored and read back; another user can neither list, read, continue nor
 //! delete it, and is not told it exists; a group taken away withholds the answers written
 //! from its passages; a prompt-injection follow-up gets nothing the user may not see; an
-//! OpenAI client's earlier messages are used the
-//! same way; oversized input is refused with a clear error.
+//! OpenAI client's earlier messages are used the same way; oversized input is refused with
+//! a clear error; answers marked helpful or corrected become training chats through the
+//! `train` decision.
 
 mod support;
 
@@ -31,6 +32,7 @@ async fn follow_ups_are_rewritten_and_conversations_stay_private() {
     sanctum(&config, &["user", "add", "ana", "--roles", "analyst", "--region", "us", "--groups", "clinical,all-staff"]);
     sanctum(&config, &["user", "add", "cole", "--roles", "analyst", "--region", "us", "--groups", "clinical,all-staff"]);
     sanctum(&config, &["user", "add", "root", "--roles", "admin"]);
+    sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
     // (the demo documents' sidecars say who may see them)
     sanctum(&config, &["ingest", support::demo_dir().to_str().unwrap()]);
     // a record ana may not see (another group), with identifiers in it
@@ -38,6 +40,13 @@ async fn follow_ups_are_rewritten_and_conversations_stay_private() {
     std::fs::create_dir_all(&hidden).unwrap();
     std::fs::write(hidden.join("payroll.txt"), "Payroll correction for the intensive care visitor desk clerk, SSN 078-05-1120, MRN 44001127: hand hygiene training bonus.").unwrap();
     std::fs::write(hidden.join("payroll.txt.meta.toml"), "groups = [\"hr\"]\nregion = \"us\"\n").unwrap();
+    // and a patient note ana may see (redacted), whose use as training data is PHI
+    std::fs::write(hidden.join("cardiology-note.txt"), "Cardiology note. Patient MRN: 44001127, seen 03/10/2021. Admitted for chest pain; prescribed aspirin 81 mg daily.").unwrap();
+    std::fs::write(hidden.join("cardiology-note.txt.meta.toml"), "groups = [\"clinical\"]\nregion = \"us\"\nlabels = [\"phi\", \"redactable\"]\n").unwrap();
+    // and a staff list with personal identifiers (not PHI: its text may be stored, but it
+    // feeds training data only for the roles and purposes the policy names)
+    std::fs::write(hidden.join("facilities-on-call.txt"), "Facilities on-call list. The on-call electrician this week is Maria Lopez, pager 555-0142, email maria.lopez@example.org.").unwrap();
+    std::fs::write(hidden.join("facilities-on-call.txt.meta.toml"), "groups = [\"clinical\"]\nregion = \"us\"\nlabels = [\"pii\"]\n").unwrap();
     sanctum(&config, &["ingest", hidden.to_str().unwrap()]);
     let ana = token(&config, "ana", "ask");
     let cole = token(&config, "cole", "ask");
@@ -174,7 +183,9 @@ async fn follow_ups_are_rewritten_and_conversations_stay_private() {
     let groups = |groups: &'static [&'static str]| http.patch(format!("{base}/v1/users/ana")).bearer_auth(&admin).json(&json!({ "groups": groups })).send();
     assert_eq!(groups(&["all-staff"]).await.unwrap().status(), 200);
     let after: Value = http.get(format!("{base}/v1/conversations/{id}?purpose=operations")).bearer_auth(&ana).send().await.unwrap().json().await.unwrap();
-    let used_visitors: Vec<bool> = before["turns"].as_array().unwrap().iter().map(|t| sources(t).iter().any(|d| d == "visitor-policy.md")).collect();
+    // (what only the group `clinical` opens to ana)
+    let clinical_only = ["visitor-policy.md", "formulary.csv", "cardiology-note.txt"];
+    let used_visitors: Vec<bool> = before["turns"].as_array().unwrap().iter().map(|t| sources(t).iter().any(|d| clinical_only.contains(&d.as_str()))).collect();
     assert!(used_visitors[2], "turn 3 was answered from the visitor policy");
     for (t, used) in after["turns"].as_array().unwrap().iter().zip(&used_visitors) {
         assert_eq!(t["withheld"].as_bool(), Some(*used), "{t}");
@@ -185,6 +196,27 @@ async fn follow_ups_are_rewritten_and_conversations_stay_private() {
     }
     assert_eq!(groups(&["clinical", "all-staff"]).await.unwrap().status(), 200);
 
+    // feedback that becomes training data: an answer from the patient note and one from the
+    // staff list marked helpful, one corrected (each a conversation of its own)
+    let mut judged = Vec::new();
+    for (question, feedback) in [
+        ("What was the cardiology patient prescribed for chest pain?", json!({ "helpful": true })),
+        ("Who is the on-call electrician this week?", json!({ "helpful": true })),
+        ("How many visitors may be at a bedside in intensive care?", json!({ "helpful": false, "correction": "At most two visitors at a bedside [1]." })),
+    ] {
+        let r = http.post(format!("{base}/v1/conversations")).bearer_auth(&ana).json(&json!({ "title": "feedback" })).send().await.unwrap();
+        let second = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let r = http.post(format!("{base}/v1/conversations/{second}/turns")).bearer_auth(&ana).header("X-Purpose-Of-Use", "operations").json(&json!({ "question": question })).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let t: Value = r.json().await.unwrap();
+        judged.push(sources(&t["answer"]));
+        let r = http.post(format!("{base}/v1/conversations/{second}/turns/{}/feedback", t["seq"])).bearer_auth(&ana).json(&feedback).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    assert!(judged[0].iter().any(|d| d == "cardiology-note.txt"), "the helpful answer rests on the patient note: {judged:?}");
+    assert!(judged[1].iter().any(|d| d == "facilities-on-call.txt") && !judged[1].iter().any(|d| d == "cardiology-note.txt"), "the second rests on the staff list: {judged:?}");
+    assert!(!judged[2].iter().any(|d| d == "cardiology-note.txt" || d == "facilities-on-call.txt"), "the corrected one on neither: {judged:?}");
+
     // deleted by its owner: gone, and recorded
     let r = http.delete(format!("{base}/v1/conversations/{id}")).bearer_auth(&ana).send().await.unwrap();
     assert_eq!(r.status(), 204);
@@ -193,4 +225,45 @@ async fn follow_ups_are_rewritten_and_conversations_stay_private() {
     drop(_server);
     let log = sanctum(&config, &["audit", "query", "--action", "conversation.delete", "--json"]);
     assert!(log.contains("\"deny\"") && log.contains("\"allow\""), "the refused and the done deletion are recorded: {log}");
+
+    // the judged turns as training chats, through the `train` decision: the patient note's
+    // turn is kept only as a hash (nothing to teach, whoever exports); a privacy officer
+    // exporting for operations may not train on personal identifiers (the staff list's turn
+    // is left out), for the purpose `training` may; an analyst may not export other
+    // people's conversations
+    let export = |user: &str, purpose: &str, out: &std::path::Path| {
+        std::process::Command::new(support::bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["finetune", "export", "--from-feedback", "--validation", "0", "--as", user, "--purpose", purpose, "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let lines = |path: &std::path::Path| std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>();
+    let ops = tmp.path().join("feedback-ops.jsonl");
+    let out = export("pat", "operations", &ops);
+    let printed = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("wrote 1 examples from 3 judged turns") && printed.contains("1 kept only as a hash") && printed.contains("1 withheld by the train decision"), "{printed}");
+    let chats = lines(&ops);
+    assert_eq!(chats.len(), 1, "{chats:?}");
+    let messages = chats[0]["messages"].as_array().unwrap();
+    assert_eq!(messages[2], json!({ "role": "assistant", "content": "At most two visitors at a bedside [1]." }), "the correction is taught");
+    assert!(messages[1]["content"].as_str().unwrap().contains("How many visitors may be at a bedside in intensive care?"), "{chats:?}");
+    let text = std::fs::read_to_string(&ops).unwrap();
+    assert!(!text.contains("44001127") && !text.contains("555-0142"), "no identifiers in the file");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("feedback-ops.manifest.json")).unwrap()).unwrap();
+    assert_eq!((manifest["from"].as_str(), manifest["report"]["withheld_turns"].as_u64()), (Some("feedback"), Some(1)), "{manifest}");
+    let training = tmp.path().join("feedback-training.jsonl");
+    let out = export("pat", "training", &training);
+    assert!(out.status.success(), "{out:?}");
+    let chats = lines(&training);
+    assert_eq!(chats.len(), 2, "the staff list's turn too, for the purpose training: {chats:?}");
+    assert!(chats.iter().any(|c| c["feedback"]["corrected"] == false), "{chats:?}");
+    let refused = export("ana", "operations", &tmp.path().join("feedback-ana.jsonl"));
+    assert!(!refused.status.success() && !tmp.path().join("feedback-ana.jsonl").exists(), "{refused:?}");
+    let log = sanctum(&config, &["audit", "query", "--action", "finetune.export", "--json"]);
+    assert!(log.contains("\"from\": \"feedback\"") || log.contains("\"from\":\"feedback\""), "{log}");
+    assert!(log.contains("\"deny\""), "the analyst's attempt is recorded: {log}");
 }

@@ -103,7 +103,7 @@ fn the_web_ui_in_a_real_browser() {
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     }
     let texts = |key: &str| found[key].as_array().unwrap_or_else(|| panic!("{key}: {found}")).iter().map(|r| r.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>();
-    assert_eq!(texts("analyst_nav"), ["Search", "Ask", "Library"], "no admin pages offered to an analyst: {found}");
+    assert_eq!(texts("analyst_nav"), ["Search", "Ask", "Chat", "Library"], "no admin pages offered to an analyst: {found}");
     assert_eq!(found["analyst_policies"], 403, "{found}");
     assert_eq!(found["analyst_audit"], 403, "{found}");
     assert!(texts("titles").iter().any(|t| t == XSS), "the title is shown as text: {found}");

@@ -8,6 +8,7 @@ use std::time::Instant;
 use policies::{AuthorizedQuery, DecisionPoint, Principal};
 
 use crate::answer::ask::{self, Answer, AskRequest, Limits};
+use crate::answer::escalate;
 use crate::answer::TokenSink;
 use crate::app::Sanctum;
 use crate::audit::{Action, Entry};
@@ -240,15 +241,72 @@ pub(crate) async fn ask_within(
     };
     let redactor = redact_answer.then_some(&*ctx.detector);
     let limits = Limits { max_tokens, prompt_budget: None };
+    tokio::pin!(stop);
+    // with escalation on, the first answer is held back until it is known to stand
+    let escalating = ctx.config.escalation.enabled;
+    let mut held = String::new();
     // dropping the generation stops the model at its next token
-    let result = tokio::select! {
-        answered = ask::answer_from(generator.as_ref(), &request.question, &evidence, limits, retrieval_ms, redactor, sink) => answered,
-        stopped = stop => Err(stopped),
+    let result = {
+        let mut hold = |piece: &str| held.push_str(piece);
+        let first: TokenSink<'_> = if escalating { &mut hold } else { &mut *sink };
+        tokio::select! {
+            answered = ask::answer_from(generator.as_ref(), &request.question, &evidence, limits, retrieval_ms, redactor, first) => answered,
+            stopped = &mut stop => Err(stopped),
+        }
+    };
+    let result = match result {
+        Ok(first) => match escalate::reason(&ctx.config.escalation, &first) {
+            None => {
+                if !held.is_empty() {
+                    sink(&held);
+                }
+                Ok(first)
+            }
+            Some(why) => {
+                let began = Instant::now();
+                let to = escalate::target(&ctx.config.escalation);
+                let decision = escalate::decide(&auth, &principal, &to, &evidence, why);
+                let mut escalation = escalate::Escalation { reason: why, from: first.model.clone(), to, allowed: decision.allow, reasons: decision.reasons, answered: false, added_ms: 0.0 };
+                // the larger model's answer, its failure (the first answer stands), or the
+                // stop that ends the request
+                let second: Option<std::result::Result<Result<Answer>, Error>> = if decision.allow {
+                    match ctx.escalation_generator().await {
+                        Ok(larger) => tokio::select! {
+                            answered = ask::answer_from(larger.as_ref(), &request.question, &evidence, limits, retrieval_ms, redactor, &mut *sink) => Some(Ok(answered)),
+                            stopped = &mut stop => Some(Err(stopped)),
+                        },
+                        Err(e) => Some(Ok(Err(e))),
+                    }
+                } else {
+                    None
+                };
+                escalation.added_ms = began.elapsed().as_secs_f64() * 1000.0;
+                match second {
+                    Some(Err(stopped)) => Err(stopped),
+                    Some(Ok(Ok(mut a))) => {
+                        escalation.answered = true;
+                        a.escalation = Some(escalation);
+                        Ok(a)
+                    }
+                    failed => {
+                        if let Some(Ok(Err(e))) = failed {
+                            tracing::warn!(error = %e, "the larger model failed; the first answer stands");
+                            escalation.reasons.push(format!("the larger model failed: {e}"));
+                        }
+                        sink(&held);
+                        let mut a = first;
+                        a.escalation = Some(escalation);
+                        Ok(a)
+                    }
+                }
+            }
+        },
+        Err(e) => Err(e),
     };
     let latency_us = started.elapsed().as_micros() as u64;
     let entry = match &result {
         Ok(a) => Entry::new(&caller.user, Action::Answer).object(asked.seq.to_string()).decision(if a.redacted { "redact" } else { "ok" }).details(serde_json::json!({
-            "ask": asked.seq, "answer": ctx.auditor.text(&a.text, hash_only), "model": a.model,
+            "ask": asked.seq, "answer": ctx.auditor.text(&a.text, hash_only), "model": a.model, "escalation": a.escalation,
             "sources": a.sources.iter().map(|s| serde_json::json!({ "number": s.number, "chunk": s.chunk_id, "document": s.document_id })).collect::<Vec<_>>(),
             "cited": a.citations.iter().map(|c| c.number).collect::<Vec<_>>(), "invalid_citations": a.invalid_citations,
             "ungrounded": a.ungrounded, "prompt_tokens": a.prompt_tokens, "completion_tokens": a.generation.as_ref().map(|g| g.completion_tokens),

@@ -76,6 +76,8 @@ pub struct Sanctum {
     engine: OnceCell<Engine>,
     /// The answer model and the adapter it was loaded with (reloaded when another is activated).
     generator: tokio::sync::Mutex<Option<(Option<String>, Arc<dyn Generator>)>>,
+    /// The larger model answers are escalated to (loaded on first use).
+    escalation: tokio::sync::Mutex<Option<Arc<dyn Generator>>>,
     _lock: DataDirLock,
 }
 
@@ -112,7 +114,7 @@ impl Sanctum {
             Err(e) => return Err((db, e)),
         };
         let store = OriginalStore::new(config.originals_dir());
-        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, engine: OnceCell::new(), generator: tokio::sync::Mutex::new(None), _lock: lock })
+        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, engine: OnceCell::new(), generator: tokio::sync::Mutex::new(None), escalation: tokio::sync::Mutex::new(None), _lock: lock })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -157,6 +159,22 @@ impl Sanctum {
         *slot = None;
         let g = answer::load_generator(&self.config, self.egress.clone(), self.config.answer.backend, &self.config.answer.model, adapter.as_deref()).await?;
         *slot = Some((adapter, g.clone()));
+        Ok(g)
+    }
+
+    /// The larger model of `[escalation]`, loaded on first use and kept.
+    pub async fn escalation_generator(&self) -> Result<Arc<dyn Generator>> {
+        let mut slot = self.escalation.lock().await;
+        if let Some(g) = slot.as_ref() {
+            return Ok(g.clone());
+        }
+        let e = &self.config.escalation;
+        let g: Arc<dyn Generator> = match (&e.backend, &e.http) {
+            (crate::config::AnswerBackend::Http, Some(http)) => Arc::new(answer::remote::Remote::new(http, self.egress.clone())?),
+            (crate::config::AnswerBackend::Http, None) => return Err(Error::Config("escalation.http must be set for backend \"http\"".into())),
+            (backend, _) => answer::load_generator(&self.config, self.egress.clone(), *backend, &e.model, None).await?,
+        };
+        *slot = Some(g.clone());
         Ok(g)
     }
 

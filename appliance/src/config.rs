@@ -56,6 +56,36 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub conversations: ConversationsConfig,
+    #[serde(default)]
+    pub escalation: EscalationConfig,
+}
+
+/// Re-asking a larger model when the answer model could not answer well (off by default).
+/// Whether a question may be escalated is the `escalate` policy decision's, per principal,
+/// purpose and passages; a remote host is also an `egress` decision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    pub enabled: bool,
+    /// `llama_cpp` or `mistralrs` (a second model file here) or `http` (an on-prem GPU
+    /// host, also listed in `egress.allow`).
+    pub backend: AnswerBackend,
+    /// The larger model file, relative to the models directory (local backends).
+    pub model: String,
+    /// The host, for `backend = "http"`.
+    pub http: Option<HttpGeneratorConfig>,
+    /// Escalate an answer that cites no passage.
+    pub on_ungrounded: bool,
+    /// Escalate "the documents do not say" when a passage given was at least
+    /// `strong_evidence` similar to the question.
+    pub on_declined: bool,
+    pub strong_evidence: f32,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        Self { enabled: false, backend: AnswerBackend::LlamaCpp, model: String::new(), http: None, on_ungrounded: true, on_declined: true, strong_evidence: 0.5 }
+    }
 }
 
 /// How long conversations are kept. A conversation is purged (with a
@@ -585,6 +615,19 @@ impl Config {
         if a.backend == AnswerBackend::Http && a.http.is_none() {
             return bad("answer.http", "is required when answer.backend = \"http\" (endpoint and model)");
         }
+        let e = &self.escalation;
+        if e.enabled && e.backend == AnswerBackend::Http && e.http.is_none() {
+            return bad("escalation.http", "is required when escalation.backend = \"http\" (endpoint and model)");
+        }
+        if e.enabled && e.backend != AnswerBackend::Http && e.model.trim().is_empty() {
+            return bad("escalation.model", "must name the larger GGUF file in the models directory (or set escalation.backend = \"http\")");
+        }
+        if e.enabled && !(e.on_ungrounded || e.on_declined) {
+            return bad("escalation", "enabled, but neither on_ungrounded nor on_declined is set: nothing would be escalated");
+        }
+        if !(-1.0..=1.0).contains(&e.strong_evidence) {
+            return bad("escalation.strong_evidence", "must be between -1 and 1");
+        }
         let p = &self.policy;
         if p.region.is_empty() || !p.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')) {
             return bad("policy.region", "must be a lowercase region name such as us or eu");
@@ -672,6 +715,7 @@ impl Config {
             http: Default::default(),
             auth: Default::default(),
             conversations: Default::default(),
+            escalation: Default::default(),
         }
     }
 

@@ -271,8 +271,15 @@ enum FinetuneCommand {
     /// through the `train` policy decision; the export is recorded.
     Export {
         /// A SciFact-style BEIR dataset (claims with annotated evidence).
-        #[arg(long)]
-        dataset: PathBuf,
+        #[arg(long, required_unless_present = "from_feedback", conflicts_with = "from_feedback")]
+        dataset: Option<PathBuf>,
+        /// Instead of a dataset: the conversation turns analysts marked helpful or corrected
+        /// (administrators and privacy officers only; the `train` decision applies).
+        #[arg(long, conflicts_with_all = ["fresh_library", "limit"])]
+        from_feedback: bool,
+        /// With --from-feedback: only feedback given since this time (RFC 3339).
+        #[arg(long, requires = "from_feedback")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
         /// The training file (.jsonl); `<name>.val.jsonl` and `<name>.manifest.json` go beside it.
         #[arg(long)]
         out: PathBuf,
@@ -748,6 +755,23 @@ enum BenchCommand {
         adapters: Vec<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Escalate to this larger model file (relative to the models directory) where the
+        /// first answer cites nothing or declines with strong evidence: rate, time added.
+        #[arg(long)]
+        escalate_to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow-ups rewritten into standalone questions: the rewrite's latency (p50, p99) and
+    /// the retrieval of follow-ups as typed vs rewritten (recall@5 of the right document) on
+    /// a labelled set of conversations over a corpus.
+    Followups {
+        #[arg(long, default_value = "deploy/demo-followups.jsonl")]
+        set: PathBuf,
+        #[arg(long, default_value = "deploy/demo")]
+        corpus: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -1171,9 +1195,12 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                     let opts = bench::answer::Options { dataset, limit, distractors, models, backends, adapters, max_tokens, prompt_tokens, data_dir };
                     (bench::answer::run(&config, &opts, &log).await?, json)
                 }
-                BenchCommand::Questions { set, corpus, models, adapters, data_dir, json } => {
-                    let opts = bench::questions::Options { set, corpus, models, adapters, data_dir };
+                BenchCommand::Questions { set, corpus, models, adapters, data_dir, escalate_to, json } => {
+                    let opts = bench::questions::Options { set, corpus, models, adapters, data_dir, escalate_to };
                     (bench::questions::run(&config, &opts, &log).await?, json)
+                }
+                BenchCommand::Followups { set, corpus, data_dir, json } => {
+                    (bench::followups::run(&config, &bench::followups::Options { set, corpus, data_dir }, &log).await?, json)
                 }
                 BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
@@ -1441,7 +1468,7 @@ async fn conversations(config: Config, command: ConversationsCommand) -> Result<
                         let _ = out.flush();
                     }
                 };
-                let asked = conversations::ask(&ctx, &caller, id, &question, max_tokens, &mut sink).await?;
+                let asked = conversations::ask(&ctx, &caller, id, &question, max_tokens, &mut |_: &conversations::rewrite::Rewrite| {}, &mut sink, std::future::pending()).await?;
                 if json {
                     print_json(&asked)?;
                 } else {
@@ -1530,11 +1557,40 @@ async fn documents(config: Config, command: DocumentsCommand) -> Result<ExitCode
 async fn finetune(config: Config, command: FinetuneCommand) -> Result<ExitCode> {
     use sanctum::finetune::{export, train};
     match command {
-        FinetuneCommand::Export { dataset, out, limit, validation, prompt_tokens, max_tokens, fresh_library, distractors, data_dir, model, principal } => {
+        FinetuneCommand::Export { dataset, from_feedback, since, out, limit, validation, prompt_tokens, max_tokens, fresh_library, distractors, data_dir, model, principal } => {
             let mut config = config;
             if let Some(m) = model {
                 config.answer.model = m;
             }
+            if from_feedback {
+                use sanctum::finetune::feedback;
+                let user = principal.user("finetune export --from-feedback")?.to_string();
+                let purpose = principal.purpose()?.unwrap_or_else(|| "training".into());
+                let caller = access::Caller::cli(&user, Some(&purpose), Default::default());
+                let opts = feedback::Options { out, since, validation, prompt_tokens, max_tokens };
+                let ctx = Sanctum::open(config).await?;
+                let done = feedback::export(&ctx, &caller, &opts).await;
+                ctx.close().await?;
+                let report = done?;
+                println!(
+                    "wrote {} examples from {} judged turns ({} approved, {} corrected, {} escalated): {} to {} and {} to {}; left out: {} kept only as a hash, {} no longer readable, {} withheld by the train decision; manifest {}",
+                    report.examples,
+                    report.judged,
+                    report.approved,
+                    report.corrected,
+                    report.escalated,
+                    report.train,
+                    report.train_file.display(),
+                    report.validation,
+                    report.validation_file.display(),
+                    report.hash_only,
+                    report.unreadable,
+                    report.withheld_turns,
+                    report.manifest_file.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let dataset = dataset.ok_or_else(|| sanctum::error::Error::invalid("--dataset", "is required (or --from-feedback)"))?;
             let opts = export::Options { dataset, out, limit, validation, prompt_tokens, max_tokens };
             let log = |m: &str| eprintln!("{m}");
             let report = if fresh_library {

@@ -380,9 +380,9 @@ async fn every_operation_leaves_its_record() {
     // cannot be rewritten from it)
     let ana = Caller::cli("ana", Some("operations"), Narrowing { exclude_labels: vec!["phi".into()], ..Narrowing::default() });
     let chat = conversations::create(&ctx, &ana, None).await.unwrap();
-    let first = conversations::ask(&ctx, &ana, chat.id, question, Some(16), &mut |_: &str| {}).await.unwrap();
+    let first = conversations::ask(&ctx, &ana, chat.id, question, Some(16), &mut |_: &conversations::rewrite::Rewrite| {}, &mut |_: &str| {}, std::future::pending()).await.unwrap();
     assert_eq!((first.seq, first.rewrite.question.as_str()), (1, question), "the first question is asked as written");
-    let second = conversations::ask(&ctx, &ana, chat.id, "And in maternity?", Some(16), &mut |_: &str| {}).await.unwrap();
+    let second = conversations::ask(&ctx, &ana, chat.id, "And in maternity?", Some(16), &mut |_: &conversations::rewrite::Rewrite| {}, &mut |_: &str| {}, std::future::pending()).await.unwrap();
     assert_eq!(second.seq, 2);
     assert_ne!(second.rewrite.question, "And in maternity?", "a follow-up is made standalone: {:?}", second.rewrite);
     conversations::rename(&ctx, &ana, chat.id, "ICU visiting").await.unwrap();
@@ -626,7 +626,7 @@ async fn conversations_past_their_retention_are_purged_with_a_record() {
     let mut ids = Vec::new();
     for question in ["What was prescribed for the chest pain with aspirin?", "How many visitors may be at a bedside in intensive care?", "How many visitors in intensive care?"] {
         let chat = conversations::create(&ctx, &cole, None).await.unwrap();
-        conversations::ask(&ctx, &cole, chat.id, question, Some(8), &mut |_: &str| {}).await.unwrap();
+        conversations::ask(&ctx, &cole, chat.id, question, Some(8), &mut |_: &conversations::rewrite::Rewrite| {}, &mut |_: &str| {}, std::future::pending()).await.unwrap();
         ids.push(chat.id);
     }
     let thread = conversations::get(&ctx, &cole, ids[0]).await.unwrap();

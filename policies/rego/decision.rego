@@ -10,12 +10,16 @@
 #   trains    point `train`: may each document feed      input: appliance, principal, purpose,
 #             training data for fine-tuning the answer          documents (a batch)
 #             model? (optional: older sets lack it, and then only `train` is denied)
+#   escalate  may a question be re-asked of the larger   input: appliance, principal, purpose,
+#             model with these passages? (optional:             target, documents, reason
+#             older sets lack it, and then nothing is escalated)
 package sanctum.decision
 
 import rego.v1
 
 import data.sanctum.access
 import data.sanctum.egress as outbound
+import data.sanctum.escalation
 import data.sanctum.hipaa
 import data.sanctum.residency
 
@@ -61,6 +65,10 @@ train(doc) := {"allow": count(denials) == 0, "redact": false, "reasons": denials
 }
 
 trains := [train(doc) | some doc in input.documents]
+
+escalate := {"allow": count(denials) == 0, "redact": false, "reasons": denials} if {
+	denials := escalation.denials(principal_denials)
+}
 
 answer := {"allow": count(principal_denials) == 0, "redact": true, "reasons": ["identifiers in the answer are masked: this principal may not see PHI for this purpose of use"]} if {
 	hipaa.redact_output(input.principal)

@@ -1,9 +1,9 @@
 //! A compiled policy set answering the decision points.
 //!
 //! The set is compiled once into RVM bytecode with one entry point per decision point.
-//! `train` came later and is compiled into a program of its own, only where the set defines
-//! it: a set stored before it existed still serves every other point, and `train` fails
-//! closed with a message saying what to add.
+//! `train` and `escalate` came later and are each compiled into a program of their own,
+//! only where the set defines them: a set stored before they existed still serves every
+//! other point, and they fail closed with a message saying what to add.
 //!
 //! Each evaluation runs in a fresh VM (cheap: the program and the data are shared) under
 //! an instruction limit that grows with the batch size and a wall-clock limit; exceeding
@@ -23,7 +23,7 @@ use crate::authorized::AuthorizedQuery;
 use crate::model::{Content, Decision, DecisionPoint, DocumentAttrs, Endpoint, PolicyError, Principal, Scope};
 use crate::set::PolicySet;
 
-/// The rules every policy set defines, in [`DecisionPoint`] order (`train` aside).
+/// The rules every policy set defines, in [`DecisionPoint`] order (the optional ones aside).
 pub const ENTRY_POINTS: [&str; 6] = [
     "data.sanctum.decision.ingest",
     "data.sanctum.decision.retrieve",
@@ -36,11 +36,21 @@ pub const ENTRY_POINTS: [&str; 6] = [
 /// The rule of the `train` decision point. Optional: sets stored before it existed lack it.
 pub const TRAIN_ENTRY_POINT: &str = "data.sanctum.decision.trains";
 
-/// Why `train` fails on a set without [`TRAIN_ENTRY_POINT`].
-const NO_TRAIN: &str = "the active policy set has no `train` decision (data.sanctum.decision.trains); add it (see policies/rego/decision.rego) before exporting training data";
+/// The rule of the `escalate` decision point. Optional: sets stored before it existed lack
+/// it, and then nothing is escalated.
+pub const ESCALATE_ENTRY_POINT: &str = "data.sanctum.decision.escalate";
+
+/// The optional decision points, each the only entry point of its own program.
+pub const OPTIONAL: [(DecisionPoint, &str); 2] = [(DecisionPoint::Train, TRAIN_ENTRY_POINT), (DecisionPoint::Escalate, ESCALATE_ENTRY_POINT)];
+
+/// Why an optional `point` fails on a set without its rule.
+pub(crate) fn missing(point: DecisionPoint) -> String {
+    let what = if point == DecisionPoint::Escalate { "escalating a question to the larger model" } else { "exporting training data" };
+    format!("the active policy set has no `{point}` decision ({}); add it (see policies/rego/decision.rego) before {what}", rule(point))
+}
 
 /// Where `point` is compiled: its index in [`ENTRY_POINTS`] (the main program), or `None`
-/// for `train`, the only entry point of its own optional program.
+/// for an optional point (see [`OPTIONAL`]).
 pub(crate) fn entry(point: DecisionPoint) -> Option<usize> {
     match point {
         DecisionPoint::Ingest => Some(0),
@@ -49,13 +59,16 @@ pub(crate) fn entry(point: DecisionPoint) -> Option<usize> {
         DecisionPoint::Answer => Some(3),
         DecisionPoint::Egress => Some(4),
         DecisionPoint::Audit => Some(5),
-        DecisionPoint::Train => None,
+        DecisionPoint::Train | DecisionPoint::Escalate => None,
     }
 }
 
 /// The rule `point` evaluates.
 pub(crate) fn rule(point: DecisionPoint) -> &'static str {
-    entry(point).map_or(TRAIN_ENTRY_POINT, |i| ENTRY_POINTS[i])
+    match entry(point) {
+        Some(i) => ENTRY_POINTS[i],
+        None => OPTIONAL.iter().find(|(p, _)| *p == point).map_or(TRAIN_ENTRY_POINT, |(_, r)| r),
+    }
 }
 
 /// Bounds on one evaluation. A policy that needs more is broken (or hostile): deny.
@@ -77,8 +90,8 @@ impl Default for Limits {
 
 pub struct PolicyEngine {
     program: Arc<Program>,
-    /// [`TRAIN_ENTRY_POINT`], where the set defines it.
-    train: Option<Arc<Program>>,
+    /// The optional points the set defines (see [`OPTIONAL`]), each with its program.
+    optional: Vec<(DecisionPoint, Arc<Program>)>,
     data: Value,
     appliance_region: String,
     limits: Limits,
@@ -125,16 +138,17 @@ impl PolicyEngine {
         let data = engine.get_data();
         let compiled = engine.compile_with_entrypoint(&ENTRY_POINTS[0].into()).map_err(|e| e.to_string())?;
         let program = Compiler::compile_from_policy(&compiled, &ENTRY_POINTS).map_err(|e| e.to_string())?;
-        // compiled only where defined, so that a set from before `train` still compiles; an
-        // error in a `trains` rule that is there is still an error
-        let train = if compiled.get_rules().contains_key(TRAIN_ENTRY_POINT) {
-            Some(Compiler::compile_from_policy(&compiled, &[TRAIN_ENTRY_POINT]).map_err(|e| e.to_string())?)
-        } else {
-            None
-        };
+        // compiled only where defined, so that a set from before `train` or `escalate` still
+        // compiles; an error in such a rule that is there is still an error
+        let mut optional = Vec::new();
+        for (point, rule) in OPTIONAL {
+            if compiled.get_rules().contains_key(rule) {
+                optional.push((point, Compiler::compile_from_policy(&compiled, &[rule]).map_err(|e| e.to_string())?));
+            }
+        }
         Ok(PolicyEngine {
             program,
-            train,
+            optional,
             data,
             appliance_region: appliance_region.to_string(),
             limits,
@@ -180,7 +194,8 @@ impl PolicyEngine {
     }
 
     /// Whether the active policy (the set's bytecode, or the wasm bundle when it decides)
-    /// answers `point`: always, except `train` for a set or bundle made before it existed.
+    /// answers `point`: always, except an optional point (`train`, `escalate`) for a set or
+    /// bundle made before it existed.
     pub fn decides(&self, point: DecisionPoint) -> bool {
         #[cfg(feature = "opa-wasm")]
         if let Some(wasm) = &self.wasm {
@@ -191,7 +206,7 @@ impl PolicyEngine {
 
     /// Whether the set's bytecode answers `point` (what validation evaluates).
     pub(crate) fn compiles(&self, point: DecisionPoint) -> bool {
-        entry(point).is_some() || self.train.is_some()
+        entry(point).is_some() || self.optional.iter().any(|(p, _)| *p == point)
     }
 
     /// `input` with `appliance` added: what the policy sees.
@@ -203,7 +218,7 @@ impl PolicyEngine {
     pub(crate) fn eval_raw(&self, point: DecisionPoint, input: serde_json::Value, documents: usize) -> Result<Value, String> {
         let (program, index) = match entry(point) {
             Some(index) => (&self.program, index),
-            None => (self.train.as_ref().ok_or(NO_TRAIN)?, 0),
+            None => (self.optional.iter().find(|(p, _)| *p == point).map(|(_, program)| program).ok_or_else(|| missing(point))?, 0),
         };
         let mut vm = RegoVM::new();
         vm.load_program(program.clone());
@@ -278,6 +293,17 @@ impl PolicyEngine {
             return Err(PolicyError::Failed { point, message: format!("{} decisions for {} documents", decisions.len(), docs.len()) });
         }
         Ok(decisions)
+    }
+
+    /// `escalate`: may `principal` (for `purpose`) have a question re-asked of the larger
+    /// model `target` (`{"model", "backend", "local", "origin"}`) with passages from `docs`,
+    /// for `reason` (`ungrounded`, `declined`)? A policy set without the rule fails closed.
+    pub fn escalate(&self, principal: &Principal, purpose: Option<&str>, target: &serde_json::Value, docs: &[DocumentAttrs], reason: &str) -> Result<Decision, PolicyError> {
+        let mut input = principal_input(principal, purpose);
+        input["target"] = target.clone();
+        input["documents"] = serde_json::json!(docs);
+        input["reason"] = serde_json::json!(reason);
+        self.eval(DecisionPoint::Escalate, input, docs.len())
     }
 
     /// `answer`: is the generated text masked for this principal?

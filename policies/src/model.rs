@@ -59,6 +59,8 @@ pub enum DecisionPoint {
     Audit,
     /// May a document feed an export of training data for fine-tuning the answer model?
     Train,
+    /// May a question and its passages be re-asked of a larger model (escalation)?
+    Escalate,
 }
 
 impl DecisionPoint {
@@ -71,6 +73,7 @@ impl DecisionPoint {
             DecisionPoint::Egress => "egress",
             DecisionPoint::Audit => "audit",
             DecisionPoint::Train => "train",
+            DecisionPoint::Escalate => "escalate",
         }
     }
 }

@@ -18,6 +18,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("decision_test.rego", include_str!("../rego/decision_test.rego")),
     ("egress.rego", include_str!("../rego/egress.rego")),
     ("egress_test.rego", include_str!("../rego/egress_test.rego")),
+    ("escalation.rego", include_str!("../rego/escalation.rego")),
+    ("escalation_test.rego", include_str!("../rego/escalation_test.rego")),
     ("hipaa.rego", include_str!("../rego/hipaa.rego")),
     ("hipaa_test.rego", include_str!("../rego/hipaa_test.rego")),
     ("residency.rego", include_str!("../rego/residency.rego")),

@@ -202,6 +202,14 @@ fn sample_evaluations(engine: &PolicyEngine, interpreter: &mut regorus::Engine) 
             if engine.compiles(DecisionPoint::Train) {
                 cases.push((DecisionPoint::Train, batch.clone(), docs.len()));
             }
+            if engine.compiles(DecisionPoint::Escalate) {
+                for target in [serde_json::json!({ "model": "m.gguf", "backend": "llama_cpp", "local": true }), serde_json::json!({ "model": "m", "backend": "http", "local": false, "origin": "https://gpu.internal:443" })] {
+                    let mut escalate = batch.clone();
+                    escalate["target"] = target;
+                    escalate["reason"] = serde_json::json!("ungrounded");
+                    cases.push((DecisionPoint::Escalate, escalate, docs.len()));
+                }
+            }
             cases.push((DecisionPoint::Chunk, batch, docs.len()));
             cases.push((DecisionPoint::Answer, base.clone(), 0));
             for labels in [serde_json::json!([]), serde_json::json!(["phi"]), serde_json::json!(["pii", "confidential"])] {

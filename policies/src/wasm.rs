@@ -33,6 +33,9 @@ pub const WASM_ENTRY_POINTS: [&str; 6] = [
 /// The entry point of `train`, which bundles built before it existed lack.
 pub const WASM_TRAIN_ENTRY_POINT: &str = "sanctum/decision/trains";
 
+/// The entry point of `escalate`, which bundles built before it existed lack.
+pub const WASM_ESCALATE_ENTRY_POINT: &str = "sanctum/decision/escalate";
+
 fn entry(point: DecisionPoint) -> &'static str {
     match point {
         DecisionPoint::Ingest => WASM_ENTRY_POINTS[0],
@@ -42,6 +45,7 @@ fn entry(point: DecisionPoint) -> &'static str {
         DecisionPoint::Egress => WASM_ENTRY_POINTS[4],
         DecisionPoint::Audit => WASM_ENTRY_POINTS[5],
         DecisionPoint::Train => WASM_TRAIN_ENTRY_POINT,
+        DecisionPoint::Escalate => WASM_ESCALATE_ENTRY_POINT,
     }
 }
 
@@ -54,6 +58,8 @@ pub struct WasmEngine {
     fuel: u64,
     /// Whether the module exports [`WASM_TRAIN_ENTRY_POINT`].
     train: bool,
+    /// Whether the module exports [`WASM_ESCALATE_ENTRY_POINT`].
+    escalate: bool,
 }
 
 impl WasmEngine {
@@ -70,7 +76,7 @@ impl WasmEngine {
         config.consume_fuel(true);
         let engine = wasmtime::Engine::new(&config).map_err(|e| format!("wasm runtime: {e:#}"))?;
         let module = wasmtime::Module::new(&engine, wasm).map_err(|e| format!("not a WebAssembly module: {e:#}"))?;
-        let mut this = WasmEngine { engine, module, data, appliance_region: appliance_region.to_string(), fuel, train: false };
+        let mut this = WasmEngine { engine, module, data, appliance_region: appliance_region.to_string(), fuel, train: false, escalate: false };
         let mut store = this.store(DecisionPoint::Ingest).map_err(|e| e.to_string())?;
         let runtime = Runtime::new(&mut store, &this.module).await.map_err(|e| format!("not an OPA wasm policy: {e:#}"))?;
         let have = runtime.entrypoints();
@@ -79,6 +85,7 @@ impl WasmEngine {
             return Err(format!("the policy lacks the entry points {missing:?}; build it with `opa build -t wasm -e ...` for each"));
         }
         this.train = have.contains(WASM_TRAIN_ENTRY_POINT);
+        this.escalate = have.contains(WASM_ESCALATE_ENTRY_POINT);
         Ok(this)
     }
 
@@ -91,13 +98,18 @@ impl WasmEngine {
             appliance_region: self.appliance_region.clone(),
             fuel: self.fuel,
             train: self.train,
+            escalate: self.escalate,
         }
     }
 
-    /// Whether the bundle answers `point`: always, except `train` for a bundle built
-    /// before it existed.
+    /// Whether the bundle answers `point`: always, except `train` or `escalate` for a bundle
+    /// built before it existed.
     pub fn decides(&self, point: DecisionPoint) -> bool {
-        point != DecisionPoint::Train || self.train
+        match point {
+            DecisionPoint::Train => self.train,
+            DecisionPoint::Escalate => self.escalate,
+            _ => true,
+        }
     }
 
     fn store(&self, point: DecisionPoint) -> Result<wasmtime::Store<()>, PolicyError> {
@@ -111,9 +123,8 @@ impl WasmEngine {
     pub async fn evaluate(&self, point: DecisionPoint, input: serde_json::Value) -> Result<serde_json::Value, PolicyError> {
         let failed = |message: String| PolicyError::Failed { point, message };
         if !self.decides(point) {
-            return Err(failed(format!(
-                "the OPA wasm bundle has no `train` decision ({WASM_TRAIN_ENTRY_POINT}): it was built before it existed; rebuild it with `opa build -t wasm ... -e {WASM_TRAIN_ENTRY_POINT} policies/rego` before exporting training data"
-            )));
+            let e = entry(point);
+            return Err(failed(format!("the OPA wasm bundle has no `{point}` decision ({e}): it was built before it existed; rebuild it with `opa build -t wasm ... -e {e} policies/rego`")));
         }
         let input = crate::engine::with_appliance(input, &self.appliance_region);
         let mut store = self.store(point)?;

@@ -83,6 +83,41 @@ mod tests {
     }
 
     #[test]
+    fn the_chat_thread_escapes_and_withholds() {
+        let chrome = pages::Chrome { user: "ana".into(), csrf: "t".into(), active: "chat", admin: false, auditor: false };
+        let turn = |seq: i32, withheld: bool| pages::TurnView {
+            seq,
+            asked: Some("<script>alert(1)</script> and for children?".into()),
+            rewritten: Some("May children visit intensive care?".into()),
+            answer: (!withheld).then(|| "Children under 12 with an adult [1].".to_string()),
+            withheld,
+            kept_as_hash: false,
+            sources: vec![pages::SourceLink { number: 1, href: "/ui/passages/x?q=a".into(), title: "<img src=x onerror=alert(1)>".into(), withheld, cited: true }],
+            model: "Answered by m.gguf.".into(),
+            feedback: (seq == 1).then(|| "helpful".to_string()),
+            correction: None,
+        };
+        let page = pages::Chat {
+            chrome,
+            purposes: vec!["operations".into()],
+            purpose: "operations".into(),
+            conversations: vec![pages::ConversationLink { id: "c1".into(), title: "<b>ICU</b>".into(), turns: 2, updated: "2026-12-03 10:00:00".into(), current: true }],
+            thread: Some(pages::ThreadView { id: "c1".into(), title: "<b>ICU</b>".into(), turns: vec![turn(1, false), turn(2, true)] }),
+            notices: Vec::new(),
+            error: None,
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert") && !html.contains("<img src=x") && !html.contains("<b>ICU"), "{html}");
+        assert!(html.contains("Asked as: <q>May children visit intensive care?</q>"), "{html}");
+        assert!(html.contains("Children under 12 with an adult [1]."), "{html}");
+        assert!(html.contains("This answer is withheld") && html.contains("[1] withheld"), "{html}");
+        assert_eq!(html.matches("Children under 12").count(), 1, "the withheld turn's answer is not in the page");
+        assert!(html.contains("You said: helpful") && html.contains(r#"aria-label="Not helpful (turn 2)""#), "{html}");
+        assert!(html.contains(r#"id="chat-form" class="query" data-conversation="c1""#), "{html}");
+        assert!(!html.contains(" style=") && !html.contains("onclick"), "no inline style or handlers");
+    }
+
+    #[test]
     fn assets_are_embedded() {
         assert!(asset("app.css").is_some() && asset("app.js").is_some() && asset("../Cargo.toml").is_none());
     }

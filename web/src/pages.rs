@@ -132,3 +132,62 @@ pub struct Library {
     pub notices: Vec<String>,
     pub error: Option<String>,
 }
+
+/// A conversation in the Chat page's list.
+pub struct ConversationLink {
+    pub id: String,
+    pub title: String,
+    pub turns: i64,
+    pub updated: String,
+    /// The one open on the page.
+    pub current: bool,
+}
+
+/// A passage a turn's answer was written from, as a link (or withheld).
+pub struct SourceLink {
+    pub number: usize,
+    pub href: String,
+    pub title: String,
+    /// The policy in force no longer lets the owner see it (not even its name is shown).
+    pub withheld: bool,
+    pub cited: bool,
+}
+
+/// One question and its answer in a conversation.
+pub struct TurnView {
+    pub seq: i32,
+    /// As typed (None: kept only as a hash).
+    pub asked: Option<String>,
+    /// The standalone question answered, when it differs from what was typed.
+    pub rewritten: Option<String>,
+    /// None: withheld now, or kept only as a hash.
+    pub answer: Option<String>,
+    pub withheld: bool,
+    pub kept_as_hash: bool,
+    pub sources: Vec<SourceLink>,
+    /// Which model (and adapter) wrote it.
+    pub model: String,
+    /// "helpful" or "not helpful", when the owner said.
+    pub feedback: Option<String>,
+    pub correction: Option<String>,
+}
+
+/// An open conversation.
+pub struct ThreadView {
+    pub id: String,
+    pub title: String,
+    pub turns: Vec<TurnView>,
+}
+
+#[derive(Template)]
+#[template(path = "chat.html")]
+pub struct Chat {
+    pub chrome: Chrome,
+    pub purposes: Vec<String>,
+    /// The purpose of use the thread was read for (and new turns are asked for).
+    pub purpose: String,
+    pub conversations: Vec<ConversationLink>,
+    pub thread: Option<ThreadView>,
+    pub notices: Vec<String>,
+    pub error: Option<String>,
+}

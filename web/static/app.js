@@ -1,5 +1,6 @@
 // Sanctum's one script (no inline script anywhere: the pages run under a strict CSP).
-// The Ask page streams its answer from POST /v1/ask as server-sent events.
+// The Ask page streams its answer from POST /v1/ask as server-sent events; the Chat page
+// streams each turn from POST /v1/conversations/{id}/turns.
 "use strict";
 
 function csrfToken() {
@@ -47,17 +48,40 @@ async function ask(event) {
     return;
   }
   if (!response.ok) {
-    const problem = await response.json().catch(() => null);
-    error.textContent = problem && problem.error ? problem.error.message : "The question was refused (" + response.status + ").";
+    error.textContent = await problemOf(response, "The question was refused");
     show(error, true);
     return;
   }
+  await events(response, (name, payload) => {
+    if (name === "token") {
+      text.textContent += payload.text;
+    } else if (name === "answer") {
+      text.textContent = payload.text;
+      (payload.sources || []).forEach((s, i) => {
+        const n = s.number || i + 1;
+        const li = document.createElement("li");
+        const a = document.createElement("a");
+        a.href = passageLink(s.chunk_id, body.question, citing(payload.text, n), body.purpose);
+        a.textContent = "[" + n + "] " + (s.title || s.document_name);
+        li.appendChild(a);
+        li.appendChild(document.createTextNode(" — " + s.text.slice(0, 240) + (s.text.length > 240 ? "…" : "")));
+        sources.appendChild(li);
+      });
+    } else if (name === "error") {
+      error.textContent = payload.error ? payload.error.message : "The answer failed.";
+      show(error, true);
+    }
+  });
+}
+
+// Reads a server-sent event stream, calling on(name, payload) for each event.
+async function events(response, on) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) { break; }
+    if (done) { return; }
     buffer += decoder.decode(value, { stream: true });
     let cut;
     while ((cut = buffer.indexOf("\n\n")) >= 0) {
@@ -65,28 +89,111 @@ async function ask(event) {
       buffer = buffer.slice(cut + 2);
       const name = (block.match(/^event: (.*)$/m) || [])[1];
       const data = (block.match(/^data: (.*)$/m) || [])[1];
-      if (!data) { continue; }
-      const payload = JSON.parse(data);
-      if (name === "token") {
-        text.textContent += payload.text;
-      } else if (name === "answer") {
-        text.textContent = payload.text;
-        (payload.sources || []).forEach((s, i) => {
-          const n = s.number || i + 1;
-          const li = document.createElement("li");
-          const a = document.createElement("a");
-          a.href = passageLink(s.chunk_id, body.question, citing(payload.text, n), body.purpose);
-          a.textContent = "[" + n + "] " + (s.title || s.document_name);
-          li.appendChild(a);
-          li.appendChild(document.createTextNode(" — " + s.text.slice(0, 240) + (s.text.length > 240 ? "…" : "")));
-          sources.appendChild(li);
-        });
-      } else if (name === "error") {
-        error.textContent = payload.error ? payload.error.message : "The answer failed.";
-        show(error, true);
-      }
+      if (data) { on(name, JSON.parse(data)); }
     }
   }
+}
+
+async function problemOf(response, fallback) {
+  const problem = await response.json().catch(() => null);
+  return problem && problem.error ? problem.error.message : fallback + " (" + response.status + ").";
+}
+
+// Chat: a question or follow-up streams into the thread (the standalone question it was
+// rewritten into first), then the page shows the stored turn; Enter sends, Shift+Enter
+// starts a new line; feedback buttons on each answer.
+function chat() {
+  const form = document.getElementById("chat-form");
+  const id = form.getAttribute("data-conversation");
+  const message = document.getElementById("message");
+  const error = document.getElementById("chat-error");
+  const turns = document.getElementById("turns");
+  message.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const question = message.value.trim();
+    if (!question) { return; }
+    const purpose = form.purpose.value;
+    show(error, false);
+    show(document.getElementById("chat-empty"), false);
+    const send = document.getElementById("send");
+    send.disabled = true;
+    message.readOnly = true;
+    const li = document.createElement("li");
+    li.className = "turn pending";
+    const asked = document.createElement("p");
+    asked.className = "asked";
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = "You";
+    asked.append(who, " " + question);
+    const rewritten = document.createElement("p");
+    rewritten.className = "rewritten meta";
+    rewritten.textContent = "Understanding the follow-up…";
+    const reply = document.createElement("p");
+    reply.className = "reply";
+    li.append(asked, rewritten, reply);
+    turns.appendChild(li);
+    const fail = (text) => { error.textContent = text; show(error, true); li.remove(); send.disabled = false; message.readOnly = false; message.focus(); };
+    let response;
+    try {
+      response = await fetch("/v1/conversations/" + encodeURIComponent(id) + "/turns", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept": "text/event-stream", "X-CSRF-Token": csrfToken() },
+        body: JSON.stringify({ question: question, purpose: purpose }),
+        credentials: "same-origin",
+      });
+    } catch (e) { fail("The appliance could not be reached: " + e.message); return; }
+    if (!response.ok) { fail(await problemOf(response, "The question was refused")); return; }
+    let stored = null;
+    let failed = null;
+    await events(response, (name, payload) => {
+      if (name === "rewrite") {
+        if (payload.question !== question) {
+          rewritten.textContent = "Asked as: ";
+          const q = document.createElement("q");
+          q.textContent = payload.question;
+          rewritten.appendChild(q);
+        } else { rewritten.textContent = ""; }
+      } else if (name === "token") {
+        reply.textContent += payload.text;
+      } else if (name === "turn") {
+        stored = payload;
+      } else if (name === "error") {
+        failed = payload.error ? payload.error.message : "The answer failed.";
+      }
+    });
+    if (failed || !stored) { fail(failed || "The answer was cut off."); return; }
+    // the stored turn, as the thread shows it (sources linked, feedback offered); a URL
+    // that differs only in its fragment would not load the page again
+    const url = "/ui/chat/" + encodeURIComponent(id) + "?purpose=" + encodeURIComponent(purpose);
+    if (location.pathname + location.search === url) {
+      location.hash = "turn-" + stored.seq;
+      location.reload();
+    } else { location.assign(url + "#turn-" + stored.seq); }
+  });
+  turns.addEventListener("click", async (e) => {
+    const button = e.target.closest("button");
+    const box = button && button.closest(".feedback");
+    if (!box) { return; }
+    const seq = box.getAttribute("data-seq");
+    let body;
+    if (button.classList.contains("helpful")) { body = { helpful: true }; }
+    else if (button.classList.contains("unhelpful")) { body = { helpful: false }; }
+    else if (button.classList.contains("send-correction")) {
+      body = { helpful: false, correction: box.querySelector(".correction").value || null, note: box.querySelector(".note").value || null };
+    } else { return; }
+    const state = box.querySelector(".feedback-state");
+    const r = await fetch("/v1/conversations/" + encodeURIComponent(id) + "/turns/" + encodeURIComponent(seq) + "/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    state.textContent = r.ok ? "You said: " + (body.helpful ? "helpful" : "not helpful") + (body.correction ? " (correction sent)" : "") : await problemOf(r, "The feedback was not stored");
+  });
 }
 
 // Library: files dropped on the drop zone go into the file field; rows still being indexed
@@ -185,5 +292,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("ask");
   if (form) { form.addEventListener("submit", ask); }
   if (document.getElementById("dropzone")) { library(); }
+  if (document.getElementById("chat-form")) { chat(); }
   if (document.getElementById("content") && document.getElementById("gutter")) { editor(); }
 });

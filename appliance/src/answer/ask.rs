@@ -82,6 +82,10 @@ pub struct Answer {
     /// conversation's stored text follows it.
     #[serde(skip)]
     pub text_hash_only: bool,
+    /// The answer was re-asked of the larger model (or would have been, but the policy
+    /// denied it): see `escalate`. `model` names the model that wrote `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<super::escalate::Escalation>,
 }
 
 /// Retrieved passages that count as evidence for `question`, best first.
@@ -124,6 +128,7 @@ pub fn no_evidence(retrieval_ms: f64) -> Answer {
         retrieval_ms,
         audit_records: Vec::new(),
         text_hash_only: false,
+        escalation: None,
     }
 }
 
@@ -278,5 +283,6 @@ pub async fn answer_from(
         retrieval_ms,
         audit_records: Vec::new(),
         text_hash_only: false,
+        escalation: None,
     })
 }

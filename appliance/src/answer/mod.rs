@@ -4,6 +4,7 @@
 
 pub mod ask;
 pub mod citations;
+pub mod escalate;
 #[cfg(feature = "slm")]
 pub mod cpu_kernels;
 pub mod generate;

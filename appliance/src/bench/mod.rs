@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod audit;
 pub mod beir;
+pub mod followups;
 pub mod load;
 pub mod metrics;
 pub mod policy;

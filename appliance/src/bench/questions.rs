@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::beir::Verdict;
 use crate::answer::ask::{self, Answer, AskRequest};
+use crate::answer::escalate;
 use crate::answer::load_generator;
 use crate::app::Sanctum;
 use crate::config::Config;
@@ -40,6 +41,9 @@ pub struct Options {
     /// Adapters run next to their base: names, or `all`.
     pub adapters: Vec<String>,
     pub data_dir: Option<PathBuf>,
+    /// Escalate to this larger model file (as `[escalation]` with a local model would):
+    /// how often it fires, what it adds, what it changes.
+    pub escalate_to: Option<String>,
 }
 
 /// Longest answer that still counts as "about a sentence", in words (citations included).
@@ -62,7 +66,7 @@ pub fn load_set(path: &Path) -> Result<Vec<Question>> {
 }
 
 /// The corpus files (sidecars describe them and are not documents).
-fn corpus_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn corpus_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -108,6 +112,11 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
             }
         }
     }
+    let mut base = base.clone();
+    if let Some(larger) = &opts.escalate_to {
+        base.escalation = crate::config::EscalationConfig { enabled: true, model: larger.clone(), ..Default::default() };
+    }
+    let base = &base;
     let mut models = vec![base.answer.model.clone()];
     models.extend(opts.models.iter().filter(|m| **m != base.answer.model).cloned());
     let pairs = super::answer::pairs(base, &models, &opts.adapters)?;
@@ -137,12 +146,29 @@ async fn score(ctx: &Sanctum, questions: &[Question], model: &str, adapter: Opti
     let auth = ctx.authorize(&principal, Some("operations")).await?;
     let limits = ask::Limits { max_tokens: ctx.config.answer.max_tokens, prompt_budget: None };
     let (mut right, mut answerable_right, mut unanswerable_right, mut rows) = (0, 0, 0, Vec::new());
+    let (mut fired, mut answered_by_larger, mut right_before, mut added) = (0, 0, 0, Vec::new());
     for q in questions {
         let request = AskRequest { question: q.question.clone(), passages: None, max_tokens: None };
         let (evidence, _, ms) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?;
         let top_similarity = evidence.iter().filter_map(|p| p.dense.map(|(_, s)| s)).fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
         let mut sink = |_: &str| {};
-        let a = ask::answer_from(generator.as_ref(), &q.question, &evidence, limits, ms, None, &mut sink).await?;
+        let mut a = ask::answer_from(generator.as_ref(), &q.question, &evidence, limits, ms, None, &mut sink).await?;
+        right_before += usize::from(judge(q, &a).0);
+        // escalation, as `ask` does it: the larger model re-asks what the first got wrong
+        if let Some(why) = escalate::reason(&ctx.config.escalation, &a) {
+            fired += 1;
+            let began = std::time::Instant::now();
+            let to = escalate::target(&ctx.config.escalation);
+            let decision = escalate::decide(&auth, &principal, &to, &evidence, why);
+            if decision.allow {
+                let larger = ctx.escalation_generator().await?;
+                let from = a.model.clone();
+                a = ask::answer_from(larger.as_ref(), &q.question, &evidence, limits, ms, None, &mut sink).await?;
+                answered_by_larger += 1;
+                added.push(began.elapsed().as_secs_f64() * 1000.0);
+                a.escalation = Some(escalate::Escalation { reason: why, from, to, allowed: true, reasons: Vec::new(), answered: true, added_ms: *added.last().unwrap_or(&0.0) });
+            }
+        }
         let (ok, why) = judge(q, &a);
         right += usize::from(ok);
         if q.source.is_some() {
@@ -155,14 +181,23 @@ async fn score(ctx: &Sanctum, questions: &[Question], model: &str, adapter: Opti
             "question": q.question, "source": q.source, "right": ok, "why": why, "answer": a.text,
             "cited": a.citations.iter().filter_map(|c| a.sources.get(c.number - 1).map(|s| s.document_name.clone())).collect::<Vec<_>>(),
             "no_evidence": a.no_evidence, "passages": evidence.len(), "top_similarity": top_similarity,
+            "escalated": a.escalation.as_ref().map(|e| e.reason),
         }));
     }
+    let escalation = ctx.config.escalation.enabled.then(|| {
+        json!({
+            "to": escalate::target(&ctx.config.escalation), "fired": fired, "of": questions.len(),
+            "rate": super::round(fired as f64 / questions.len() as f64), "answered": answered_by_larger,
+            "added_ms": super::p50_p99(&mut added.clone()), "added_ms_mean": super::round(added.iter().sum::<f64>() / added.len().max(1) as f64),
+            "right_without": right_before,
+        })
+    });
     let answerable = questions.iter().filter(|q| q.source.is_some()).count();
     Ok(json!({
         "model": model, "adapter": adapter, "right": right, "of": questions.len(),
         "score": super::round(right as f64 / questions.len() as f64),
         "answerable_right": answerable_right, "answerable": answerable,
-        "unanswerable_right": unanswerable_right, "unanswerable": questions.len() - answerable,
+        "unanswerable_right": unanswerable_right, "unanswerable": questions.len() - answerable, "escalation": escalation,
         "questions": rows,
     }))
 }

@@ -29,7 +29,7 @@ pub const MAX_TURNS: i64 = 200;
 /// Longest question, in characters.
 pub const MAX_QUESTION_CHARS: usize = 4000;
 /// Tokens the rewrite prompt may use.
-const REWRITE_BUDGET: usize = 768;
+pub const REWRITE_BUDGET: usize = 768;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Conversation {
@@ -292,8 +292,19 @@ pub async fn standalone(ctx: &Sanctum, history: &[Exchange], follow_up: &str) ->
 /// Asks `asked` in conversation `id` of `caller`'s: rewritten into a standalone question
 /// from the conversation so far, answered by the audited `ask` (the standalone question is
 /// what the policy and the audit log see, with the conversation named in both records),
-/// streamed to `sink`, and stored as the next turn.
-pub async fn ask(ctx: &Sanctum, caller: &Caller, id: Uuid, asked: &str, max_tokens: Option<usize>, sink: TokenSink<'_>) -> Result<Asked> {
+/// streamed to `sink`, and stored as the next turn. `rewritten` hears the standalone
+/// question before retrieval (a page shows it while the answer streams); `stop` ends the
+/// answer early with its error (a credential revoked while it streams).
+pub async fn ask(
+    ctx: &Sanctum,
+    caller: &Caller,
+    id: Uuid,
+    asked: &str,
+    max_tokens: Option<usize>,
+    rewritten: &mut (dyn FnMut(&Rewrite) + Send),
+    sink: TokenSink<'_>,
+    stop: impl std::future::Future<Output = Error> + Send,
+) -> Result<Asked> {
     if asked.trim().is_empty() {
         return Err(Error::invalid("question", "must not be empty"));
     }
@@ -306,9 +317,10 @@ pub async fn ask(ctx: &Sanctum, caller: &Caller, id: Uuid, asked: &str, max_toke
     }
     let history = history(ctx, caller, id).await?;
     let rewrite = standalone(ctx, &history, asked).await?;
+    rewritten(&rewrite);
     let request = AskRequest { question: rewrite.question.clone(), passages: None, max_tokens };
     let context = json!({ "id": id, "turn": conversation.turns + 1, "rewrite": rewrite.method, "asked": ctx.auditor.text(asked, true) });
-    let answer = access::ask_within(ctx, caller, &request, context, sink, std::future::pending()).await?;
+    let answer = access::ask_within(ctx, caller, &request, context, sink, stop).await?;
     let seq = store_turn(ctx, id, asked, &rewrite, &answer, conversation.turns == 0).await?;
     Ok(Asked { conversation: id, seq, rewrite, answer })
 }
@@ -365,7 +377,13 @@ async fn store_turn(ctx: &Sanctum, id: Uuid, asked: &str, rewrite: &Rewrite, ans
     let cited: Vec<i32> = answer.citations.iter().map(|c| c.number as i32).collect();
     let json = |e: serde_json::Error| Error::Internal(format!("a conversation turn could not be stored: {e}"));
     let sources = serde_json::to_value(&sources).map_err(json)?;
-    let model = answer.model.as_ref().map(serde_json::to_value).transpose().map_err(json)?;
+    let mut model = answer.model.as_ref().map(serde_json::to_value).transpose().map_err(json)?;
+    // an answer the larger model wrote says so (and which model it replaced)
+    if let (Some(serde_json::Value::Object(m)), Some(e)) = (model.as_mut(), answer.escalation.as_ref().filter(|e| e.answered)) {
+        m.insert("escalated".into(), json!(true));
+        m.insert("escalated_from".into(), serde_json::to_value(&e.from).map_err(json)?);
+        m.insert("escalation_reason".into(), json!(e.reason));
+    }
     let method = serde_json::to_value(&rewrite.method).map_err(json)?;
     let mut tx = ctx.pool().begin().await?;
     let seq: i32 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) + 1 FROM conversation_turns WHERE conversation_id = $1").bind(id).fetch_one(&mut *tx).await?;

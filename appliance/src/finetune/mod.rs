@@ -7,6 +7,7 @@
 
 pub mod adapters;
 pub mod export;
+pub mod feedback;
 pub mod train;
 
 use crate::bench::beir::Verdict;

@@ -321,8 +321,13 @@ pub(super) fn event_stream(rx: tokio::sync::mpsc::UnboundedReceiver<web::Bytes>)
     HttpResponse::Ok().content_type("text/event-stream").insert_header((header::CACHE_CONTROL, "no-cache")).streaming(stream)
 }
 
+/// The client asked for server-sent events (`Accept: text/event-stream`).
+pub(super) fn wants_events(req: &HttpRequest) -> bool {
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"))
+}
+
 /// One server-sent event.
-fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
+pub(super) fn event(name: &str, data: &impl serde::Serialize) -> web::Bytes {
     web::Bytes::from(format!("event: {name}\ndata: {}\n\n", serde_json::to_string(data).unwrap_or_else(|_| "null".into())))
 }
 
@@ -338,8 +343,7 @@ pub async fn ask(state: web::Data<State>, req: HttpRequest, body: web::Bytes) ->
     let caller = needs_purpose(&state, caller(&state, &req, Scope::Ask, named, narrowing).await?, ", or `purpose` in the body")?;
     let permit = state.ask_permit()?;
     let request = AskRequest { question: body.question, passages: body.passages, max_tokens: body.max_tokens };
-    let streaming = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
-    if !streaming {
+    if !wants_events(&req) {
         let answer = state
             .run(move |ctx| async move {
                 let _permit = permit;

@@ -8,10 +8,11 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::api::{caller, json_body, named_purpose, needs_purpose, Reply};
+use super::api::{caller, event, event_stream, json_body, named_purpose, needs_purpose, wants_events, Reply};
 use super::error::{ApiError, Refusals};
 use super::State;
 use crate::access::Narrowing;
+use crate::auth::standing::{self, Credential};
 use crate::conversations;
 use crate::error::Error;
 use crate::purpose::Source;
@@ -104,8 +105,10 @@ pub async fn delete(state: web::Data<State>, req: HttpRequest, id: web::Path<Str
 
 /// A question or follow-up in a conversation: rewritten into a standalone question from the
 /// conversation (returned as `rewrite`), answered like `/v1/ask`, stored as the next turn.
+/// With `Accept: text/event-stream`: a `rewrite` event (the standalone question, before
+/// retrieval), `token` events while the answer is generated, then `turn` (or `error`).
 #[utoipa::path(post, path = "/v1/conversations/{id}/turns", tag = "conversations", params(("id" = String, Path), ("X-Purpose-Of-Use" = Option<String>, Header, description = "the one purpose of use: this header or `purpose` in the body, not both")), request_body = TurnBody, security(("token" = [])), responses(
-    (status = 200, description = "the standalone question asked, the answer with its sources and citations, and the turn's number", body = Object),
+    (status = 200, description = "the standalone question asked, the answer with its sources and citations, and the turn's number (or an event stream)", body = Object),
     Refusals))]
 pub async fn turn(state: web::Data<State>, req: HttpRequest, id: web::Path<String>, body: web::Bytes) -> Reply {
     let body: TurnBody = json_body(&body)?;
@@ -113,13 +116,37 @@ pub async fn turn(state: web::Data<State>, req: HttpRequest, id: web::Path<Strin
     let caller = needs_purpose(&state, caller(&state, &req, Scope::Ask, named, Narrowing::default()).await?, ", or `purpose` in the body")?;
     let id = conversation_id(&id)?;
     let permit = state.ask_permit()?;
-    let asked = state
-        .run(move |ctx| async move {
-            let _permit = permit;
-            conversations::ask(&ctx, &caller, id, &body.question, body.max_tokens, &mut |_: &str| {}).await
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(asked))
+    if !wants_events(&req) {
+        let asked = state
+            .run(move |ctx| async move {
+                let _permit = permit;
+                conversations::ask(&ctx, &caller, id, &body.question, body.max_tokens, &mut |_: &conversations::rewrite::Rewrite| {}, &mut |_: &str| {}, std::future::pending()).await
+            })
+            .await?;
+        return Ok(HttpResponse::Ok().json(asked));
+    }
+    // as `/v1/ask` streams: the credential is checked again while tokens flow
+    let credential = Credential::of(caller.token, req.cookie(crate::auth::COOKIE).as_ref().map(|c| c.value()), &caller.user);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
+    let ctx = state.ctx.clone();
+    state.main.spawn(async move {
+        let _permit = permit;
+        let (tally, revoked) = standing::watch(ctx.clone(), credential);
+        let (pieces, told) = (tx.clone(), tx.clone());
+        let mut rewritten = move |r: &conversations::rewrite::Rewrite| {
+            let _ = told.send(event("rewrite", r));
+        };
+        let mut sink = move |piece: &str| {
+            tally.token();
+            let _ = pieces.send(event("token", &serde_json::json!({ "text": piece })));
+        };
+        let last = match conversations::ask(&ctx, &caller, id, &body.question, body.max_tokens, &mut rewritten, &mut sink, revoked).await {
+            Ok(asked) => event("turn", &asked),
+            Err(e) => event("error", &ApiError(e).body()),
+        };
+        let _ = tx.send(last);
+    });
+    Ok(event_stream(rx))
 }
 
 /// The owner's feedback on one answer (replacing earlier feedback on it), recorded.

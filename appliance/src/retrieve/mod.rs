@@ -128,7 +128,7 @@ pub struct Timings {
 }
 
 /// A passage returned to the caller.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Passage {
     pub chunk_id: Uuid,
     pub document_id: Uuid,

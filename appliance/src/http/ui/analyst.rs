@@ -24,7 +24,7 @@ fn default_purpose(purposes: &[String]) -> String {
 
 /// The purpose of use of a page request: the one the form sent, or else the form's default;
 /// never none (the page says what is wrong instead).
-fn page_purpose(sent: Option<String>, purposes: &[String]) -> Result<(String, Source), String> {
+pub(super) fn page_purpose(sent: Option<String>, purposes: &[String]) -> Result<(String, Source), String> {
     match sent.filter(|p| !p.trim().is_empty()) {
         Some(p) => purpose::parse("Purpose of use", &p).map(|v| (v, Source::Form)).map_err(|e| format!("{e}.")),
         None => match default_purpose(purposes) {

@@ -6,6 +6,7 @@
 mod admin;
 mod analyst;
 mod audit;
+mod chat;
 mod library;
 mod models;
 mod people;
@@ -41,6 +42,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/search", web::get().to(analyst::search))
                 .route("/ask", web::get().to(analyst::ask))
                 .route("/passages/{id}", web::get().to(analyst::passage))
+                .route("/chat", web::get().to(chat::chat))
+                .route("/chat/new", web::post().to(chat::create))
+                .route("/chat/{id}", web::get().to(chat::thread))
+                .route("/chat/{id}/rename", web::post().to(chat::rename))
+                .route("/chat/{id}/delete", web::post().to(chat::delete))
                 .route("/library", web::get().to(library::library))
                 .route("/library", web::post().to(library::upload))
                 .route("/library/{id}/delete", web::post().to(library::delete))
