@@ -83,9 +83,10 @@ bench-questions: build $(DEMO_CONFIG)
 bench-followups: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench followups --json
 
-# The demo questions with escalation to Qwen2.5-Coder-1.5B: how often it fires, what it adds.
+# The demo questions with escalation to Qwen2.5-Coder-1.5B, from the default answer model
+# and from SmolLM2-135M: how often it fires, what it adds, what it changes.
 bench-escalation: build $(DEMO_CONFIG)
-	$(SANCTUM) --config $(DEMO_CONFIG) bench questions --escalate-to qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --json
+	$(SANCTUM) --config $(DEMO_CONFIG) bench questions --models smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --escalate-to qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --json
 
 # The SciFact answer adapter for SmolLM2-135M, trained here from the 809 training claims
 # (never the test claims): export with the appliance's own retrieval, then train on CPU
