@@ -188,7 +188,7 @@ async fn score(ctx: &Sanctum, questions: &[Question], model: &str, adapter: Opti
         json!({
             "to": escalate::target(&ctx.config.escalation), "fired": fired, "of": questions.len(),
             "rate": super::round(fired as f64 / questions.len() as f64), "answered": answered_by_larger,
-            "added_ms": super::p50_p99(&mut added.clone()), "added_ms_mean": super::round(added.iter().sum::<f64>() / added.len().max(1) as f64 + 0.0),
+            "added_ms": super::p50_p99(&mut added.clone()), "added_ms_mean": if added.is_empty() { 0.0 } else { super::round(added.iter().sum::<f64>() / added.len() as f64) },
             "right_without": right_before,
         })
     });
