@@ -18,9 +18,10 @@ if ! [ -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 fi
-# the air-gapped install test: system tools, and PostgreSQL's Debian packages for the bundle
+# the air-gapped install test: system tools, and PostgreSQL's Debian packages for the bundle;
+# the directory tests' LDAP server (OpenLDAP's slapd, started by the test on loopback)
 need=""
-for tool in strace:strace curl:curl zstd:zstd openssl:openssl unshare:util-linux setpriv:util-linux; do
+for tool in strace:strace curl:curl zstd:zstd openssl:openssl unshare:util-linux setpriv:util-linux slapd:slapd ldapsearch:ldap-utils; do
   command -v "${tool%%:*}" >/dev/null || need="$need ${tool##*:}"
 done
 if [ -n "$need" ]; then
@@ -33,12 +34,15 @@ if ! ls "$root/.sanctum/debs"/postgresql-1*.deb >/dev/null 2>&1; then
 fi
 # the fuzz targets (make test runs each briefly): cargo-fuzz from crates.io, pinned in fuzz.sh
 "$root/scripts/fuzz.sh" --install
+# and the directory tests' OpenID Provider (oidc-provider, OpenID-certified; tests/directory)
 PLAYWRIGHT=1.64.1
+OIDC_PROVIDER=9.13.3
 web="$root/.sanctum/webtools"
-if [ "$(node -p "require('$web/node_modules/playwright-core/package.json').version" 2>/dev/null || true)" != "$PLAYWRIGHT" ]; then
+if [ "$(node -p "require('$web/node_modules/playwright-core/package.json').version" 2>/dev/null || true)" != "$PLAYWRIGHT" ] ||
+   [ "$(node -p "require('$web/node_modules/oidc-provider/package.json').version" 2>/dev/null || true)" != "$OIDC_PROVIDER" ]; then
   mkdir -p "$web"
-  npm install --prefix "$web" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT"
+  npm install --prefix "$web" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT" "oidc-provider@$OIDC_PROVIDER"
 fi
 # the fine-tuning tests: torch, transformers, peft and gguf, pinned (scripts/train-env.sh)
 "$root/scripts/train-env.sh" >/dev/null
-echo "test-tools: ready ($venv: openai $OPENAI, schemathesis $SCHEMATHESIS; playwright-core $PLAYWRIGHT; $(cargo fuzz --version))"
+echo "test-tools: ready ($venv: openai $OPENAI, schemathesis $SCHEMATHESIS; playwright-core $PLAYWRIGHT; oidc-provider $OIDC_PROVIDER; $(cargo fuzz --version))"

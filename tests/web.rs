@@ -17,12 +17,6 @@ const XSS: &str = "<img src=x onerror=\"window.__xss=1\"> Visitor rules";
 const MRN: &str = "44001127";
 const PHI_NOTE: &str = "Patient MRN: 44001127, seen 03/10/2021, phone 617-555-1000. Admitted for chest pain; prescribed aspirin 81 mg.";
 
-fn node_modules() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sanctum/webtools/node_modules");
-    assert!(dir.join("playwright-core").is_dir(), "{} lacks playwright-core: run scripts/test-tools.sh (`make test` does)", dir.display());
-    dir
-}
-
 #[test]
 fn the_web_ui_in_a_real_browser() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -83,7 +77,7 @@ fn the_web_ui_in_a_real_browser() {
 
     let out = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("web/ui.js"))
-        .env("NODE_PATH", node_modules())
+        .env("NODE_PATH", support::node_modules("playwright-core"))
         .env("BASE", &base)
         .env("SHOTS", &shots)
         .env("CHROMIUM", &chromium)

@@ -21,12 +21,6 @@ const STEPS: [(&str, &str); 3] = [
     ("What about the people visiting intensive care?", "visitor-policy.md"),
 ];
 
-fn node_modules() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sanctum/webtools/node_modules");
-    assert!(dir.join("playwright-core").is_dir(), "{} lacks playwright-core: run scripts/test-tools.sh (`make test` does)", dir.display());
-    dir
-}
-
 #[test]
 fn the_chat_view_in_a_real_browser() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -49,7 +43,7 @@ fn the_chat_view_in_a_real_browser() {
     let questions = serde_json::to_string(&STEPS.iter().map(|(q, _)| *q).collect::<Vec<_>>()).unwrap();
     let out = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("web/chat.js"))
-        .env("NODE_PATH", node_modules())
+        .env("NODE_PATH", support::node_modules("playwright-core"))
         .env("BASE", &base)
         .env("SHOTS", &shots)
         .env("CHROMIUM", &chromium)

@@ -73,6 +73,8 @@ pub struct Sanctum {
     pub egress: Arc<EgressClient>,
     /// Writes the audit log and its signed checkpoints.
     pub auditor: Arc<Auditor>,
+    /// The identity provider and directory people may sign in through (none by default).
+    pub directory: Arc<crate::directory::Directory>,
     engine: OnceCell<Engine>,
     /// The answer model and the adapter it was loaded with (reloaded when another is activated).
     generator: tokio::sync::Mutex<Option<(Option<String>, Arc<dyn Generator>)>>,
@@ -113,8 +115,12 @@ impl Sanctum {
             Ok(e) => Arc::new(e.audited(db.pool.clone(), auditor.clone())),
             Err(e) => return Err((db, e)),
         };
+        let directory = match crate::directory::Directory::new(&config.directory, egress.clone()) {
+            Ok(d) => Arc::new(d),
+            Err(e) => return Err((db, e)),
+        };
         let store = OriginalStore::new(config.originals_dir());
-        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, engine: OnceCell::new(), generator: tokio::sync::Mutex::new(None), escalation: tokio::sync::Mutex::new(None), _lock: lock })
+        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, directory, engine: OnceCell::new(), generator: tokio::sync::Mutex::new(None), escalation: tokio::sync::Mutex::new(None), _lock: lock })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

@@ -58,6 +58,147 @@ pub struct Config {
     pub conversations: ConversationsConfig,
     #[serde(default)]
     pub escalation: EscalationConfig,
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+}
+
+/// Where people sign in besides local accounts: an OpenID Connect provider (web sign-in and
+/// bearer tokens for the API) and an LDAP directory (Active Directory, OpenLDAP), and how
+/// their groups and claims map to roles, groups and a region. None by default: local
+/// sign-in only, and no connection is made. Both are outbound connections, so their
+/// endpoints must also be in `egress.allow`; their certificates chain to the system's CAs
+/// or to `egress.ca_file`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    pub oidc: Option<OidcConfig>,
+    pub ldap: Option<LdapConfig>,
+    /// A person's directory groups (OIDC `groups_claim` values, LDAP group DNs), matched
+    /// case-insensitively, and the Sanctum attributes each gives. Evaluated at every sign-in
+    /// (and for every API request with a provider token): no match, no role, no access.
+    pub mappings: Vec<DirectoryMapping>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryMapping {
+    /// The directory group: a claim value such as `icu-nurses` or a DN such as
+    /// `CN=ICU-Nurses,OU=Groups,DC=example,DC=org`.
+    pub group: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The home region members get when the provider sends none.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// An OpenID Connect provider (Entra ID, ADFS, Keycloak, Okta, Ping).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// Shown on the sign-in page: "Sign in with <name>".
+    pub name: String,
+    /// The issuer (`iss`); its discovery document is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (kept out of the configuration and its audit record).
+    pub client_secret_file: Option<PathBuf>,
+    /// This appliance's callback as registered at the provider: `https://<host>/ui/oidc/callback`.
+    pub redirect_url: String,
+    /// Where the provider sends the browser after sign-out (registered there too).
+    pub post_logout_redirect_url: Option<String>,
+    pub scopes: Vec<String>,
+    /// The claim that names the user here (lowercased; letters, digits, `-_.@`).
+    pub username_claim: String,
+    /// The claim listing the person's groups (a list of strings).
+    pub groups_claim: String,
+    /// The claim holding the home region, if the provider sends one.
+    pub region_claim: Option<String>,
+    /// Clock difference tolerated on `exp`, `nbf` and `iat`.
+    pub clock_skew_s: u64,
+    /// Signature algorithms accepted (asymmetric only: `none` and HMAC never are).
+    pub algorithms: Vec<String>,
+    /// Accept the provider's JWT access tokens on `/v1/*` when their `aud` is this.
+    pub api_audience: Option<String>,
+    /// Provider scope -> Sanctum scope (search, ask, ingest, admin, audit) for API tokens.
+    pub api_scopes: std::collections::BTreeMap<String, String>,
+    /// The claim naming the caller of an API token (a service's client id is `sub` or
+    /// `client_id`); defaults to `username_claim`, then `sub`.
+    pub api_username_claim: Option<String>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            name: "single sign-on".into(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret_file: None,
+            redirect_url: String::new(),
+            post_logout_redirect_url: None,
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            region_claim: None,
+            clock_skew_s: 60,
+            algorithms: vec!["RS256".into(), "PS256".into(), "ES256".into()],
+            api_audience: None,
+            api_scopes: Default::default(),
+            api_username_claim: None,
+        }
+    }
+}
+
+/// An LDAP directory (Active Directory, OpenLDAP): sign-in with the directory password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    /// `ldaps://dc1.example.org:636`, or `ldap://...` with `starttls = true`.
+    pub url: String,
+    pub starttls: bool,
+    /// Plain LDAP without TLS: passwords cross the network readable. For a lab only.
+    pub allow_plain: bool,
+    /// The service account that searches for users and groups.
+    pub bind_dn: String,
+    pub bind_password_file: Option<PathBuf>,
+    pub user_base: String,
+    /// `{user}` is replaced by the typed name, escaped (RFC 4515).
+    pub user_filter: String,
+    /// The attribute holding the user name (`uid`; `sAMAccountName` in AD).
+    pub username_attribute: String,
+    /// Read the user entry's `memberOf` values as groups.
+    pub member_of: bool,
+    /// Also search for groups under this base with `group_filter` (`{dn}`: the user's DN).
+    pub group_base: Option<String>,
+    pub group_filter: String,
+    /// Follow groups that are members of groups (up to 8 levels).
+    pub nested_groups: bool,
+    /// The attribute holding the home region.
+    pub region_attribute: Option<String>,
+    pub timeout_s: u64,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            starttls: false,
+            allow_plain: false,
+            bind_dn: String::new(),
+            bind_password_file: None,
+            user_base: String::new(),
+            user_filter: "(&(objectClass=person)(uid={user}))".into(),
+            username_attribute: "uid".into(),
+            member_of: true,
+            group_base: None,
+            group_filter: "(member={dn})".into(),
+            nested_groups: false,
+            region_attribute: None,
+            timeout_s: 5,
+        }
+    }
 }
 
 /// Re-asking a larger model when the answer model could not answer well (off by default).
@@ -628,6 +769,41 @@ impl Config {
         if !(-1.0..=1.0).contains(&e.strong_evidence) {
             return bad("escalation.strong_evidence", "must be between -1 and 1");
         }
+        if let Some(o) = &self.directory.oidc {
+            if !o.issuer.starts_with("https://") {
+                return bad("directory.oidc.issuer", "must be an https:// URL");
+            }
+            if o.client_id.is_empty() {
+                return bad("directory.oidc.client_id", "must not be empty");
+            }
+            if !o.redirect_url.starts_with("https://") || !o.redirect_url.ends_with("/ui/oidc/callback") {
+                return bad("directory.oidc.redirect_url", "must be this appliance's https://<host>/ui/oidc/callback");
+            }
+            if !o.scopes.iter().any(|s| s == "openid") {
+                return bad("directory.oidc.scopes", "must include openid");
+            }
+            if o.algorithms.is_empty() || o.algorithms.iter().any(|a| !matches!(a.as_str(), "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "EdDSA")) {
+                return bad("directory.oidc.algorithms", "must list asymmetric algorithms only (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)");
+            }
+            if let Some(bad_scope) = o.api_scopes.values().find(|v| !matches!(v.as_str(), "search" | "ask" | "ingest" | "admin" | "audit")) {
+                return Err(ConfigError::Invalid { key: "directory.oidc.api_scopes", message: format!("{bad_scope:?} is not a Sanctum scope (search, ask, ingest, admin, audit)") });
+            }
+        }
+        if let Some(l) = &self.directory.ldap {
+            let plain = l.url.starts_with("ldap://");
+            if !(plain || l.url.starts_with("ldaps://")) {
+                return bad("directory.ldap.url", "must be an ldaps:// URL (or ldap:// with starttls = true)");
+            }
+            if plain && !l.starttls && !l.allow_plain {
+                return bad("directory.ldap.url", "ldap:// sends passwords in the clear: use ldaps://, or set starttls = true (allow_plain = true is for a lab only)");
+            }
+            if l.user_base.is_empty() || !l.user_filter.contains("{user}") {
+                return bad("directory.ldap.user_filter", "needs user_base and a filter containing {user}");
+            }
+            if l.timeout_s == 0 {
+                return bad("directory.ldap.timeout_s", "must be at least 1");
+            }
+        }
         let p = &self.policy;
         if p.region.is_empty() || !p.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')) {
             return bad("policy.region", "must be a lowercase region name such as us or eu");
@@ -716,6 +892,7 @@ impl Config {
             auth: Default::default(),
             conversations: Default::default(),
             escalation: Default::default(),
+            directory: Default::default(),
         }
     }
 

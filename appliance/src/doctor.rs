@@ -61,6 +61,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
             checks.push(indexes(&ctx).await);
             checks.push(policy(&ctx).await);
             checks.push(audit(&ctx).await);
+            checks.extend(directory(&ctx).await);
             if let Err(e) = ctx.close().await {
                 checks.push(fail("postgresql-stop", e.to_string(), "stop the embedded cluster with pg_ctl"));
             }
@@ -71,6 +72,25 @@ pub async fn run(config: &Config) -> Vec<Check> {
 
 /// The active policy version: compiled (it is, or the appliance would not have opened),
 /// and its tests still pass under this build.
+/// The identity provider answers its discovery document and keys, and the directory's
+/// service account binds (each through the egress decision, as a sign-in would).
+async fn directory(ctx: &Sanctum) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if let Some(p) = &ctx.directory.oidc {
+        checks.push(match p.discover().await {
+            Ok(e) => ok("identity-provider", format!("{} answers (token endpoint {})", p.config.issuer, e.token)),
+            Err(e) => fail("identity-provider", e.to_string(), "check directory.oidc.issuer, egress.allow and egress.ca_file; local accounts still sign in meanwhile"),
+        });
+    }
+    if let Some(d) = &ctx.directory.ldap {
+        checks.push(match d.check().await {
+            Ok(()) => ok("directory", format!("{} answers; the service account binds", d.config.url)),
+            Err(e) => fail("directory", e.to_string(), "check directory.ldap (url, bind_dn, bind_password_file), egress.allow and egress.ca_file"),
+        });
+    }
+    checks
+}
+
 async fn policy(ctx: &Sanctum) -> Check {
     let active = ctx.policies.active();
     match crate::policy::validate(&ctx.config.policy, &active.set).await {

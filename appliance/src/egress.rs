@@ -19,7 +19,12 @@ use crate::audit::{Action, Auditor, Entry};
 use crate::policy::Policies;
 
 fn endpoint(url: &Url) -> Option<Endpoint> {
-    Some(Endpoint::new(url.scheme(), url.host_str()?, url.port_or_known_default()?))
+    let port = url.port_or_known_default().or(match url.scheme() {
+        "ldaps" => Some(636),
+        "ldap" => Some(389),
+        _ => None,
+    })?;
+    Some(Endpoint::new(url.scheme(), url.host_str()?, port))
 }
 
 pub struct EgressClient {
@@ -27,6 +32,8 @@ pub struct EgressClient {
     named: Vec<String>,
     policies: Arc<Policies>,
     http: reqwest::Client,
+    /// `egress.ca_file`'s certificates (PEM), for connections not made by `http`.
+    extra_roots: Vec<Vec<u8>>,
     /// Where each decision is recorded (the appliance always sets it; tools without a
     /// database do not).
     audit: Option<(sqlx::PgPool, Arc<Auditor>)>,
@@ -37,8 +44,8 @@ impl EgressClient {
         let mut named = Vec::new();
         for raw in &config.allow {
             let url = Url::parse(raw).map_err(|e| Error::Config(format!("egress.allow: {raw:?} is not a URL: {e}")))?;
-            if !matches!(url.scheme(), "https" | "http") {
-                return Err(Error::Config(format!("egress.allow: {raw:?}: only http and https endpoints can be allowed")));
+            if !matches!(url.scheme(), "https" | "http" | "ldaps" | "ldap") {
+                return Err(Error::Config(format!("egress.allow: {raw:?}: only http, https, ldaps and ldap endpoints can be allowed")));
             }
             named.push(endpoint(&url).ok_or_else(|| Error::Config(format!("egress.allow: {raw:?} has no host")))?.origin);
         }
@@ -47,13 +54,15 @@ impl EgressClient {
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(config.timeout_s));
+        let mut extra_roots = Vec::new();
         if let Some(ca) = &config.ca_file {
             let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
+            extra_roots.push(pem.clone());
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| Error::Config(format!("egress.ca_file {}: {e}", ca.display())))?;
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(EgressClient { named, policies, http, audit: None })
+        Ok(EgressClient { named, policies, http, extra_roots, audit: None })
     }
 
     /// Records every decision in the audit log; a connection whose record cannot be
@@ -77,8 +86,9 @@ impl EgressClient {
         Ok(parsed)
     }
 
-    /// POSTs `body` (which carries `content`) as JSON to `url` after the egress decision.
-    pub async fn post_json(&self, url: &str, purpose: &str, content: &Content, bearer: Option<&str>, body: &serde_json::Value) -> Result<reqwest::Response> {
+    /// The egress decision on `url`, recorded in the audit log (a decision that cannot be
+    /// recorded refuses the connection).
+    pub async fn decide(&self, url: &str, purpose: &str, content: &Content) -> Result<Url> {
         let checked = self.check(url, purpose, content);
         if let Some((pool, auditor)) = &self.audit {
             let origin = Url::parse(url).ok().and_then(|u| endpoint(&u)).map(|e| e.origin).unwrap_or_else(|| "(not a URL)".into());
@@ -91,13 +101,50 @@ impl EgressClient {
             }));
             auditor.record(pool, entry).await?;
         }
-        let parsed = checked?;
+        checked
+    }
+
+    /// The CA certificates (PEM) an on-prem endpoint's certificate may chain to besides the
+    /// system's: `egress.ca_file`, for clients that open their own connections (LDAP).
+    pub fn extra_roots(&self) -> &[Vec<u8>] {
+        &self.extra_roots
+    }
+
+    /// POSTs `body` (which carries `content`) as JSON to `url` after the egress decision.
+    pub async fn post_json(&self, url: &str, purpose: &str, content: &Content, bearer: Option<&str>, body: &serde_json::Value) -> Result<reqwest::Response> {
+        let parsed = self.decide(url, purpose, content).await?;
         let mut request = self.http.post(parsed).json(body);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
+        Self::send(url, request).await
+    }
+
+    /// GETs a JSON document (an identity provider's discovery document or keys) after the
+    /// egress decision; nothing but the request line is sent.
+    pub async fn get_json(&self, url: &str, purpose: &str) -> Result<serde_json::Value> {
+        let parsed = self.decide(url, purpose, &Content::default()).await?;
+        let response = Self::send(url, self.http.get(parsed).header(reqwest::header::ACCEPT, "application/json")).await?;
+        response.json().await.map_err(|e| Error::Upstream { url: url.to_string(), message: format!("the answer is not JSON: {e}") })
+    }
+
+    /// POSTs a form with HTTP Basic client authentication (an OAuth token request) after the
+    /// egress decision; the JSON answer, also when the status is an OAuth error.
+    pub async fn post_form(&self, url: &str, purpose: &str, basic: (&str, &str), form: &[(&str, &str)]) -> Result<(u16, serde_json::Value)> {
+        let parsed = self.decide(url, purpose, &Content::default()).await?;
+        // RFC 6749 2.3.1: the client id and secret are form-encoded before Basic encoding
+        let enc = |s: &str| serde_urlencoded::to_string([("", s)]).map(|t| t[1..].to_string()).unwrap_or_default();
+        let request = self.http.post(parsed).basic_auth(enc(basic.0), Some(enc(basic.1))).form(form).header(reqwest::header::ACCEPT, "application/json");
         let upstream = |message: String| Error::Upstream { url: url.to_string(), message };
-        let response = request.send().await.map_err(|e| upstream(format!("request failed: {e}")))?;
+        let response = request.send().await.map_err(|e| upstream(format!("request failed: {}", chain(&e))))?;
+        let status = response.status().as_u16();
+        let body = response.json().await.map_err(|e| upstream(format!("HTTP {status}, and the answer is not JSON: {e}")))?;
+        Ok((status, body))
+    }
+
+    async fn send(url: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let upstream = |message: String| Error::Upstream { url: url.to_string(), message };
+        let response = request.send().await.map_err(|e| upstream(format!("request failed: {}", chain(&e))))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -106,6 +153,18 @@ impl EgressClient {
         }
         Ok(response)
     }
+}
+
+/// An error with its causes (reqwest's own message hides an untrusted certificate).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod config;
 pub mod conversations;
 pub mod cpu;
 pub mod db;
+pub mod directory;
 pub mod doctor;
 pub mod egress;
 pub mod embed;

@@ -782,6 +782,14 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Accepting a credential per request (p50, p99): an identity provider's JWT access
+    /// token (verified, mapped) next to a Sanctum API token.
+    Auth {
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// What the audit record adds to a search (p50, p99), the append alone, and verification speed.
     Audit {
         #[arg(long)]
@@ -1203,6 +1211,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                     (bench::followups::run(&config, &bench::followups::Options { set, corpus, data_dir }, &log).await?, json)
                 }
                 BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
+                BenchCommand::Auth { requests, json } => (bench::auth::run(&config, &bench::auth::Options { requests }, &log).await?, json),
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
                 BenchCommand::Audit { dataset, docs, rounds, json } => {
                     (bench::audit::run(&config, &bench::audit::Options { dataset, docs, rounds }, &log).await?, json)
@@ -1432,7 +1441,11 @@ fn print_user(u: &users::User) {
         (false, true) => "  (password set)",
         (false, false) => "",
     };
-    println!("{:<20} {:<8} roles {:<28} region {:<6} groups {}{state}", u.name, u.kind, u.roles.join(","), region, if u.groups.is_empty() { "-".into() } else { u.groups.join(",") });
+    let source = match &u.issuer {
+        Some(issuer) => format!("  ({} {issuer})", u.source),
+        None => String::new(),
+    };
+    println!("{:<20} {:<8} roles {:<28} region {:<6} groups {}{state}{source}", u.name, u.kind, u.roles.join(","), region, if u.groups.is_empty() { "-".into() } else { u.groups.join(",") });
 }
 
 async fn conversations(config: Config, command: ConversationsCommand) -> Result<ExitCode> {

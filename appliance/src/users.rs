@@ -17,8 +17,15 @@ pub struct User {
     pub region: Option<String>,
     pub groups: Vec<String>,
     pub disabled: bool,
-    /// Whether the user can sign in with a password.
+    /// Whether the user can sign in with a password here.
     pub has_password: bool,
+    /// Where the person comes from: `local`, `oidc` or `ldap`.
+    pub source: String,
+    /// The OIDC issuer or LDAP URL of a directory user.
+    pub issuer: Option<String>,
+    /// The mapping that produced a directory user's attributes at their last sign-in.
+    pub mapping: Option<serde_json::Value>,
+    pub synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -37,6 +44,22 @@ pub struct UserFields {
     pub region: Option<Option<String>>,
     pub groups: Option<Vec<String>>,
     pub disabled: Option<bool>,
+}
+
+/// Whether `name` (already lowercased) can name a user.
+pub fn valid_name(name: &str) -> bool {
+    valid_token(name)
+}
+
+/// Checks attributes a directory mapping gives: known roles (none is allowed: no access),
+/// valid group and region names.
+pub fn valid_attributes(ctx: &Sanctum, roles: &[String], groups: &[String], region: Option<&str>) -> Result<()> {
+    if !roles.is_empty() {
+        check_roles(ctx, roles)?;
+    }
+    clean_list("groups", groups)?;
+    check_region(region)?;
+    Ok(())
 }
 
 fn valid_token(s: &str) -> bool {
@@ -90,12 +113,12 @@ fn check_region(region: Option<&str>) -> Result<Option<String>> {
 /// `$head` followed by the user columns, then `$tail` (SQL stays literal).
 macro_rules! with_columns {
     ($head:literal, $tail:literal) => {
-        concat!($head, "name, kind, roles, region, groups, disabled, password_hash IS NOT NULL AS has_password, created_at, updated_at", $tail)
+        concat!($head, "name, kind, roles, region, groups, disabled, password_hash IS NOT NULL AS has_password, source, issuer, mapping, synced_at, created_at, updated_at", $tail)
     };
 }
 
 /// The fields of `user` an audit record shows before and after a change.
-fn audit_view(user: &User) -> serde_json::Value {
+pub(crate) fn audit_view(user: &User) -> serde_json::Value {
     serde_json::json!({ "kind": user.kind, "roles": user.roles, "region": user.region, "groups": user.groups, "disabled": user.disabled })
 }
 
@@ -131,6 +154,42 @@ pub async fn add(ctx: &Sanctum, actor: &str, name: &str, service: bool, fields: 
     Ok(user)
 }
 
+/// A user read inside a transaction.
+pub(crate) async fn get_in(tx: &mut sqlx::PgConnection, name: &str) -> Result<User> {
+    let row: Option<User> = sqlx::query_as(with_columns!("SELECT ", " FROM users WHERE name = $1")).bind(name).fetch_optional(tx).await?;
+    row.ok_or_else(|| Error::NotFound { what: "user", id: name.to_string() })
+}
+
+/// Writes a directory user's identity and mapped attributes (inserting them on first
+/// sign-in); `details` is the mapping record kept with the user.
+pub(crate) async fn upsert_directory(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+    person: &crate::directory::Person,
+    mapped: &crate::directory::Mapped,
+    details: &serde_json::Value,
+) -> Result<User> {
+    let sql = with_columns!(
+        "INSERT INTO users (name, kind, roles, region, groups, disabled, source, issuer, subject, mapping, synced_at)
+         VALUES ($1, 'user', $2, $3, $4, false, $5, $6, $7, $8, now())
+         ON CONFLICT (name) DO UPDATE SET roles = $2, region = $3, groups = $4, mapping = $8, synced_at = now(),
+             updated_at = CASE WHEN users.roles = $2 AND users.region IS NOT DISTINCT FROM $3 AND users.groups = $4 THEN users.updated_at ELSE now() END
+         RETURNING ",
+        ""
+    );
+    Ok(sqlx::query_as(sql)
+        .bind(name)
+        .bind(&mapped.roles)
+        .bind(&mapped.region)
+        .bind(&mapped.groups)
+        .bind(person.source.as_str())
+        .bind(&person.issuer)
+        .bind(&person.subject)
+        .bind(details)
+        .fetch_one(tx)
+        .await?)
+}
+
 pub async fn list(ctx: &Sanctum) -> Result<Vec<User>> {
     Ok(sqlx::query_as(with_columns!("SELECT ", " FROM users ORDER BY name")).fetch_all(ctx.pool()).await?)
 }
@@ -148,6 +207,12 @@ pub async fn get(ctx: &Sanctum, name: &str) -> Result<User> {
 pub async fn set(ctx: &Sanctum, actor: &str, name: &str, fields: &UserFields) -> Result<User> {
     let mut user = get(ctx, name).await?;
     let before = audit_view(&user);
+    if user.source != "local" && (fields.roles.is_some() || fields.region.is_some() || fields.groups.is_some()) {
+        return Err(Error::Forbidden(format!(
+            "{:?} comes from the directory ({}): their roles, groups and region are mapped at each sign-in ([[directory.mappings]]); only disabling them here is possible",
+            user.name, user.source
+        )));
+    }
     if let Some(roles) = &fields.roles {
         user.roles = check_roles(ctx, roles)?;
     }

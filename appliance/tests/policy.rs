@@ -152,7 +152,35 @@ fn check(what: &str, p: &Principal, purpose: Option<&str>, passages: &[Passage],
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_principals_never_get_a_forbidden_passage() {
     let tmp = support::tempdir();
-    let ctx = Sanctum::open(support::config(tmp.path())).await.unwrap();
+    // half the principals come from an identity provider: their directory groups (AD-style
+    // DNs, matched without regard to case) map to roles, groups and a region at each sign-in
+    let mut config = support::config(tmp.path());
+    let map = |group: &str, roles: &[&str], groups: &[&str], region: Option<&str>| sanctum::config::DirectoryMapping {
+        group: group.into(),
+        roles: roles.iter().map(|s| s.to_string()).collect(),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        region: region.map(str::to_string),
+    };
+    config.directory.mappings = vec![
+        map("CN=Oncology-Nurses,OU=Groups,DC=h,DC=org", &["clinician"], &["oncology"], None),
+        map("CN=Cardiology,OU=Groups,DC=h,DC=org", &["clinician"], &["cardiology"], Some("us")),
+        map("CN=Billing-Office,OU=Groups,DC=h,DC=org", &["analyst"], &["billing"], None),
+        map("CN=Privacy,OU=Groups,DC=h,DC=org", &["privacy_officer"], &[], None),
+        map("CN=Analysts,OU=Groups,DC=h,DC=org", &["analyst"], &[], None),
+        map("CN=Auditors,OU=Groups,DC=h,DC=org", &["auditor"], &[], None),
+        map("CN=EU-Staff,OU=Groups,DC=h,DC=org", &[], &[], Some("eu")),
+    ];
+    const DIRECTORY_GROUPS: [&str; 8] = [
+        "cn=oncology-nurses,ou=groups,dc=h,dc=org",
+        "CN=Cardiology,OU=Groups,DC=h,DC=org",
+        "CN=Billing-Office,OU=Groups,DC=h,DC=org",
+        "CN=Privacy,OU=Groups,DC=h,DC=org",
+        "CN=Analysts,OU=Groups,DC=h,DC=org",
+        "CN=Auditors,OU=Groups,DC=h,DC=org",
+        "CN=EU-Staff,OU=Groups,DC=h,DC=org",
+        "CN=Volunteers,OU=Groups,DC=h,DC=org",
+    ];
+    let ctx = Sanctum::open(config).await.unwrap();
     let mut rng = Rng(0x5eed_cafe_f00d_0001);
     const GROUPS: [&str; 3] = ["oncology", "cardiology", "billing"];
     for i in 0..48 {
@@ -188,18 +216,44 @@ async fn random_principals_never_get_a_forbidden_passage() {
     let vectors = engine.retriever.embedder.embed(&queries).unwrap();
     let roles = ["analyst", "clinician", "privacy_officer", "admin", "auditor", "janitor"];
     let purposes = [Some("treatment"), Some("payment"), Some("operations"), Some("research"), Some("public_health"), Some("legal"), None, Some("bogus")];
-    let (mut denied, mut served, mut redacted, mut generation, mut scored) = (0, 0, 0, 0, 0);
+    let (mut denied, mut served, mut redacted, mut generation, mut scored, mut from_provider) = (0, 0, 0, 0, 0, 0);
     const TRIALS: usize = 10_000;
     for trial in 0..TRIALS {
-        let mut roles_of: Vec<String> = vec![rng.pick(&roles).to_string()];
-        if rng.below(5) == 0 {
-            roles_of.push(rng.pick(&roles).to_string());
-        }
-        let p = Principal {
-            id: format!("p{trial}"),
-            roles: roles_of,
-            region: rng.pick(&[Some("us"), Some("eu"), None]).map(str::to_string),
-            groups: subset(&mut rng, &GROUPS),
+        let p = if trial % 2 == 1 {
+            // signed in through the provider (one of 40 people, their groups changing)
+            let subject = format!("s{}", rng.below(40));
+            let person = sanctum::directory::Person {
+                source: sanctum::directory::Source::Oidc,
+                issuer: "https://idp.hospital.internal".into(),
+                name: format!("idp-{subject}"),
+                subject,
+                groups: subset(&mut rng, &DIRECTORY_GROUPS),
+                region: rng.pick(&[Some("us"), Some("eu"), None]).map(str::to_string),
+            };
+            match sanctum::directory::provision(&ctx, &person, "oidc").await {
+                Ok(user) => {
+                    from_provider += 1;
+                    user.principal()
+                }
+                Err(e) => {
+                    let mapped = sanctum::directory::map(&ctx.config.directory.mappings, &person);
+                    assert!(mapped.roles.is_empty(), "{person:?} was refused although mapped to {mapped:?}: {e}");
+                    assert_eq!(e.code(), "forbidden", "{e}");
+                    denied += 1;
+                    continue;
+                }
+            }
+        } else {
+            let mut roles_of: Vec<String> = vec![rng.pick(&roles).to_string()];
+            if rng.below(5) == 0 {
+                roles_of.push(rng.pick(&roles).to_string());
+            }
+            Principal {
+                id: format!("p{trial}"),
+                roles: roles_of,
+                region: rng.pick(&[Some("us"), Some("eu"), None]).map(str::to_string),
+                groups: subset(&mut rng, &GROUPS),
+            }
         };
         let purpose = *rng.pick(&purposes);
         let q = rng.below(queries.len());
@@ -234,8 +288,9 @@ async fn random_principals_never_get_a_forbidden_passage() {
             generation += check("generation", &p, purpose, &evidence, &docs, &detector).0;
         }
     }
-    eprintln!("{TRIALS} trials: {denied} searches denied, {scored} chunks scored, {served} passages served ({redacted} redacted), {generation} handed to generation");
+    eprintln!("{TRIALS} trials ({from_provider} principals from the provider): {denied} searches denied, {scored} chunks scored, {served} passages served ({redacted} redacted), {generation} handed to generation");
     assert!(denied > 1000 && served > 10_000 && redacted > 500 && generation > 1000, "the trials must exercise every outcome");
+    assert!(from_provider > 3000, "{from_provider} principals came from the provider");
     ctx.close().await.unwrap();
 }
 

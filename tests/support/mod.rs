@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod directory;
+
 use sanctum::config::Config;
 
 /// The `sanctum` binary under test: cargo names it to the appliance's own integration
@@ -164,6 +166,14 @@ pub fn sanctum(config: &Path, args: &[&str]) -> String {
 pub fn token(config: &Path, user: &str, scopes: &str) -> String {
     let t = sanctum(config, &["token", "create", user, "--scopes", scopes, "--label", "test"]);
     t.lines().find(|l| l.starts_with("snt_")).unwrap().to_string()
+}
+
+/// The npm packages the browser and directory tests use (playwright-core, oidc-provider),
+/// installed outside the checkout by `scripts/test-tools.sh`; `package` must be there.
+pub fn node_modules(package: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sanctum/webtools/node_modules");
+    assert!(dir.join(package).is_dir(), "{} lacks {package}: run scripts/test-tools.sh (`make test` does)", dir.display());
+    dir
 }
 
 pub fn free_port() -> u16 {

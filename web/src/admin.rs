@@ -102,6 +102,20 @@ pub struct UserView {
     pub groups: String,
     pub disabled: bool,
     pub has_password: bool,
+    /// `local`, `oidc` or `ldap`.
+    pub source: String,
+    /// The OIDC issuer or LDAP URL of a directory user.
+    pub issuer: String,
+    /// The directory groups that produced a directory user's attributes at the last sign-in.
+    pub mapped_from: String,
+    pub synced: String,
+}
+
+impl UserView {
+    /// Whether the person comes from the directory (their attributes are mapped there).
+    pub fn directory(&self) -> bool {
+        self.source != "local"
+    }
 }
 
 pub struct TokenView {

@@ -25,6 +25,19 @@ pub struct Login {
     pub next: String,
     /// The pre-session CSRF token (also in a cookie).
     pub csrf: String,
+    /// The identity provider's name, when people may sign in through one.
+    pub provider: Option<String>,
+}
+
+/// On to `next` by a navigation that starts on this page: after a sign-in through the
+/// identity provider (so the SameSite=Strict session cookie goes with it), and to the
+/// provider's sign-out after ours (a redirect after a form would break `form-action`).
+#[derive(Template)]
+#[template(path = "continue.html")]
+pub struct Continue {
+    pub title: String,
+    pub message: String,
+    pub next: String,
 }
 
 /// One passage as a page shows it (already redacted by policy where it must be).

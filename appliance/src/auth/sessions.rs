@@ -45,6 +45,9 @@ pub fn random_hex() -> Result<String> {
 /// Sets `user`'s password (checked against the rules); `actor` is who sets it.
 pub async fn set_password(ctx: &Sanctum, actor: &str, user: &str, password: &str) -> Result<()> {
     let user = crate::users::get(ctx, user).await?;
+    if user.source != "local" {
+        return Err(Error::Forbidden(format!("{:?} signs in through the directory ({}): their password is changed there, not here", user.name, user.source)));
+    }
     passwords::check_new(&user.name, password, ctx.config.auth.password_min_length)?;
     let hashed = passwords::hash(password).await?;
     let mut tx = ctx.pool().begin().await?;
@@ -80,56 +83,101 @@ async fn failures(ctx: &Sanctum, user: &str, client: &str) -> Result<(i64, i64, 
 }
 
 /// Signs `name` in with `password` from `client` (its address); returns the session and its
-/// secret (for the cookie).
+/// secret (for the cookie). A local user's password is checked here; a directory user's
+/// (or, with `[directory.ldap]`, a name unknown here) by an LDAP bind, then their groups are
+/// mapped and the user provisioned. Wrong passwords count towards throttling either way.
 pub async fn login(ctx: &Sanctum, name: &str, password: &str, client: &str) -> Result<(Session, String)> {
     let name = name.trim().to_ascii_lowercase();
     let a = &ctx.config.auth;
+    let recorded_name: String = name.chars().take(64).collect();
     let refuse = |reason: &str, error: Error| {
-        let entry = Entry::new(name.clone(), Action::AuthFail).decision("deny").details(serde_json::json!({ "via": "password", "client": client, "reason": reason }));
+        let entry = Entry::new(recorded_name.clone(), Action::AuthFail).decision("deny").details(serde_json::json!({ "via": "password", "client": client, "reason": reason }));
         ctx.auditor.refusal(ctx.pool(), entry, error)
     };
-    let (by_user, by_client, until) = failures(ctx, &name, client).await?;
+    let (by_user, by_client, until) = failures(ctx, &recorded_name, client).await?;
     if by_user >= a.login_max_failures || by_client >= a.login_max_failures_per_client {
         let retry = until.map(|t| (t - Utc::now()).num_seconds().max(1)).unwrap_or(60) as u64;
         let e = Error::Throttled { retry_after_s: retry, message: format!("too many failed sign-ins; try again in {retry} s") };
         return Err(refuse("throttled", e).await);
     }
+    let wrong = || Error::Unauthorized("wrong user name or password".into());
+    if !crate::users::valid_name(&name) {
+        count_failure(ctx, &recorded_name, client).await?;
+        let e = Error::invalid("name", "is not a user name: at most 64 of lowercase letters, digits, '-', '_', '.' and '@'");
+        return Err(refuse("invalid_name", e).await);
+    }
     #[derive(sqlx::FromRow)]
     struct Stored {
         password_hash: Option<String>,
         disabled: bool,
+        source: String,
     }
-    let stored: Option<Stored> = sqlx::query_as("SELECT password_hash, disabled FROM users WHERE name = $1").bind(&name).fetch_optional(ctx.pool()).await?;
+    let stored: Option<Stored> = sqlx::query_as("SELECT password_hash, disabled, source FROM users WHERE name = $1").bind(&name).fetch_optional(ctx.pool()).await?;
+    let source = stored.as_ref().map(|s| s.source.as_str());
+    if source == Some("oidc") {
+        let provider = ctx.config.directory.oidc.as_ref().map(|o| o.name.clone()).unwrap_or_else(|| "the identity provider".into());
+        return Err(refuse("directory_user", Error::Forbidden(format!("{name:?} signs in with {provider}, not with a password here"))).await);
+    }
+    if let (Some(dir), Some("ldap") | None) = (&ctx.directory.ldap, source) {
+        let person = match dir.authenticate(&name, password).await {
+            Ok(Ok(person)) => person,
+            Ok(Err(reason)) => {
+                count_failure(ctx, &recorded_name, client).await?;
+                return Err(refuse(reason, wrong()).await);
+            }
+            Err(e) => {
+                let e = Error::Upstream {
+                    url: dir.config.url.clone(),
+                    message: format!("the directory cannot check the password now ({e}); local accounts can still sign in"),
+                };
+                return Err(refuse("directory_unreachable", e).await);
+            }
+        };
+        let user = crate::directory::provision(ctx, &person, "ldap").await?;
+        let details = serde_json::json!({ "via": "ldap", "client": client, "directory": dir.config.url, "dn": person.subject });
+        return open(ctx, &user.name, details).await;
+    }
     let hash = stored.as_ref().and_then(|s| s.password_hash.clone());
     let matched = passwords::verify(hash, password).await?;
-    let wrong = || Error::Unauthorized("wrong user name or password".into());
     if !matched {
-        sqlx::query("INSERT INTO login_failures (user_name, client) VALUES ($1, $2)").bind(&name).bind(client).execute(ctx.pool()).await?;
         let reason = match &stored {
             None => "unknown user",
             Some(s) if s.password_hash.is_none() => "no password set",
             Some(_) => "wrong password",
         };
+        count_failure(ctx, &recorded_name, client).await?;
         return Err(refuse(reason, wrong()).await);
     }
     if stored.is_some_and(|s| s.disabled) {
         return Err(refuse("disabled", Error::Forbidden(format!("user {name:?} is disabled"))).await);
     }
+    open(ctx, &name, serde_json::json!({ "via": "password", "client": client })).await
+}
+
+async fn count_failure(ctx: &Sanctum, name: &str, client: &str) -> Result<()> {
+    sqlx::query("INSERT INTO login_failures (user_name, client) VALUES ($1, $2)").bind(name).bind(client).execute(ctx.pool()).await?;
+    Ok(())
+}
+
+/// Opens a session for `name`, whose credential was just accepted; `details` (how they
+/// signed in) go into the `auth.login` record.
+pub async fn open(ctx: &Sanctum, name: &str, mut details: serde_json::Value) -> Result<(Session, String)> {
     let secret = random_hex()?;
-    let expires = Utc::now() + Duration::hours(a.session_absolute_hours as i64);
+    let expires = Utc::now() + Duration::hours(ctx.config.auth.session_absolute_hours as i64);
     let mut tx = ctx.pool().begin().await?;
     let session: Session = sqlx::query_as(
         "INSERT INTO sessions (hash, user_name, csrf, expires_at) VALUES ($1, $2, $3, $4)
          RETURNING id, user_name, csrf, created_at, last_seen_at, expires_at",
     )
     .bind(digest(&secret))
-    .bind(&name)
+    .bind(name)
     .bind(random_hex()?)
     .bind(expires)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM login_failures WHERE user_name = $1").bind(&name).execute(&mut *tx).await?;
-    let entry = Entry::new(&name, Action::AuthLogin).object(format!("session {}", session.id)).decision("allow").details(serde_json::json!({ "via": "password", "client": client, "expires_at": expires }));
+    sqlx::query("DELETE FROM login_failures WHERE user_name = $1").bind(name).execute(&mut *tx).await?;
+    details["expires_at"] = serde_json::json!(expires);
+    let entry = Entry::new(name, Action::AuthLogin).object(format!("session {}", session.id)).decision("allow").details(details);
     let record = audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
     ctx.auditor.committed(ctx.pool(), &record).await;
@@ -194,7 +242,11 @@ pub async fn authenticate(ctx: &Sanctum, presented: &str) -> Result<Session> {
 
 /// Whether `sent` is the session's CSRF token (compared in constant time).
 pub fn csrf_matches(session: &Session, sent: &str) -> bool {
-    let (a, b) = (session.csrf.as_bytes(), sent.as_bytes());
+    constant_eq(session.csrf.as_bytes(), sent.as_bytes())
+}
+
+/// Whether two secrets are equal, compared in constant time.
+pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

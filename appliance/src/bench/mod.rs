@@ -4,6 +4,7 @@
 
 pub mod answer;
 pub mod audit;
+pub mod auth;
 pub mod beir;
 pub mod followups;
 pub mod load;

@@ -108,7 +108,7 @@ fn bearer(req: &HttpRequest) -> Option<std::result::Result<String, ApiError>> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().unwrap_or("");
     Some(match value.strip_prefix("Bearer ") {
         Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-        _ => Err(ApiError(Error::Unauthorized("the Authorization header must be `Bearer snt_...` (create a token with `sanctum token create`)".into()))),
+        _ => Err(ApiError(Error::Unauthorized("the Authorization header must be `Bearer snt_...` (create a token with `sanctum token create`) or `Bearer <the identity provider's access token>`".into()))),
     })
 }
 
@@ -181,6 +181,10 @@ fn changes_state(req: &HttpRequest) -> bool {
 pub(super) async fn identify(state: &State, req: &HttpRequest, scope: Option<Scope>) -> std::result::Result<Identity, ApiError> {
     if let Some(token) = bearer(req) {
         let token = token?;
+        if crate::directory::bearer::is_jwt(&token) {
+            let user = state.run(move |ctx| async move { crate::directory::bearer::authenticate(&ctx, &token, scope).await }).await?;
+            return Ok(Identity { user, via: "api", token: None, session: None, default_purpose: None });
+        }
         let bearer = state.run(move |ctx| async move { tokens::authenticate_for(&ctx, &token, scope).await }).await?;
         let default_purpose = bearer.default_purpose.map(|value| Purpose { value, source: Source::TokenDefault });
         return Ok(Identity { user: bearer.user, via: "api", token: Some(bearer.token), session: None, default_purpose });

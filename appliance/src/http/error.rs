@@ -62,6 +62,10 @@ pub enum Refusals {
     /// The request body did not arrive within `http.body_timeout_s`; the connection is closed.
     #[response(status = 408)]
     BodyTimeout(ErrorBody),
+    /// A server the appliance relies on (the identity provider, the directory, a remote
+    /// model host) failed or could not be reached; the message names it.
+    #[response(status = 502)]
+    Upstream(ErrorBody),
     /// Too many failed sign-ins: retry after the Retry-After seconds.
     #[response(status = 429)]
     Throttled(ErrorBody),
@@ -76,7 +80,7 @@ impl ApiError {
             Error::InvalidInput { .. } | Error::NotFound { .. } | Error::Conflict(_) | Error::PolicyInvalid(_) | Error::BodyTimeout(_) => "invalid_request",
             Error::Unauthorized(_) | Error::CredentialRevoked(_) | Error::Forbidden(_) | Error::Throttled { .. } => "auth",
             Error::PolicyDenied { .. } | Error::EgressDenied { .. } => "policy",
-            Error::Overloaded(_) | Error::Models(_) => "unavailable",
+            Error::Overloaded(_) | Error::Models(_) | Error::Upstream { .. } => "unavailable",
             _ => "internal",
         }
     }
@@ -97,6 +101,7 @@ impl ResponseError for ApiError {
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Forbidden(_) | Error::PolicyDenied { .. } | Error::EgressDenied { .. } => StatusCode::FORBIDDEN,
             Error::Overloaded(_) | Error::Models(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -39,6 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/login", web::get().to(signin::login_page))
                 .route("/login", web::post().to(signin::login))
                 .route("/logout", web::post().to(signin::logout))
+                .route("/oidc/start", web::get().to(signin::oidc_start))
+                .route("/oidc/callback", web::get().to(signin::oidc_callback))
                 .route("/search", web::get().to(analyst::search))
                 .route("/ask", web::get().to(analyst::ask))
                 .route("/passages/{id}", web::get().to(analyst::passage))

@@ -19,6 +19,15 @@ fn user_view(u: User) -> ::web::admin::UserView {
         groups: u.groups.join(", "),
         disabled: u.disabled,
         has_password: u.has_password,
+        mapped_from: u
+            .mapping
+            .as_ref()
+            .and_then(|m| m["mapping"]["matched"].as_array())
+            .map(|g| g.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default(),
+        synced: u.synced_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+        source: u.source,
+        issuer: u.issuer.unwrap_or_default(),
     }
 }
 
@@ -115,11 +124,16 @@ pub(super) async fn change_user(state: web::Data<State>, req: HttpRequest, name:
         Err(r) => return r,
     };
     let name = name.into_inner();
-    let fields = UserFields {
-        roles: Some(f.all("roles")),
-        region: Some(Some(f.one("region")).filter(|r| !r.is_empty())),
-        groups: Some(list(&f.one("groups"))),
-        disabled: Some(f.flag("disabled")),
+    // a directory user's attributes are mapped at sign-in: their form changes only `disabled`
+    let fields = if f.flag("directory") {
+        UserFields { disabled: Some(f.flag("disabled")), ..Default::default() }
+    } else {
+        UserFields {
+            roles: Some(f.all("roles")),
+            region: Some(Some(f.one("region")).filter(|r| !r.is_empty())),
+            groups: Some(list(&f.one("groups"))),
+            disabled: Some(f.flag("disabled")),
+        }
     };
     let (actor, who, password) = (person.name().to_string(), name.clone(), f.raw("password"));
     let changed = state
