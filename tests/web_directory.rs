@@ -17,6 +17,7 @@ use support::{free_port, sanctum, token};
 
 const ICU: &str = "ICU sedation protocol";
 const HYGIENE: &str = "Hand hygiene standard";
+const ADMIN_PASSWORD: &str = "break-glass password 2026";
 
 fn person(groups: &[&str]) -> Value {
     json!({ "preferred_username": "nina", "name": "Nina", "groups": groups, "region": "us" })
@@ -39,6 +40,9 @@ async fn provider_and_directory_sign_in_in_a_real_browser() {
     let ldap = Slapd::start(tmp.path(), &pki);
     let config = support::write_config(tmp.path(), &dir::sanctum_config(tmp.path(), port, &provider, &ldap, &pki));
     sanctum(&config, &["user", "add", "auditor", "--roles", "auditor", "--service"]);
+    sanctum(&config, &["user", "add", "root-admin", "--roles", "admin"]);
+    let out = Command::new(support::bin()).arg("--config").arg(&config).args(["user", "password", "root-admin"]).env("SANCTUM_PASSWORD", ADMIN_PASSWORD).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
     let audit = token(&config, "auditor", "audit");
     dir::documents(tmp.path(), &config);
     let (_server, _) = support::serve(&config);
@@ -54,6 +58,7 @@ async fn provider_and_directory_sign_in_in_a_real_browser() {
         .env("PEOPLE_FILE", &provider.people)
         .env("PEOPLE_AFTER", after.to_string())
         .env("LDAP_PASSWORD", dir::LDAP_PASSWORDS[0].1)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .output()
         .unwrap();
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -75,6 +80,23 @@ async fn provider_and_directory_sign_in_in_a_real_browser() {
     assert!(titles("ldap").iter().any(|t| t.contains(ICU)), "{found}");
     let no_access = found["no_access"].as_str().unwrap();
     assert!(no_access.contains("No access") && no_access.contains("maps to a role"), "{no_access}");
+
+    // the People page: where each person comes from, and which directory groups mapped
+    let rows: Vec<Vec<String>> = serde_json::from_value(found["people"].clone()).unwrap();
+    let row = |name: &str| rows.iter().find(|r| r[0].starts_with(name)).unwrap_or_else(|| panic!("{name} is not listed: {rows:?}")).clone();
+    let nina = row("nina");
+    assert!(nina[4].starts_with("oidc https://127.0.0.1:"), "{nina:?}");
+    assert_eq!(nina[5], "hospital-staff", "{nina:?}");
+    let lena = row("lena");
+    assert!(lena[4].starts_with("ldap ldaps://127.0.0.1:"), "{lena:?}");
+    assert!(lena[5].contains("cn=icu-nurses,ou=groups,dc=example,dc=org") && lena[5].contains("cn=clinical-staff"), "{lena:?}");
+    let victor = row("victor");
+    assert!(victor[1].is_empty() && victor[5].contains("no mapped group: no access"), "{victor:?}");
+    assert!(row("root-admin")[4].starts_with("local, password set"), "{rows:?}");
+    let page = found["nina_page"].as_str().unwrap();
+    assert!(page.contains("signs in through the directory") && page.contains("hospital-staff"), "{page}");
+    let fields: Vec<String> = serde_json::from_value(found["nina_fields"].clone()).unwrap();
+    assert!(!fields.iter().any(|f| f == "password" || f == "roles" || f == "groups"), "a directory user's form changes only `disabled`: {fields:?}");
 
     // the audit log: each sign-in, and the mapping behind each change of nina's attributes
     let pem = std::fs::read(tmp.path().join("data/tls/cert.pem")).unwrap();

@@ -94,6 +94,17 @@ async function run(browser) {
   await page.waitForURL("**/ui/oidc/callback**");
   found.no_access = await page.textContent("main");
   await shot(page, "31-no-access");
+
+  // the break-glass administrator (a local account) sees where each person comes from
+  await page.goto(BASE + "/ui/login?next=/ui/people");
+  await page.fill("#name", "root-admin");
+  await page.fill("#password", process.env.ADMIN_PASSWORD);
+  await Promise.all([page.waitForURL("**/ui/people**"), page.click("form[action='/ui/login'] button[type=submit]")]);
+  found.people = await page.$$eval("#users tbody tr", (rows) => rows.map((r) => Array.from(r.querySelectorAll("td")).map((td) => td.textContent.trim().replace(/\s+/g, " "))));
+  await shot(page, "32-people-directory-users");
+  await page.goto(BASE + "/ui/people/nina");
+  found.nina_page = (await page.textContent("#directory-user")).trim().replace(/\s+/g, " ");
+  found.nina_fields = await page.$$eval("form.query input", (xs) => xs.map((x) => x.name).filter((n) => n));
   await context.close();
 }
 

@@ -124,6 +124,18 @@ pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
     // the first search should not pay for loading the models
     ctx.engine().await?;
     let state = State::new(ctx.clone());
+    // the identity provider's discovery document and keys, fetched now rather than at the
+    // first sign-in (a provider that is down is tried again then; local sign-in works meanwhile)
+    if ctx.directory.oidc.is_some() {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Some(p) = &ctx.directory.oidc {
+                if let Err(e) = p.discover().await {
+                    tracing::warn!(code = e.code(), "the identity provider could not be reached at start; it is tried again at the next sign-in");
+                }
+            }
+        });
+    }
     let worker = tokio::spawn(ingest_worker(ctx.clone(), state.ingest.clone()));
     let json_limit = config.max_body_bytes;
     let server = HttpServer::new(move || {
