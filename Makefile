@@ -10,7 +10,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-auth bench-identifiers bench-audit bench-load bench-soak bench-questions bench-followups bench-escalation bench-finetune finetune-scifact clean-demo
+.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-auth bench-ocr bench-identifiers bench-audit bench-load bench-soak bench-questions bench-followups bench-escalation bench-finetune finetune-scifact clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -118,6 +118,10 @@ bench-policy: build $(DEMO_CONFIG)
 # The cost of accepting a credential per request: a provider JWT next to an API token.
 bench-auth: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench auth --json
+
+# OCR on rendered scans of known text: pages per second and character accuracy.
+bench-ocr: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench ocr --json
 
 bench-audit: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench audit --dataset ../shared/bench/scifact --json

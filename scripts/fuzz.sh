@@ -24,7 +24,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 CARGO_FUZZ_VERSION=0.13.2
-TARGETS=(pdf docx html markdown csv email beir sidecar chunker citations)
+TARGETS=(pdf docx html markdown csv email beir sidecar chunker citations image_header)
 
 install_cargo_fuzz() {
   if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then

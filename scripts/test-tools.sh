@@ -19,11 +19,13 @@ if ! [ -x /usr/bin/chromium ]; then
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 fi
 # the air-gapped install test: system tools, and PostgreSQL's Debian packages for the bundle;
-# the directory tests' LDAP server (OpenLDAP's slapd, started by the test on loopback)
+# the directory tests' LDAP server (OpenLDAP's slapd, started by the test on loopback); the
+# OCR tests' page renderer (ImageMagick)
 need=""
 for tool in strace:strace curl:curl zstd:zstd openssl:openssl unshare:util-linux setpriv:util-linux slapd:slapd ldapsearch:ldap-utils; do
   command -v "${tool%%:*}" >/dev/null || need="$need ${tool##*:}"
 done
+[ -x /usr/bin/convert ] || need="$need imagemagick"
 if [ -n "$need" ]; then
   echo "test-tools: installing$need"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need

@@ -404,6 +404,8 @@ pub struct IngestConfig {
     /// Claims of one job before it is failed (a file that crashed or stalled the worker
     /// each time is refused instead of retried forever).
     pub max_attempts: u32,
+    /// OCR of scans (images, PDF pages without a text layer).
+    pub ocr: OcrConfig,
 }
 
 impl Default for IngestConfig {
@@ -418,7 +420,62 @@ impl Default for IngestConfig {
             parse_memory_mb: 4096,
             parser_bin: None,
             max_attempts: 3,
+            ocr: OcrConfig::default(),
         }
+    }
+}
+
+/// Text from scans: Tesseract on image files and on PDF pages without a text layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcrConfig {
+    /// Off: image files are refused and image-only PDF pages yield no text.
+    pub enabled: bool,
+    /// Tesseract language packs (Debian's tesseract-ocr-<lang>), e.g. ["eng", "deu"].
+    pub languages: Vec<String>,
+    /// Most pages recognised in one file.
+    pub max_pages: u32,
+    /// Most pixels in one page image.
+    pub max_pixels: u64,
+    /// Wall-clock limit of one page.
+    pub page_timeout_s: u64,
+    /// Wall-clock limit of a whole file that needs OCR (instead of ingest.parse_timeout_s).
+    pub timeout_s: u64,
+    /// Pages recognised with a lower mean word confidence (0-100) are flagged in the library.
+    pub min_confidence: f32,
+    pub tesseract: PathBuf,
+    pub pdftoppm: PathBuf,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        let d = ingest::OcrSettings::default();
+        Self {
+            enabled: true,
+            languages: d.languages,
+            max_pages: d.max_pages,
+            max_pixels: d.max_pixels,
+            page_timeout_s: d.page_timeout_s,
+            timeout_s: 900,
+            min_confidence: 60.0,
+            tesseract: d.tesseract,
+            pdftoppm: d.pdftoppm,
+        }
+    }
+}
+
+impl OcrConfig {
+    /// What the parser is given, or None when OCR is off.
+    pub fn settings(&self) -> Option<ingest::OcrSettings> {
+        self.enabled.then(|| ingest::OcrSettings {
+            tesseract: self.tesseract.clone(),
+            pdftoppm: self.pdftoppm.clone(),
+            languages: self.languages.clone(),
+            max_pages: self.max_pages,
+            max_pixels: self.max_pixels,
+            page_timeout_s: self.page_timeout_s,
+            ..Default::default()
+        })
     }
 }
 
@@ -718,6 +775,13 @@ impl Config {
         }
         if self.ingest.parse_memory_mb < 256 {
             return bad("ingest.parse_memory_mb", "must be at least 256 (the parser process maps this program too)");
+        }
+        let o = &self.ingest.ocr;
+        if o.enabled && (o.languages.is_empty() || o.languages.iter().any(|l| l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))) {
+            return bad("ingest.ocr.languages", "must name Tesseract language packs such as eng or deu");
+        }
+        if o.enabled && (o.max_pages == 0 || o.page_timeout_s == 0 || o.timeout_s == 0 || o.max_pixels < 1_000_000) {
+            return bad("ingest.ocr", "max_pages, page_timeout_s and timeout_s must be at least 1, max_pixels at least 1000000");
         }
         if self.ingest.max_attempts == 0 {
             return bad("ingest.max_attempts", "must be at least 1");

@@ -782,6 +782,19 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// OCR of scans whose text is known: pages per second and character accuracy.
+    Ocr {
+        #[arg(long, default_value_t = 20)]
+        pages: usize,
+        /// ImageMagick's convert, which renders the test pages.
+        #[arg(long, default_value = "/usr/bin/convert")]
+        convert: PathBuf,
+        /// The demo corpus, whose text the pages carry.
+        #[arg(long, default_value = "deploy/demo")]
+        corpus: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Accepting a credential per request (p50, p99): an identity provider's JWT access
     /// token (verified, mapped) next to a Sanctum API token.
     Auth {
@@ -1211,6 +1224,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                     (bench::followups::run(&config, &bench::followups::Options { set, corpus, data_dir }, &log).await?, json)
                 }
                 BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
+                BenchCommand::Ocr { pages, convert, corpus, json } => (bench::ocr::run(&config, &bench::ocr::Options { pages, convert, corpus }, &log)?, json),
                 BenchCommand::Auth { requests, json } => (bench::auth::run(&config, &bench::auth::Options { requests }, &log).await?, json),
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
                 BenchCommand::Audit { dataset, docs, rounds, json } => {

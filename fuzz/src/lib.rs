@@ -2,7 +2,7 @@
 //!
 //! The targets in `fuzz_targets/` feed arbitrary bytes to everything in Sanctum that reads
 //! untrusted input: the document parsers (PDF, DOCX, HTML, Markdown, CSV, e-mail, BEIR
-//! JSONL), the metadata sidecars, the chunker and the citation parser. A target fails on
+//! JSONL), the headers of scans, the metadata sidecars, the chunker and the citation parser. A target fails on
 //! a panic that reaches the caller, a crash (stack overflow, abort), a hang (`-timeout`) or
 //! running out of memory (`-rss_limit_mb`), and on a broken promise of the output (the
 //! checks below). `scripts/fuzz.sh` builds and runs them (`make fuzz`, and briefly in
@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use ingest::{Format, ParseLimits, ParsedDocument, TokenCounter};
 
 /// The limits of a fuzzed parse: a file of at most 1 MiB, archives expanding to 8 MiB.
-pub const LIMITS: ParseLimits = ParseLimits { max_file_bytes: 1 << 20, max_expanded_bytes: 8 << 20 };
+pub const LIMITS: ParseLimits = ParseLimits { max_file_bytes: 1 << 20, max_expanded_bytes: 8 << 20, ocr: None };
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -56,6 +56,7 @@ pub fn file_name(format: Format) -> &'static str {
         Format::Csv => "fuzz.csv",
         Format::Email => "fuzz.eml",
         Format::BeirRecord => "corpus.jsonl",
+        Format::Image => "fuzz.png",
     }
 }
 

@@ -14,6 +14,16 @@ pub struct ParsedDocument {
     pub text: String,
     /// Structure over `text`, in order, covering every block.
     pub sections: Vec<Section>,
+    /// The pages whose text was recognised from an image (OCR), with the confidence.
+    #[serde(default)]
+    pub ocr: Vec<OcrPageInfo>,
+}
+
+/// A page read by OCR: its number and Tesseract's mean word confidence (0-100).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrPageInfo {
+    pub page: u32,
+    pub confidence: f32,
 }
 
 /// A run of `text` under one heading on one page.
@@ -37,6 +47,7 @@ pub struct DocumentBuilder {
     sections: Vec<Section>,
     heading: Option<String>,
     page: Option<u32>,
+    ocr: Vec<OcrPageInfo>,
 }
 
 /// Collapses runs of whitespace into one space, trims the ends, and drops control
@@ -119,8 +130,13 @@ impl DocumentBuilder {
         self.text.is_empty()
     }
 
+    /// Records that `page` was read by OCR with `confidence`.
+    pub fn ocr_page(&mut self, page: u32, confidence: f32) {
+        self.ocr.push(OcrPageInfo { page, confidence });
+    }
+
     pub fn finish(self) -> ParsedDocument {
-        ParsedDocument { title: self.title, text: self.text, sections: self.sections }
+        ParsedDocument { title: self.title, text: self.text, sections: self.sections, ocr: self.ocr }
     }
 }
 

@@ -28,6 +28,14 @@ pub enum IngestError {
     BadRecord { line: usize, reason: String },
     #[error("no text could be extracted")]
     NoText,
+    #[error("the image is corrupt or unreadable: {0}")]
+    CorruptImage(String),
+    #[error("{0}")]
+    OcrLimit(String),
+    #[error("OCR failed: {0}")]
+    Ocr(String),
+    #[error("the file is an image (or a PDF of page images) and OCR is off (ingest.ocr.enabled)")]
+    OcrDisabled,
     #[error("invalid file name {name:?}: {reason}")]
     InvalidFileName { name: String, reason: &'static str },
 }

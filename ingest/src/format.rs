@@ -15,9 +15,11 @@ pub enum Format {
     Email,
     /// One record of a BEIR `corpus.jsonl` (`{"_id", "title", "text"}`).
     BeirRecord,
+    /// A scan or photo (PNG, JPEG, TIFF including multi-page): its text comes from OCR.
+    Image,
 }
 
-const SUPPORTED: &str = ".pdf, .docx, .html/.htm, .md/.markdown, .txt, .csv, .eml, corpus.jsonl";
+const SUPPORTED: &str = ".pdf, .docx, .html/.htm, .md/.markdown, .txt, .csv, .eml, .png, .jpg/.jpeg, .tif/.tiff, corpus.jsonl";
 
 impl Format {
     /// Recognises the format from a file name. `corpus.jsonl` files are handled by
@@ -34,6 +36,7 @@ impl Format {
             "csv" => Format::Csv,
             "eml" => Format::Email,
             "jsonl" => Format::BeirRecord,
+            "png" | "jpg" | "jpeg" | "tif" | "tiff" => Format::Image,
             _ => {
                 return Err(IngestError::UnsupportedType {
                     found: if ext.is_empty() { "(no extension)".into() } else { format!(".{ext}") },
@@ -53,6 +56,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Email => "email",
             Format::BeirRecord => "beir_record",
+            Format::Image => "image",
         }
     }
 
@@ -66,6 +70,7 @@ impl Format {
             Format::Csv,
             Format::Email,
             Format::BeirRecord,
+            Format::Image,
         ]
         .into_iter()
         .find(|f| f.as_str() == s)

@@ -20,10 +20,11 @@ mod meta;
 pub mod parse;
 
 pub use chunk::{Chunk, Chunker, ChunkerConfig, TokenCounter};
-pub use document::{DocumentBuilder, ParsedDocument, Section};
+pub use document::{DocumentBuilder, OcrPageInfo, ParsedDocument, Section};
 pub use error::IngestError;
 pub use format::{Format, validate_file_name};
 pub use meta::{DocumentMeta, MetaError, sidecar_paths, sidecar_target};
+pub use parse::ocr::OcrSettings;
 pub use parse::{BeirRecord, ParseLimits, parse, parse_beir_corpus};
 
 /// The lowercase hex sha256 of `bytes`: the content address of an original file.

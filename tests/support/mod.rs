@@ -267,3 +267,83 @@ pub fn write_config_with_models(dir: &Path, models: &Path, extra: &str) -> PathB
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Renders `lines` as a scanned page (black text on white, 150 dpi Letter) with Debian's
+/// ImageMagick into `path` (its extension says the format: .png, .jpg, .tif); `degrade`
+/// are further ImageMagick options (`-blur 0x2`: a poor scan).
+pub fn render_scan(path: &Path, lines: &[&str], pointsize: u32, degrade: &[&str]) {
+    let convert = "/usr/bin/convert";
+    assert!(Path::new(convert).is_file(), "ImageMagick's convert is missing: run scripts/test-tools.sh (`make test` does)");
+    let out = std::process::Command::new(convert)
+        .args(["-size", "1275x1650", "xc:white", "-font", "DejaVu-Sans", "-pointsize", &pointsize.to_string(), "-fill", "black"])
+        .args(["-annotate", "+90+140", &lines.join("\n")])
+        .args(degrade)
+        .args(["-colorspace", "Gray", "-depth", "8"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "convert: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Joins images into a multi-page TIFF with ImageMagick.
+pub fn multipage_tiff(pages: &[PathBuf], path: &Path) {
+    let out = std::process::Command::new("/usr/bin/convert").args(pages).args(["-compress", "lzw"]).arg(path).output().unwrap();
+    assert!(out.status.success(), "convert: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A PDF of pages, each either text (a text layer in Helvetica) or a JPEG scan (an image
+/// only: no text layer), Letter size.
+pub enum PdfPage {
+    Text(Vec<String>),
+    Scan { jpeg: Vec<u8>, width: u32, height: u32 },
+}
+
+pub fn pdf(pages: &[PdfPage]) -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+    let mut kids = Vec::new();
+    for page in pages {
+        let (content, resources) = match page {
+            PdfPage::Text(lines) => {
+                let mut ops = vec![Operation::new("BT", vec![]), Operation::new("Tf", vec!["F1".into(), 12.into()]), Operation::new("Td", vec![72.into(), 720.into()])];
+                for l in lines {
+                    ops.push(Operation::new("Tj", vec![Object::string_literal(l.as_str())]));
+                    ops.push(Operation::new("Td", vec![0.into(), (-16).into()]));
+                }
+                ops.push(Operation::new("ET", vec![]));
+                (Content { operations: ops }, dictionary! { "Font" => dictionary! { "F1" => font } })
+            }
+            PdfPage::Scan { jpeg, width, height } => {
+                let image = Stream::new(
+                    dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => *width as i64, "Height" => *height as i64,
+                        "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
+                    jpeg.clone(),
+                );
+                let image = doc.add_object(image);
+                let ops = vec![
+                    Operation::new("q", vec![]),
+                    Operation::new("cm", vec![612.into(), 0.into(), 0.into(), 792.into(), 0.into(), 0.into()]),
+                    Operation::new("Do", vec!["Im0".into()]),
+                    Operation::new("Q", vec![]),
+                ];
+                (Content { operations: ops }, dictionary! { "XObject" => dictionary! { "Im0" => image } })
+            }
+        };
+        let content = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content, "Resources" => resources,
+            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+        });
+        kids.push(Object::Reference(page));
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }));
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}

@@ -134,6 +134,10 @@ pub struct DocumentView {
     pub may_delete: bool,
     /// Still queued or being indexed: the page follows its job.
     pub pending: bool,
+    /// Pages read by OCR (0: none).
+    pub ocr_pages: usize,
+    /// Of those, the pages recognised below `ingest.ocr.min_confidence`.
+    pub low_confidence: Vec<u32>,
 }
 
 #[derive(Template)]

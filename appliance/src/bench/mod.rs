@@ -9,6 +9,7 @@ pub mod beir;
 pub mod followups;
 pub mod load;
 pub mod metrics;
+pub mod ocr;
 pub mod policy;
 pub mod questions;
 pub mod retrieval;

@@ -37,6 +37,15 @@ pub struct DocumentInfo {
     pub job_state: Option<String>,
     /// Why the latest job failed (or why it was put back in the queue).
     pub job_error: Option<String>,
+    /// The pages read by OCR, with their confidence (0-100); none when the text was text.
+    pub ocr_pages: Option<sqlx::types::Json<Vec<ingest::OcrPageInfo>>>,
+}
+
+impl DocumentInfo {
+    /// The OCR pages whose confidence is below `min` (to be checked by a person).
+    pub fn low_confidence_pages(&self, min: f32) -> Vec<u32> {
+        self.ocr_pages.iter().flat_map(|j| j.0.iter()).filter(|p| p.confidence < min).map(|p| p.page).collect()
+    }
 }
 
 /// A document and every ingest job it has had.
@@ -76,7 +85,7 @@ const JOB_STATES: [&str; 4] = ["queued", "running", "done", "failed"];
 const SELECT: &str = "SELECT d.id, d.name, d.source_id, d.title, d.format, d.size_bytes, d.sha256, d.groups, d.region, d.labels, d.state,
         d.uploaded_by, d.created_at, d.indexed_at,
         (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks,
-        j.id AS job_id, j.state AS job_state, j.error AS job_error
+        j.id AS job_id, j.state AS job_state, j.error AS job_error, d.ocr_pages
     FROM documents d
     LEFT JOIN LATERAL (SELECT id, state, error FROM ingest_jobs WHERE document_id = d.id ORDER BY id DESC LIMIT 1) j ON true";
 

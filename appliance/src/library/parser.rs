@@ -40,6 +40,9 @@ pub struct ChildArgs {
     /// CPU-time limit, seconds.
     #[arg(long)]
     pub cpu_seconds: u64,
+    /// OCR settings (JSON); absent: OCR is off.
+    #[arg(long)]
+    pub ocr: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,7 +54,7 @@ enum Answer {
 
 /// Whether `format` is parsed in a child process.
 pub fn isolated(format: Format) -> bool {
-    matches!(format, Format::Pdf | Format::Docx | Format::Html | Format::Markdown | Format::Email)
+    matches!(format, Format::Pdf | Format::Docx | Format::Html | Format::Markdown | Format::Email | Format::Image)
 }
 
 /// The program run as the parser: `ingest.parser_bin`, or this executable.
@@ -65,19 +68,29 @@ fn program(config: &IngestConfig) -> std::result::Result<PathBuf, String> {
 /// Parses `bytes` as `format`: in a limited child process where [`isolated`], else here.
 /// The error is the document's own fault and says why, in words for the library page.
 pub async fn parse(config: &IngestConfig, format: Format, bytes: std::sync::Arc<Vec<u8>>, name: &str) -> std::result::Result<ParsedDocument, String> {
-    let limits = ParseLimits { max_file_bytes: config.max_file_bytes, max_expanded_bytes: config.max_expanded_bytes };
+    let limits = ParseLimits { max_file_bytes: config.max_file_bytes, max_expanded_bytes: config.max_expanded_bytes, ocr: config.ocr.settings() };
     if !isolated(format) {
         let name = name.to_string();
         return tokio::task::spawn_blocking(move || ingest::parse(format, &bytes, &name, &limits).map_err(|e| e.to_string()))
             .await
             .map_err(|e| format!("the parser crashed: {e}"))?;
     }
-    let timeout = Duration::from_secs(config.parse_timeout_s);
-    let mut child = tokio::process::Command::new(program(config)?)
+    // a file that may need OCR (a scan, a PDF) has the OCR time limit instead
+    let seconds = match (&limits.ocr, format) {
+        (Some(_), Format::Image | Format::Pdf) => config.parse_timeout_s.max(config.ocr.timeout_s),
+        _ => config.parse_timeout_s,
+    };
+    let timeout = Duration::from_secs(seconds);
+    let mut command = tokio::process::Command::new(program(config)?);
+    command
         .arg("parse-document")
         .args(["--format", format.as_str(), "--name", name])
         .args(["--max-file-bytes", &limits.max_file_bytes.to_string(), "--max-expanded-bytes", &limits.max_expanded_bytes.to_string()])
-        .args(["--memory-mb", &config.parse_memory_mb.to_string(), "--cpu-seconds", &(config.parse_timeout_s + 1).to_string()])
+        .args(["--memory-mb", &config.parse_memory_mb.to_string(), "--cpu-seconds", &(seconds + 1).to_string()]);
+    if let Some(ocr) = &limits.ocr {
+        command.args(["--ocr", &serde_json::to_string(ocr).map_err(|e| e.to_string())?]);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -94,6 +107,7 @@ pub async fn parse(config: &IngestConfig, format: Format, bytes: std::sync::Arc<
     let output = match tokio::time::timeout(timeout, run).await {
         Ok(out) => out.map_err(|e| format!("the parser process failed: {e}"))?,
         // dropping the future dropped the child, which kills it
+        Err(_) if seconds > config.parse_timeout_s => return Err(format!("parsing with OCR took longer than {seconds} s (ingest.ocr.timeout_s); the file is refused")),
         Err(_) => return Err(format!("parsing took longer than {} s (ingest.parse_timeout_s); the file is refused", config.parse_timeout_s)),
     };
     if !output.status.success() {
@@ -140,10 +154,16 @@ pub fn child_main(args: &ChildArgs) -> ExitCode {
             match std::io::stdin().take(args.max_file_bytes + 1).read_to_end(&mut bytes) {
                 Err(e) => Answer::Error(format!("cannot read the file: {e}")),
                 Ok(_) => {
-                    let limits = ParseLimits { max_file_bytes: args.max_file_bytes, max_expanded_bytes: args.max_expanded_bytes };
-                    match ingest::parse(format, &bytes, &args.name, &limits) {
-                        Ok(doc) => Answer::Ok(doc),
-                        Err(e) => Answer::Error(e.to_string()),
+                    let ocr = args.ocr.as_deref().map(serde_json::from_str).transpose();
+                    match ocr {
+                        Err(e) => Answer::Error(format!("the OCR settings are unreadable: {e}")),
+                        Ok(ocr) => {
+                            let limits = ParseLimits { max_file_bytes: args.max_file_bytes, max_expanded_bytes: args.max_expanded_bytes, ocr };
+                            match ingest::parse(format, &bytes, &args.name, &limits) {
+                                Ok(doc) => Answer::Ok(doc),
+                                Err(e) => Answer::Error(e.to_string()),
+                            }
+                        }
                     }
                 }
             }

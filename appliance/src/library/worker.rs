@@ -47,6 +47,8 @@ struct Prepared {
     /// The uploader's labels with those implied by the identifiers found (phi, pii).
     labels: Vec<String>,
     identifiers: Vec<StoredSpan>,
+    /// The pages read by OCR, with their confidence.
+    ocr: Vec<ingest::OcrPageInfo>,
 }
 
 /// Processes queued jobs until none are left. Jobs another process left `running` are
@@ -168,6 +170,7 @@ async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: Docume
         .map_err(|e| format!("cannot read the stored original: {e}"))?;
     let format = Format::parse_name(&doc.format).ok_or_else(|| format!("unknown stored format {}", doc.format))?;
     let parsed = super::parser::parse(&ctx.config.ingest, format, std::sync::Arc::new(bytes), &doc.name).await?;
+    let ocr = parsed.ocr.clone();
     let result = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
         let title = doc2.title.clone().or(parsed.title.clone());
         let reserved = title.as_deref().map(|t| tokenizer.count(t).min(48) + 1).unwrap_or(0);
@@ -194,7 +197,7 @@ async fn prepare(ctx: &Sanctum, engine: &Engine, job: jobs::Claimed, doc: Docume
         Ok(d) => return Err(format!("refused by policy (ingest): {}", d.reasons.join("; "))),
         Err(e) => return Err(e.to_string()),
     }
-    Ok(Prepared { job, doc, title, text, chunks, labels, identifiers })
+    Ok(Prepared { job, doc, title, text, chunks, labels, identifiers, ocr })
 }
 
 /// What the embedder sees for a chunk: the document title (context the chunk may lack),
@@ -254,12 +257,14 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
     let mut tx = ctx.pool().begin().await?;
     chunks::replace(&mut tx, &doc_ids, &rows).await?;
     for p in prepared {
-        sqlx::query("UPDATE documents SET text = $2, title = COALESCE(title, $3), labels = $4, identifiers = $5 WHERE id = $1")
+        let ocr = (!p.ocr.is_empty()).then(|| sqlx::types::Json(&p.ocr));
+        sqlx::query("UPDATE documents SET text = $2, title = COALESCE(title, $3), labels = $4, identifiers = $5, ocr_pages = $6 WHERE id = $1")
             .bind(p.doc.id)
             .bind(&p.text)
             .bind(&p.title)
             .bind(&p.labels)
             .bind(sqlx::types::Json(&p.identifiers))
+            .bind(ocr)
             .execute(&mut *tx)
             .await?;
     }
@@ -287,6 +292,7 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
         let entry = Entry::new("sanctum", Action::DocumentIndex).object(p.doc.id.to_string()).decision("allow").details(serde_json::json!({
             "name": p.doc.name, "job": p.job.id, "chunks": p.chunks.len(), "labels": p.labels, "labels_detected": found,
             "identifiers": p.identifiers.len(), "groups": p.doc.groups, "region": p.doc.region,
+            "ocr_pages": p.ocr.len(),
             "policy": { "point": "ingest", "allow": true },
         }));
         last = Some(audit::append(&mut tx, &entry).await?);

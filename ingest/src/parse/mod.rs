@@ -10,6 +10,7 @@ mod docx;
 mod email;
 mod html;
 mod markdown;
+pub mod ocr;
 mod pdf;
 mod text;
 
@@ -18,17 +19,19 @@ pub use beir::{BeirRecord, parse_beir_corpus};
 use crate::{DocumentBuilder, Format, IngestError, ParsedDocument};
 
 /// Limits that protect the parsers from oversized or malicious input.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ParseLimits {
     /// Largest accepted input file, in bytes.
     pub max_file_bytes: u64,
     /// Largest total expanded size of an archive's entries (DOCX), in bytes.
     pub max_expanded_bytes: u64,
+    /// OCR for images and PDF pages without a text layer; `None`: off.
+    pub ocr: Option<ocr::OcrSettings>,
 }
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        Self { max_file_bytes: 64 << 20, max_expanded_bytes: 256 << 20 }
+        Self { max_file_bytes: 64 << 20, max_expanded_bytes: 256 << 20, ocr: None }
     }
 }
 
@@ -42,7 +45,8 @@ pub fn parse(format: Format, bytes: &[u8], name: &str, limits: &ParseLimits) -> 
         return Err(IngestError::TooLarge { size: bytes.len() as u64, limit: limits.max_file_bytes });
     }
     let mut doc = match format {
-        Format::Pdf => pdf::parse(bytes)?,
+        Format::Pdf => pdf::parse(bytes, limits.ocr.as_ref())?,
+        Format::Image => image(bytes, limits.ocr.as_ref().ok_or(IngestError::OcrDisabled)?)?,
         Format::Docx => docx::parse(bytes, limits)?,
         Format::Html => html::parse(utf8(bytes)?),
         Format::Markdown => markdown::parse(utf8(bytes)?),
@@ -59,6 +63,17 @@ pub fn parse(format: Format, bytes: &[u8], name: &str, limits: &ParseLimits) -> 
         doc.title = Some(stem.to_string());
     }
     Ok(doc)
+}
+
+/// An image file, page by page through OCR.
+fn image(bytes: &[u8], settings: &ocr::OcrSettings) -> Result<ParsedDocument, IngestError> {
+    let mut b = DocumentBuilder::new();
+    for page in ocr::image(bytes, settings)? {
+        b.page(page.page);
+        b.ocr_page(page.page, page.confidence);
+        push_paragraphs(&mut b, &page.text);
+    }
+    Ok(b.finish())
 }
 
 /// Strict UTF-8 decoding with an error that says where the first bad byte is. A leading

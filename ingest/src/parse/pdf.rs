@@ -5,7 +5,11 @@
 
 use crate::{DocumentBuilder, IngestError, ParsedDocument};
 
-pub(super) fn parse(bytes: &[u8]) -> Result<ParsedDocument, IngestError> {
+/// A page with fewer letters and digits than this has no usable text layer: with OCR on,
+/// it is rendered and recognised.
+const OCR_BELOW_CHARS: usize = 16;
+
+pub(super) fn parse(bytes: &[u8], ocr: Option<&super::ocr::OcrSettings>) -> Result<ParsedDocument, IngestError> {
     if !bytes.starts_with(b"%PDF-") {
         return Err(IngestError::CorruptPdf("missing %PDF- header".into()));
     }
@@ -35,9 +39,35 @@ pub(super) fn parse(bytes: &[u8]) -> Result<ParsedDocument, IngestError> {
     if let Some(t) = title {
         b.title(&t);
     }
+    let scanned: Vec<u32> = pages
+        .iter()
+        .enumerate()
+        .filter(|(_, text)| text.chars().filter(|c| c.is_alphanumeric()).count() < OCR_BELOW_CHARS)
+        .map(|(i, _)| i as u32 + 1)
+        .collect();
+    // the text layer where there is one, OCR where there is not
+    let mut recognised = std::collections::HashMap::new();
+    if let (Some(settings), false) = (ocr, scanned.is_empty()) {
+        if scanned.len() as u64 > settings.max_pages as u64 {
+            return Err(IngestError::OcrLimit(format!("{} pages have no text layer, over ingest.ocr.max_pages ({})", scanned.len(), settings.max_pages)));
+        }
+        let dir = tempfile::tempdir().map_err(|e| IngestError::Ocr(format!("no temporary directory: {e}")))?;
+        let file = dir.path().join("document.pdf");
+        std::fs::write(&file, bytes).map_err(|e| IngestError::Ocr(format!("cannot write the PDF for OCR: {e}")))?;
+        for &n in &scanned {
+            recognised.insert(n, super::ocr::pdf_page(&file, n, settings)?);
+        }
+    }
     for (i, page) in pages.iter().enumerate() {
-        b.page(i as u32 + 1);
-        super::push_paragraphs(&mut b, page);
+        let n = i as u32 + 1;
+        b.page(n);
+        match recognised.remove(&n) {
+            Some(r) => {
+                b.ocr_page(n, r.confidence);
+                super::push_paragraphs(&mut b, &r.text);
+            }
+            None => super::push_paragraphs(&mut b, page),
+        }
     }
     Ok(b.finish())
 }

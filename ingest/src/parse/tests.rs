@@ -53,7 +53,7 @@ fn truncated_docx_and_zip_bomb_are_refused() {
     let big = "A".repeat(4 << 20);
     let bomb = make_docx(&[(None, big.as_str())]);
     assert!(bomb.len() < 64 << 10, "deflate should squeeze it: {}", bomb.len());
-    let small = ParseLimits { max_file_bytes: 1 << 20, max_expanded_bytes: 1 << 20 };
+    let small = ParseLimits { max_file_bytes: 1 << 20, max_expanded_bytes: 1 << 20, ocr: None };
     let err = parse(Format::Docx, &bomb, "bomb.docx", &small).unwrap_err();
     assert!(matches!(err, IngestError::ZipBomb { .. }), "{err}");
 }
@@ -104,7 +104,7 @@ fn bad_input_gets_named_errors() {
     assert_eq!(parse(Format::Text, b"", "e.txt", &limits()).unwrap_err(), IngestError::Empty);
     let err = parse(Format::Text, b"ok \xff\xfe bad", "b.txt", &limits()).unwrap_err();
     assert_eq!(err, IngestError::InvalidUtf8 { offset: 3 });
-    let tiny = ParseLimits { max_file_bytes: 4, max_expanded_bytes: 4 };
+    let tiny = ParseLimits { max_file_bytes: 4, max_expanded_bytes: 4, ocr: None };
     let err = parse(Format::Text, b"hello", "b.txt", &tiny).unwrap_err();
     assert!(err.to_string().contains("over the limit of 4 bytes"), "{err}");
     assert_eq!(parse(Format::Text, b"  \n\n ", "w.txt", &limits()).unwrap_err(), IngestError::NoText);

@@ -26,6 +26,7 @@ async fn library_page(state: &State, person: &Person, notices: Vec<String>, erro
         .into_iter()
         .map(|d| {
             let running = d.state == "queued" && d.job_state.as_deref() == Some("running");
+            let low_confidence = d.low_confidence_pages(state.ctx.config.ingest.ocr.min_confidence);
             ::web::pages::DocumentView {
                 id: d.id.to_string(),
                 title: d.title.clone().unwrap_or_else(|| d.name.clone()),
@@ -41,6 +42,8 @@ async fn library_page(state: &State, person: &Person, notices: Vec<String>, erro
                 region: d.region.unwrap_or_default(),
                 failure: if d.job_state.as_deref() == Some("failed") { d.job_error } else { None },
                 may_delete: person.admin || d.uploaded_by.as_deref() == Some(person.name()),
+                ocr_pages: d.ocr_pages.as_ref().map_or(0, |j| j.0.len()),
+                low_confidence,
             }
         })
         .collect();
