@@ -37,6 +37,11 @@ if [ -f "$head_binary" ]; then cp -p "$head_binary" "$work/sanctum-head"; fi
 restore() { if [ -f "$work/sanctum-head" ]; then mv -f "$work/sanctum-head" "$head_binary"; else rm -f "$head_binary"; fi; }
 trap 'restore; cleanup' EXIT
 (cd "$work/src" && cargo build --bin sanctum --features "$features" >&2)
+# The previous commit's artifacts of the workspace's own crates now sit where HEAD's go, with
+# newer timestamps than HEAD's sources (cargo keys them by paths relative to each package): a
+# crate that differs between the two commits would be taken as fresh and linked into HEAD's
+# next build. Make HEAD's sources newer, so that build compiles the workspace's crates again.
+find "$root/appliance" "$root/ingest" "$root/policies" "$root/web" "$root/tests" -path '*/target' -prune -o -type f -exec touch -c {} + 2>/dev/null || true
 cp -p "$head_binary" "$work/sanctum-previous"
 previous="$work/sanctum-previous"
 "$previous" bundle --help | grep -q build || { echo "previous-bundle: $short has no 'sanctum bundle build'" >&2; exit 1; }
