@@ -14,6 +14,10 @@
 //!   rotated key is picked up.
 //! - A provider whose certificate is not trusted, and one the egress policy does not allow
 //!   (no connection is made: the listener sees none).
+//! - The web sign-in's ID token, as a hostile provider's token endpoint hands it over: forged
+//!   (`alg: none`, HMAC with the public key, another key, an unknown key), misdirected (another
+//!   audience or issuer), expired, without this sign-in's nonce or replayed from an earlier
+//!   sign-in; and a state used twice. Each is refused in the appliance's own flow, recorded.
 //! - Directory users cannot get a local password.
 
 mod support;
@@ -287,5 +291,105 @@ async fn a_provider_outside_the_egress_policy_or_with_an_untrusted_certificate_i
     assert_eq!(err.code(), "upstream_error", "{err}");
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
     assert_eq!(provider.stats().await["token"], 0);
+    ctx.close().await.unwrap();
+}
+
+/// One web sign-in against the forger: the flow starts, the token endpoint will answer with
+/// `token(nonce)`, and the provider sends the browser back with a code.
+async fn sign_in_with(ctx: &sanctum::app::Sanctum, forger: &dir::Forger, token: impl FnOnce(&str) -> String) -> (String, sanctum::error::Result<String>) {
+    use sanctum::directory::flow;
+    let started = flow::start(ctx, "/ui/search").await.unwrap();
+    let url = reqwest::Url::parse(&started.location).unwrap();
+    let nonce = url.query_pairs().find(|(k, _)| k == "nonce").map(|(_, v)| v.to_string()).unwrap();
+    assert!(url.query_pairs().any(|(k, v)| k == "code_challenge_method" && v == "S256"), "{url}");
+    forger.set_id_token(&token(&nonce));
+    let back = flow::Callback { code: Some("a-code".into()), state: Some(started.state.clone()), ..Default::default() };
+    let done = flow::finish(ctx, Some(&started.state), &back, "127.0.0.1").await.map(|(session, _, _)| session.user_name);
+    (started.state, done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_misdirected_or_replayed_id_tokens_are_refused_at_sign_in() {
+    use sanctum::app::Sanctum;
+    use sanctum::config::{DirectoryConfig, DirectoryMapping, OidcConfig};
+    use sanctum::directory::flow;
+    let tmp = support::tempdir();
+    let pki = dir::pki(tmp.path());
+    let k1 = dir::signing_key(tmp.path(), "k1");
+    let k2 = dir::signing_key(tmp.path(), "k2");
+    let forger = dir::Forger::start(tmp.path(), &pki, &k1);
+    let mut c = support::config(&tmp.path().join("data"));
+    c.egress.allow = vec![forger.issuer.clone()];
+    c.egress.ca_file = Some(pki.ca.clone());
+    c.directory = DirectoryConfig {
+        oidc: Some(OidcConfig {
+            issuer: forger.issuer.clone(),
+            client_id: "sanctum".into(),
+            redirect_url: "https://localhost:1/ui/oidc/callback".into(),
+            algorithms: vec!["ES256".into()],
+            ..Default::default()
+        }),
+        ldap: None,
+        mappings: vec![DirectoryMapping { group: "icu-nurses".into(), roles: vec!["clinician".into()], groups: vec!["icu".into()], region: Some("us".into()) }],
+    };
+    let ctx = Sanctum::open(c).await.unwrap();
+    let issuer = forger.issuer.clone();
+    let claims = move |nonce: &str| json!({ "iss": issuer, "aud": "sanctum", "sub": "nina-sub", "preferred_username": "nina",
+        "groups": ["icu-nurses"], "nonce": nonce, "iat": now(), "exp": now() + 300 });
+    let with = |c: Value, k: &str, v: Value| {
+        let mut c = c;
+        c[k] = v;
+        c
+    };
+
+    // a well-made ID token signs nina in
+    let mut first_token = String::new();
+    let (state, done) = sign_in_with(&ctx, &forger, |n| {
+        first_token = signed(&k1.pem, "k1", &claims(n));
+        first_token.clone()
+    })
+    .await;
+    assert_eq!(done.unwrap(), "nina");
+    // the same state again
+    let again = flow::Callback { code: Some("a-code".into()), state: Some(state.clone()), ..Default::default() };
+    let err = flow::finish(&ctx, Some(&state), &again, "127.0.0.1").await.err().unwrap();
+    assert!(err.to_string().contains("already used"), "{err}");
+
+    let b64v = |v: &Value| b64(v.to_string().as_bytes());
+    let hmac = |c: &Value| {
+        use hmac::{KeyInit, Mac};
+        let (head, payload) = (b64v(&json!({"alg": "HS256", "typ": "JWT", "kid": "k1"})), b64v(c));
+        let public = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&k1.pem).unwrap()).unwrap().public_key_der();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&public).unwrap();
+        mac.update(format!("{head}.{payload}").as_bytes());
+        format!("{head}.{payload}.{}", b64(&mac.finalize().into_bytes()))
+    };
+    type Forge<'a> = Box<dyn Fn(&str) -> String + 'a>;
+    let cases: Vec<(&str, Forge, &str)> = vec![
+        ("replayed from the first sign-in", Box::new(|_| first_token.clone()), "nonce is not this sign-in's"),
+        ("without a nonce", Box::new(|n| signed(&k1.pem, "k1", &with(claims(n), "nonce", Value::Null))), "nonce is not this sign-in's"),
+        ("alg none", Box::new(|n| format!("{}.{}.", b64v(&json!({"alg": "none"})), b64v(&claims(n)))), "not a signed JWT"),
+        ("HMAC with the public key", Box::new(|n| hmac(&claims(n))), "does not allow"),
+        ("another key", Box::new(|n| signed(&k2.pem, "k1", &claims(n))), "signature does not verify"),
+        ("an unknown key", Box::new(|n| signed(&k2.pem, "k9", &claims(n))), "does not publish"),
+        ("another audience", Box::new(|n| signed(&k1.pem, "k1", &with(claims(n), "aud", json!("another-app")))), "another audience"),
+        ("another issuer", Box::new(|n| signed(&k1.pem, "k1", &with(claims(n), "iss", json!("https://evil.example")))), "another issuer"),
+        ("expired", Box::new(|n| signed(&k1.pem, "k1", &with(claims(n), "exp", json!(now() - 600)))), "expired"),
+    ];
+    for (what, forge, says) in &cases {
+        let (_, done) = sign_in_with(&ctx, &forger, forge).await;
+        let err = done.err().unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(err.code(), "unauthorized", "{what}: {err}");
+        assert!(err.to_string().contains(says), "{what}: {err}");
+    }
+    let reasons: Vec<String> = sqlx::query_scalar("SELECT details->>'reason' FROM audit WHERE action = 'auth.fail' AND details->>'via' = 'oidc' ORDER BY seq")
+        .fetch_all(ctx.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        reasons,
+        ["state_replayed", "nonce", "nonce", "malformed", "algorithm", "signature", "unknown_key", "audience", "issuer", "expired"],
+        "every refusal is recorded with its reason"
+    );
     ctx.close().await.unwrap();
 }

@@ -133,9 +133,13 @@ impl Provider {
 }
 
 fn spawn(config: &Path) -> Child {
+    spawn_script("provider.mjs", config)
+}
+
+fn spawn_script(script: &str, config: &Path) -> Child {
     let log = config.with_extension("log");
     let mut child = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("directory/provider.mjs"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("directory").join(script))
         .arg(config)
         .env("NODE_PATH", super::node_modules("oidc-provider"))
         .stdout(Stdio::piped())
@@ -152,6 +156,40 @@ fn spawn(config: &Path) -> Child {
 }
 
 impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A hostile provider (tests/directory/forger.mjs): its token endpoint answers with the ID
+/// token last given to [`Forger::set_id_token`]. Stopped when dropped.
+pub struct Forger {
+    child: Child,
+    pub issuer: String,
+    token_file: PathBuf,
+}
+
+impl Forger {
+    pub fn start(dir: &Path, pki: &Pki, key: &SigningKey) -> Forger {
+        let port = super::free_port();
+        let issuer = format!("https://127.0.0.1:{port}");
+        let token_file = dir.join("forged-id-token");
+        std::fs::write(&token_file, "").unwrap();
+        let config = dir.join("forger.json");
+        let cfg = json!({ "issuer": issuer, "port": port, "cert": pki.cert, "key": pki.key,
+            "signing_key": {"pem": key.pem, "kid": key.kid}, "id_token_file": token_file });
+        std::fs::write(&config, cfg.to_string()).unwrap();
+        Forger { child: spawn_script("forger.mjs", &config), issuer, token_file }
+    }
+
+    /// The ID token the token endpoint answers with from now on.
+    pub fn set_id_token(&self, token: &str) {
+        std::fs::write(&self.token_file, token).unwrap();
+    }
+}
+
+impl Drop for Forger {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
