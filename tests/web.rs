@@ -47,9 +47,13 @@ fn the_web_ui_in_a_real_browser() {
     rt.block_on(async {
         let http = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap();
         // and a clinical note with identifiers, labelled PHI that may be served redacted
+        // and a poor scan, read by OCR with low confidence (flagged in the Library)
+        support::render_scan(&tmp.path().join("faint-scan.png"), &["a faint note about linen", "changed on the ward every morning"], 14, &["-blur", "0x2"]);
+        let faint = std::fs::read(tmp.path().join("faint-scan.png")).unwrap();
         let uploads = [
             (b"# Visitors\n\nIn intensive care at most two visitors may be at a bedside.".as_slice(), "visitors.md", XSS, ""),
             (PHI_NOTE.as_bytes(), "cardiology-note.txt", "Cardiology note", "phi,redactable"),
+            (faint.as_slice(), "faint-scan.png", "Linen note (scan)", ""),
         ];
         for (bytes, name, title, labels) in uploads {
             let form = reqwest::multipart::Form::new()
@@ -133,6 +137,10 @@ fn the_web_ui_in_a_real_browser() {
 
     // Library: dropped, followed until indexed without a reload, deleted
     assert!(texts("library_rows").iter().any(|r| r.contains("visitors.md") && r.contains("indexed")), "{found}");
+    assert!(
+        texts("library_rows").iter().any(|r| r.contains("faint-scan.png") && r.contains("OCR, 1 page") && r.contains("low confidence: p. 1")),
+        "the poor scan is flagged: {found}"
+    );
     assert_eq!(texts("chosen").len(), 1, "the dropped file is listed: {found}");
     assert!(texts("upload_notices").iter().any(|n| n.contains("parking.txt: accepted")), "{found}");
     let seen = texts("states_seen");
