@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use support::{free_port, sanctum, token};
@@ -19,10 +19,7 @@ const PHI_NOTE: &str = "Patient MRN: 44001127, seen 03/10/2021, phone 617-555-10
 
 #[test]
 fn the_web_ui_in_a_real_browser() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).is_file(), "{chromium} is missing: run scripts/setup.sh (`make test` does), which installs Debian's chromium");
-    let shots = std::env::var_os("SANCTUM_TEST_OUTPUT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/out")).join("screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let (chromium, shots) = support::browser();
 
     let tmp = support::tempdir();
     let port = free_port();

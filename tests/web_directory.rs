@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
@@ -25,10 +25,7 @@ fn person(groups: &[&str]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_and_directory_sign_in_in_a_real_browser() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).is_file(), "{chromium} is missing: run scripts/setup.sh (`make test` does), which installs Debian's chromium");
-    let shots = std::env::var_os("SANCTUM_TEST_OUTPUT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/out")).join("screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let (chromium, shots) = support::browser();
 
     let tmp = support::tempdir();
     let pki = dir::pki(tmp.path());

@@ -23,6 +23,9 @@ pub struct User {
     pub source: String,
     /// The OIDC issuer or LDAP URL of a directory user.
     pub issuer: Option<String>,
+    /// Their OIDC `sub` or LDAP DN (kept to recognise them; not shown).
+    #[serde(skip)]
+    pub subject: Option<String>,
     /// The mapping that produced a directory user's attributes at their last sign-in.
     pub mapping: Option<serde_json::Value>,
     pub synced_at: Option<DateTime<Utc>>,
@@ -113,7 +116,7 @@ fn check_region(region: Option<&str>) -> Result<Option<String>> {
 /// `$head` followed by the user columns, then `$tail` (SQL stays literal).
 macro_rules! with_columns {
     ($head:literal, $tail:literal) => {
-        concat!($head, "name, kind, roles, region, groups, disabled, password_hash IS NOT NULL AS has_password, source, issuer, mapping, synced_at, created_at, updated_at", $tail)
+        concat!($head, "name, kind, roles, region, groups, disabled, password_hash IS NOT NULL AS has_password, source, issuer, subject, mapping, synced_at, created_at, updated_at", $tail)
     };
 }
 
@@ -154,10 +157,9 @@ pub async fn add(ctx: &Sanctum, actor: &str, name: &str, service: bool, fields: 
     Ok(user)
 }
 
-/// A user read inside a transaction.
-pub(crate) async fn get_in(tx: &mut sqlx::PgConnection, name: &str) -> Result<User> {
-    let row: Option<User> = sqlx::query_as(with_columns!("SELECT ", " FROM users WHERE name = $1")).bind(name).fetch_optional(tx).await?;
-    row.ok_or_else(|| Error::NotFound { what: "user", id: name.to_string() })
+/// A user read and locked inside a transaction, if there is one of that name.
+pub(crate) async fn get_locked(tx: &mut sqlx::PgConnection, name: &str) -> Result<Option<User>> {
+    Ok(sqlx::query_as(with_columns!("SELECT ", " FROM users WHERE name = $1 FOR UPDATE")).bind(name).fetch_optional(tx).await?)
 }
 
 /// Writes a directory user's identity and mapped attributes (inserting them on first

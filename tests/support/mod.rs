@@ -168,6 +168,16 @@ pub fn token(config: &Path, user: &str, scopes: &str) -> String {
     t.lines().find(|l| l.starts_with("snt_")).unwrap().to_string()
 }
 
+/// The browser tests' Chromium (Debian's, or `$CHROMIUM`) and the directory their
+/// screenshots go to (`$SANCTUM_TEST_OUTPUT/screenshots`, default `.ci/out/screenshots`).
+pub fn browser() -> (String, PathBuf) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).is_file(), "{chromium} is missing: run scripts/setup.sh (`make test` does), which installs Debian's chromium");
+    let shots = std::env::var_os("SANCTUM_TEST_OUTPUT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/out")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    (chromium, shots)
+}
+
 /// The npm packages the browser and directory tests use (playwright-core, oidc-provider),
 /// installed outside the checkout by `scripts/test-tools.sh`; `package` must be there.
 pub fn node_modules(package: &str) -> PathBuf {

@@ -133,25 +133,32 @@ pub async fn provision(ctx: &Sanctum, person: &Person, via: &str) -> Result<User
         return Err(refuse("mapping_invalid", e).await);
     }
     let mut tx = ctx.pool().begin().await?;
-    let existing: Option<(String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT source, issuer, subject FROM users WHERE name = $1 FOR UPDATE").bind(&name).fetch_optional(&mut *tx).await?;
-    if let Some((source, issuer, subject)) = &existing {
-        if source != person.source.as_str() || issuer.as_deref() != Some(person.issuer.as_str()) || subject.as_deref() != Some(person.subject.as_str()) {
+    let before = crate::users::get_locked(&mut tx, &name).await?;
+    if let Some(b) = &before {
+        if b.source != person.source.as_str() || b.issuer.as_deref() != Some(person.issuer.as_str()) || b.subject.as_deref() != Some(person.subject.as_str()) {
             drop(tx);
-            let whose = if source == "local" { "a local account".to_string() } else { format!("another {source} identity") };
+            let whose = if b.source == "local" { "a local account".to_string() } else { format!("another {} identity", b.source) };
             let e = Error::Forbidden(format!("the user name {name:?} already belongs to {whose}; an administrator must resolve the clash before this person can sign in"));
             return Err(refuse("name_taken", e).await);
         }
     }
-    let before = match &existing {
-        Some(_) => Some(crate::users::get_in(&mut tx, &name).await?),
-        None => None,
-    };
     let details = serde_json::json!({
         "via": via, "source": person.source.as_str(), "issuer": person.issuer, "subject": person.subject,
         "directory_groups": person.groups, "mapping": mapped,
     });
-    let user = crate::users::upsert_directory(&mut tx, &name, person, &mapped, &details).await?;
+    // nothing to write when the mapping gives what is stored (every API request with a
+    // provider token comes here): the row is refreshed at most once a minute
+    let current = before.as_ref().filter(|b| {
+        b.roles == mapped.roles
+            && b.groups == mapped.groups
+            && b.region == mapped.region
+            && b.mapping.as_ref() == Some(&details)
+            && b.synced_at.is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::minutes(1))
+    });
+    let user = match current {
+        Some(b) => b.clone(),
+        None => crate::users::upsert_directory(&mut tx, &name, person, &mapped, &details).await?,
+    };
     let changed = before.as_ref().is_none_or(|b| b.roles != user.roles || b.groups != user.groups || b.region != user.region);
     if changed {
         let action = if before.is_none() { Action::UserAdd } else { Action::UserChange };

@@ -205,9 +205,9 @@ pub fn pdf_page(pdf: &Path, page: u32, s: &OcrSettings) -> Result<OcrPage, Inges
     let prefix = dir.join(format!("page-{page}"));
     let mut cmd = Command::new(&s.pdftoppm);
     cmd.args(["-png", "-singlefile", "-gray", "-f", &page.to_string(), "-l", &page.to_string(), "-scale-to", &s.render_long_side.to_string()]).arg(pdf).arg(&prefix);
-    let out = run(cmd, Duration::from_secs(s.page_timeout_s), "pdftoppm")?;
-    if !out.0.success() {
-        return Err(IngestError::Ocr(format!("page {page} could not be rendered for OCR ({})", out.1.lines().next().unwrap_or("pdftoppm failed"))));
+    let (status, stderr, _) = run_capture(cmd, Duration::from_secs(s.page_timeout_s), "pdftoppm")?;
+    if !status.success() {
+        return Err(IngestError::Ocr(format!("page {page} could not be rendered for OCR ({})", stderr.lines().next().unwrap_or("pdftoppm failed"))));
     }
     let png = prefix.with_extension("png");
     let bytes = std::fs::read(&png).map_err(|e| IngestError::Ocr(format!("page {page} was not rendered: {e}")))?;
@@ -235,10 +235,6 @@ fn tesseract(file: &Path, s: &OcrSettings, timeout: Duration) -> Result<String, 
         return Err(IngestError::Ocr(format!("the image could not be recognised (tesseract: {said})")));
     }
     Ok(stdout)
-}
-
-fn run(cmd: Command, timeout: Duration, what: &str) -> Result<(std::process::ExitStatus, String), IngestError> {
-    run_capture(cmd, timeout, what).map(|(s, e, _)| (s, e))
 }
 
 /// Runs `cmd` to its end or `timeout`, whichever is first (then it is killed).
