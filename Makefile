@@ -10,7 +10,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-auth bench-ocr bench-identifiers bench-audit bench-load bench-soak bench-questions bench-followups bench-escalation bench-finetune finetune-scifact clean-demo
+.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-auth bench-ocr bench-sync bench-identifiers bench-audit bench-load bench-soak bench-questions bench-followups bench-escalation bench-finetune finetune-scifact clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -122,6 +122,9 @@ bench-auth: build $(DEMO_CONFIG)
 # OCR on rendered scans of known text: pages per second and character accuracy.
 bench-ocr: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench ocr --json
+
+bench-sync: build $(DEMO_CONFIG)
+	$(SANCTUM) --config $(DEMO_CONFIG) bench sync --json
 
 bench-audit: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench audit --dataset ../shared/bench/scifact --json

@@ -379,3 +379,59 @@ fn audit_from_the_command_line() {
     assert_eq!(code, Some(1), "{t}");
     assert!(t.contains("BROKEN at record"), "{t}");
 }
+
+#[test]
+fn sources_from_the_command_line() {
+    let tmp = support::tempdir();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    support::write(&share, "rota.md", "# Rota\n\nThe ward rota is published every Friday at noon.");
+    support::write(&share, "empty.txt", "");
+    let config = support::write_config(tmp.path(), &format!("\n[[sources]]\nname = \"wards\"\nkind = \"folder\"\npath = {share:?}\nevery_minutes = 0\n"));
+    add_tester(&config);
+
+    let out = sanctum(&config, &["sources", "sync"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "a file not synced exits 1: {t}");
+    assert!(t.contains("wards: done") && t.contains("1 added"), "{t}");
+    assert!(t.contains("not synced: empty.txt: the file is empty"), "{t}");
+    assert!(t.contains("indexed 1 documents"), "{t}");
+    let found = text(&sanctum(&config, &["search", "When is the ward rota published?"]));
+    assert!(found.contains("every Friday"), "{found}");
+
+    std::fs::remove_file(share.join("empty.txt")).unwrap();
+    let out = sanctum(&config, &["sources", "sync", "wards", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let last: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["runs"][0]["counts"]["unchanged"], 1, "{last}");
+
+    let runs = text(&sanctum(&config, &["sources", "runs", "wards"]));
+    assert_eq!(runs.lines().count(), 2, "{runs}");
+    assert!(runs.lines().next().unwrap().contains("done") && runs.contains("by tester"), "{runs}");
+    let listed = text(&sanctum(&config, &["sources", "list"]));
+    assert!(listed.contains("wards") && listed.contains("1 documents") && listed.contains("on demand"), "{listed}");
+    let refused = sanctum(&config, &["sources", "remove", "wards"]);
+    assert!(!refused.status.success() && text(&refused).contains("defined in the configuration file"), "{}", text(&refused));
+
+    // one added at run time: a bad name is refused with the field; a good one removed with its documents
+    let bad = sanctum(&config, &["sources", "add", "Bad Name", "--path", share.to_str().unwrap()]);
+    assert!(!bad.status.success() && text(&bad).contains("use a-z"), "{}", text(&bad));
+    let added = sanctum(&config, &["sources", "add", "copy", "--path", share.to_str().unwrap(), "--groups", "facilities", "--every-minutes", "0"]);
+    assert!(added.status.success(), "{}", text(&added));
+    assert!(sanctum(&config, &["sources", "sync", "copy"]).status.success());
+    let removed = text(&sanctum(&config, &["sources", "remove", "copy"]));
+    assert!(removed.contains("removed with its 1 documents"), "{removed}");
+}
+
+#[test]
+fn sync_benchmark_prints_figures_as_json_last() {
+    let tmp = support::tempdir();
+    let config = support::write_config(tmp.path(), "");
+    let out = sanctum(&config, &["bench", "sync", "--files", "40", "--rounds", "2", "--changes", "2", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["files"], 40, "{last}");
+    assert!(last["noop_sync"]["files_per_s"].as_f64().unwrap() > 0.0, "{last}");
+    assert!(last["changed_file_searchable"]["seconds"].as_f64().unwrap() > 0.0, "{last}");
+}

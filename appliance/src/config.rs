@@ -60,6 +60,75 @@ pub struct Config {
     pub escalation: EscalationConfig,
     #[serde(default)]
     pub directory: DirectoryConfig,
+    /// Sources kept in sync (`[[sources]]`); more can be added at run time by an
+    /// administrator (`sanctum sources add`, `POST /v1/sources`, the Sources page).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// A source whose files are kept in sync with the library: a local or mounted folder.
+/// Every supported file under `path` is one document carrying the source's groups, region
+/// and labels; new files are ingested, changed ones re-ingested, removed ones deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `a-z`, `0-9`, `-` and `_`, at most 64 characters.
+    pub name: String,
+    /// `folder`: a directory on this machine (or a share mounted on it).
+    pub kind: SourceKind,
+    /// The folder's absolute path.
+    #[schema(value_type = String)]
+    pub path: PathBuf,
+    /// Who may see its documents (empty: everyone the policy lets search).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Minutes between scheduled syncs while `serve` runs; 0: on demand only.
+    #[serde(default = "default_every_minutes")]
+    pub every_minutes: u32,
+}
+
+fn default_every_minutes() -> u32 {
+    60
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Folder,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Folder => "folder",
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Problems a source's settings can have, naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        let n = &self.name;
+        if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+            return Err(format!("name {n:?}: use a-z, 0-9, - and _ (1 to 64 characters)"));
+        }
+        if !self.path.is_absolute() {
+            return Err(format!("source {n}: path {} must be absolute", self.path.display()));
+        }
+        if self.path.to_str().is_none() {
+            return Err(format!("source {n}: path {} is not valid UTF-8", self.path.display()));
+        }
+        if self.every_minutes > 7 * 24 * 60 {
+            return Err(format!("source {n}: every_minutes must be at most 10080 (a week); 0 syncs on demand only"));
+        }
+        let meta = ingest::DocumentMeta { title: None, groups: self.groups.clone(), region: self.region.clone(), labels: self.labels.clone() };
+        meta.normalized().map_err(|e| format!("source {n}: {e}"))?;
+        Ok(())
+    }
 }
 
 /// Where people sign in besides local accounts: an OpenID Connect provider (web sign-in and
@@ -783,6 +852,15 @@ impl Config {
         if o.enabled && (o.max_pages == 0 || o.page_timeout_s == 0 || o.timeout_s == 0 || o.max_pixels < 1_000_000) {
             return bad("ingest.ocr", "max_pages, page_timeout_s and timeout_s must be at least 1, max_pixels at least 1000000");
         }
+        let mut names = std::collections::HashSet::new();
+        for source in &self.sources {
+            if let Err(message) = source.check() {
+                return Err(ConfigError::Invalid { key: "sources", message });
+            }
+            if !names.insert(source.name.as_str()) {
+                return bad("sources", &format!("two sources are named {}", source.name));
+            }
+        }
         if self.ingest.max_attempts == 0 {
             return bad("ingest.max_attempts", "must be at least 1");
         }
@@ -957,6 +1035,7 @@ impl Config {
             conversations: Default::default(),
             escalation: Default::default(),
             directory: Default::default(),
+            sources: Vec::new(),
         }
     }
 

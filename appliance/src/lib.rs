@@ -32,6 +32,7 @@ pub mod ops;
 pub mod policy;
 pub mod purpose;
 pub mod retrieve;
+pub mod sources;
 pub mod store;
 pub mod tokens;
 pub mod users;

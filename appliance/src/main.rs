@@ -73,6 +73,12 @@ enum Command {
         #[command(subcommand)]
         command: ConversationsCommand,
     },
+    /// Sources kept in sync (folders on this machine or mounted shares): list, add, remove,
+    /// sync now (then index what changed), and the history of runs.
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+    },
     /// The library: list documents with their ingest state, show one, delete one.
     Documents {
         #[command(subcommand)]
@@ -221,6 +227,60 @@ enum ConversationsCommand {
     Purge {
         #[command(flatten)]
         actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SourcesCommand {
+    /// Every source with its document count and last run.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a folder source (synced at its schedule while `serve` runs, or with `sync`).
+    Add {
+        name: String,
+        /// The folder's absolute path.
+        #[arg(long)]
+        path: PathBuf,
+        /// Who may see its documents.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Minutes between scheduled syncs; 0: on demand only.
+        #[arg(long, default_value_t = 60)]
+        every_minutes: u32,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a source added at run time, with every document it brought.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync sources now (all of them without a name) and index what changed.
+    Sync {
+        names: Vec<String>,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The latest runs of a source, newest first.
+    Runs {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
         #[arg(long)]
         json: bool,
     },
@@ -795,6 +855,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A folder source of many small files: the first sync, a sync of the unchanged folder
+    /// (files/s), and the time for a changed file to become searchable.
+    Sync {
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 5)]
+        changes: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Accepting a credential per request (p50, p99): an identity provider's JWT access
     /// token (verified, mapped) next to a Sanctum API token.
     Auth {
@@ -1066,6 +1138,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Documents { command } => documents(config, command).await,
+        Command::Sources { command } => sources_command(config, command).await,
         Command::Conversations { command } => conversations(config, command).await,
         Command::Audit { command } => audit(config, command).await,
         Command::Token { command } => token(config, command).await,
@@ -1225,6 +1298,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                 }
                 BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
                 BenchCommand::Ocr { pages, convert, corpus, json } => (bench::ocr::run(&config, &bench::ocr::Options { pages, convert, corpus }, &log)?, json),
+                BenchCommand::Sync { files, rounds, changes, json } => (bench::sync::run(&config, &bench::sync::Options { files, rounds, changes }, &log).await?, json),
                 BenchCommand::Auth { requests, json } => (bench::auth::run(&config, &bench::auth::Options { requests }, &log).await?, json),
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
                 BenchCommand::Audit { dataset, docs, rounds, json } => {
@@ -1537,6 +1611,106 @@ async fn conversations(config: Config, command: ConversationsCommand) -> Result<
     .await;
     ctx.close().await?;
     result
+}
+
+async fn sources_command(config: Config, command: SourcesCommand) -> Result<ExitCode> {
+    use sanctum::sources;
+    let ctx = Sanctum::open(config).await?;
+    let result = async {
+        match command {
+            SourcesCommand::List { json } => {
+                let list = sources::list(&ctx).await?;
+                if json {
+                    print_json(&list)?;
+                } else if list.is_empty() {
+                    println!("no sources; add one with `sanctum sources add NAME --path DIR` or [[sources]] in sanctum.toml");
+                }
+                if !json {
+                    for s in &list {
+                        let last = match &s.last_run {
+                            Some(r) => format!("last run {} {} ({})", r.started_at.format("%Y-%m-%d %H:%M"), r.state, run_summary(&r.counts)),
+                            None => "never synced".into(),
+                        };
+                        let every = if s.settings.every_minutes == 0 { "on demand".into() } else { format!("every {} min", s.settings.every_minutes) };
+                        println!("{:<20} {} {}  {} documents, {every}, {last}", s.settings.name, s.settings.kind.as_str(), s.settings.path.display(), s.documents);
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            SourcesCommand::Add { name, path, groups, region, labels, every_minutes, actor, json } => {
+                let settings = sanctum::config::SourceConfig { name, kind: sanctum::config::SourceKind::Folder, path, groups, region, labels, every_minutes };
+                let added = sources::add(&ctx, &actor.actor(&ctx).await?, settings).await?;
+                if json {
+                    print_json(&added)?;
+                } else {
+                    println!("source {} added; sync it now with `sanctum sources sync {}`", added.settings.name, added.settings.name);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            SourcesCommand::Remove { name, actor, json } => {
+                let removed = sources::remove(&ctx, &actor.actor(&ctx).await?, &name).await?;
+                if json {
+                    print_json(&removed)?;
+                } else {
+                    println!("source {} removed with its {} documents", removed.name, removed.documents);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            SourcesCommand::Sync { names, actor, json } => {
+                let actor = actor.actor(&ctx).await?;
+                let names = if names.is_empty() { sources::list(&ctx).await?.into_iter().map(|s| s.settings.name).collect() } else { names };
+                let mut reports = Vec::new();
+                for name in &names {
+                    reports.push(sources::sync(&ctx, &actor, name, "cli").await?);
+                }
+                let worker = library::run_until_idle(&ctx, &|_| {}).await?;
+                let job_ids: Vec<i64> = reports.iter().flat_map(|r| r.jobs.iter().copied()).collect();
+                let failed_jobs: Vec<jobs::JobRow> = jobs::get(ctx.pool(), &job_ids).await?.into_iter().filter(|j| j.state == "failed").collect();
+                let ok = reports.iter().all(|r| r.state == "done" && r.counts.failed == 0) && failed_jobs.is_empty();
+                if json {
+                    println!("{}", serde_json::json!({ "runs": reports, "failed_jobs": failed_jobs, "worker": worker }));
+                } else {
+                    for r in &reports {
+                        println!("{}: {} in {:.2} s — {}", r.source, r.state, r.seconds, run_summary(&r.counts));
+                        if let Some(e) = &r.error {
+                            println!("  {e}");
+                        }
+                        for p in &r.problems {
+                            println!("  not synced: {}: {}", p.path, p.reason);
+                        }
+                    }
+                    for j in &failed_jobs {
+                        println!("  not indexed: {}: {}", j.name, j.error.as_deref().unwrap_or(""));
+                    }
+                    println!("indexed {} documents ({} chunks) in {:.1} s", worker.documents, worker.chunks, worker.seconds);
+                }
+                Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            SourcesCommand::Runs { name, limit, json } => {
+                let runs = sources::runs(&ctx, &name, limit).await?;
+                if json {
+                    print_json(&runs)?;
+                } else {
+                    for r in &runs {
+                        let error = r.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
+                        println!("{:>6}  {}  {:<7} {:<8} by {:<20} {}{error}", r.id, r.started_at.format("%Y-%m-%d %H:%M:%S"), r.state, r.trigger, r.actor, run_summary(&r.counts));
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+    .await;
+    ctx.close().await?;
+    result
+}
+
+/// A run's counts in one line.
+fn run_summary(c: &sanctum::sources::Counts) -> String {
+    format!(
+        "{} listed: {} added, {} changed, {} moved, {} regrouped, {} removed, {} unchanged, {} failed, {} deferred, {} skipped",
+        c.listed, c.added, c.changed, c.moved, c.regrouped, c.removed, c.unchanged, c.failed, c.deferred, c.skipped
+    )
 }
 
 async fn documents(config: Config, command: DocumentsCommand) -> Result<ExitCode> {

@@ -424,6 +424,19 @@ async fn every_operation_leaves_its_record() {
     let gone = library::delete(&ctx, "ana", Some("operations"), broken.expect("broken.pdf accepted")).await.unwrap();
     assert_eq!(gone.state, "failed");
 
+    // a folder source: added, synced (one file added, one not synced), removed with its documents
+    let share = tmp.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    std::fs::write(share.join("rota.txt"), "The ward rota is published every Friday.").unwrap();
+    std::fs::write(share.join("empty.txt"), "").unwrap();
+    let wards = sanctum::config::SourceConfig {
+        name: "wards".into(), kind: sanctum::config::SourceKind::Folder, path: share, groups: vec!["clinical".into()], region: Some("us".into()), labels: vec![], every_minutes: 0,
+    };
+    sanctum::sources::add(&ctx, "pat", wards).await.unwrap();
+    let run = sanctum::sources::sync(&ctx, "pat", "wards", "cli").await.unwrap();
+    assert_eq!((run.counts.added, run.counts.failed), (1, 1), "{run:?}");
+    assert_eq!(sanctum::sources::remove(&ctx, "pat", "wards").await.unwrap().documents, 1);
+
     // egress: no endpoint is allowed, the refusal is recorded
     let err = ctx.egress.post_json("https://api.example.com/v1/x", "a test", &Default::default(), None, &serde_json::json!({})).await.unwrap_err();
     assert_eq!(err.code(), "egress_denied");

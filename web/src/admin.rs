@@ -230,3 +230,38 @@ pub struct Models {
     pub notices: Vec<String>,
     pub error: Option<String>,
 }
+
+/// A source as the Sources page shows it.
+pub struct SourceView {
+    pub name: String,
+    pub kind: String,
+    pub path: String,
+    pub groups: String,
+    pub region: String,
+    pub schedule: String,
+    pub documents: i64,
+    /// Only sources added at run time can be removed here.
+    pub removable: bool,
+    pub runs: Vec<RunView>,
+}
+
+/// One sync run: when, how it went, what it did, and the files it could not sync.
+pub struct RunView {
+    pub id: i64,
+    pub started: String,
+    pub trigger: String,
+    pub actor: String,
+    pub state: String,
+    pub summary: String,
+    pub error: Option<String>,
+    pub problems: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "sources.html")]
+pub struct Sources {
+    pub chrome: Chrome,
+    pub sources: Vec<SourceView>,
+    pub notices: Vec<String>,
+    pub error: Option<String>,
+}

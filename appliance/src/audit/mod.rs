@@ -110,10 +110,18 @@ pub enum Action {
     /// Feedback on an answer in a conversation (helpful or not, a correction, a note).
     ConversationFeedback,
     ConversationPurge,
+    /// A source added (or its settings changed in the configuration file).
+    SourceAdd,
+    /// A source removed with every document it brought.
+    SourceRemove,
+    /// A sync run of a source ended: its counts, or why it failed.
+    SourceSync,
+    /// One file of a source added, changed, moved, regrouped, removed, or not synced.
+    SourceFile,
 }
 
 impl Action {
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 41] = [
         Action::DocumentSubmit,
         Action::DocumentIndex,
         Action::DocumentFail,
@@ -151,6 +159,10 @@ impl Action {
         Action::ConversationDelete,
         Action::ConversationFeedback,
         Action::ConversationPurge,
+        Action::SourceAdd,
+        Action::SourceRemove,
+        Action::SourceSync,
+        Action::SourceFile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -192,6 +204,10 @@ impl Action {
             Action::ConversationDelete => "conversation.delete",
             Action::ConversationFeedback => "conversation.feedback",
             Action::ConversationPurge => "conversation.purge",
+            Action::SourceAdd => "source.add",
+            Action::SourceRemove => "source.remove",
+            Action::SourceSync => "source.sync",
+            Action::SourceFile => "source.file",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod questions;
 pub mod retrieval;
 pub mod scale;
+pub mod sync;
 
 use std::future::Future;
 use std::path::PathBuf;

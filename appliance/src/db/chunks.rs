@@ -113,3 +113,15 @@ pub async fn index_page(pool: &PgPool, after: Option<Uuid>, limit: i64) -> Resul
     .fetch_all(pool)
     .await?)
 }
+
+/// The chunks of indexed documents among `documents`, as the indexes hold them.
+pub async fn index_rows_of(pool: &PgPool, documents: &[Uuid]) -> Result<Vec<IndexRow>> {
+    Ok(sqlx::query_as(
+        "SELECT c.id, c.document_id, c.text, c.embedding, d.title, d.groups, d.region, d.labels
+         FROM chunks c JOIN documents d ON d.id = c.document_id
+         WHERE d.state = 'indexed' AND c.document_id = ANY($1) ORDER BY c.id",
+    )
+    .bind(documents)
+    .fetch_all(pool)
+    .await?)
+}

@@ -33,30 +33,51 @@ pub struct NewDocument<'a> {
     pub region: Option<&'a str>,
     pub labels: &'a [String],
     pub uploaded_by: &'a str,
+    /// Where a synced document comes from: unique by (source, path) instead of by content.
+    pub from_source: Option<FromSource<'a>>,
+}
+
+/// A file of a source, as listed there.
+pub struct FromSource<'a> {
+    pub source: &'a str,
+    pub path: &'a str,
+    pub size: i64,
+    pub mtime_ns: i64,
 }
 
 /// Inserts the document unless its content is already present. Returns the new id, or
 /// `None` for a duplicate.
 pub async fn insert(tx: &mut Transaction<'_, Postgres>, doc: &NewDocument<'_>) -> Result<Option<Uuid>> {
     let id = Uuid::new_v4();
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO documents (id, sha256, name, source_id, format, size_bytes, title, groups, region, labels, uploaded_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (sha256) DO NOTHING RETURNING id",
-    )
-    .bind(id)
-    .bind(doc.sha256)
-    .bind(doc.name)
-    .bind(doc.source_id)
-    .bind(doc.format)
-    .bind(doc.size_bytes)
-    .bind(doc.title)
-    .bind(doc.groups)
-    .bind(doc.region)
-    .bind(doc.labels)
-    .bind(doc.uploaded_by)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let conflict = match doc.from_source {
+        None => "ON CONFLICT (sha256) WHERE source_name IS NULL DO NOTHING",
+        Some(_) => "ON CONFLICT (source_name, source_path) WHERE source_name IS NOT NULL DO NOTHING",
+    };
+    let sql = format!(
+        "INSERT INTO documents (id, sha256, name, source_id, format, size_bytes, title, groups, region, labels, uploaded_by,
+                                source_name, source_path, source_size, source_mtime_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         {conflict} RETURNING id"
+    );
+    let src = doc.from_source.as_ref();
+    let inserted: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(doc.sha256)
+        .bind(doc.name)
+        .bind(doc.source_id)
+        .bind(doc.format)
+        .bind(doc.size_bytes)
+        .bind(doc.title)
+        .bind(doc.groups)
+        .bind(doc.region)
+        .bind(doc.labels)
+        .bind(doc.uploaded_by)
+        .bind(src.map(|s| s.source))
+        .bind(src.map(|s| s.path))
+        .bind(src.map(|s| s.size))
+        .bind(src.map(|s| s.mtime_ns))
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(inserted)
 }
 
@@ -71,5 +92,5 @@ pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DocumentRow>> {
 }
 
 pub async fn by_sha256(pool: &PgPool, sha256: &str) -> Result<Option<DocumentRow>> {
-    Ok(sqlx::query_as(select_documents!("WHERE sha256 = $1")).bind(sha256).fetch_optional(pool).await?)
+    Ok(sqlx::query_as(select_documents!("WHERE sha256 = $1 AND source_name IS NULL")).bind(sha256).fetch_optional(pool).await?)
 }

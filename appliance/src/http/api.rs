@@ -65,7 +65,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/conversations/{id}", web::patch().to(super::conversations::rename))
             .route("/conversations/{id}", web::delete().to(super::conversations::delete))
             .route("/conversations/{id}/turns", web::post().to(super::conversations::turn))
-            .route("/conversations/{id}/turns/{seq}/feedback", web::post().to(super::conversations::feedback)),
+            .route("/conversations/{id}/turns/{seq}/feedback", web::post().to(super::conversations::feedback))
+            .route("/sources", web::get().to(super::sources::list))
+            .route("/sources", web::post().to(super::sources::add))
+            .route("/sources/{name}", web::get().to(super::sources::get))
+            .route("/sources/{name}", web::delete().to(super::sources::remove))
+            .route("/sources/{name}/sync", web::post().to(super::sources::sync)),
     );
 }
 

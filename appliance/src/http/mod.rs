@@ -18,6 +18,7 @@ pub mod openai;
 pub mod openapi;
 pub mod policies;
 pub mod session;
+pub mod sources;
 pub mod tls;
 pub mod ui;
 
@@ -99,6 +100,8 @@ pub struct Started {
     checkpoints: tokio::task::JoinHandle<()>,
     /// The hourly conversation retention purge (`[conversations]`).
     retention: tokio::task::JoinHandle<()>,
+    /// Scheduled syncs of sources (`[[sources]]`).
+    syncs: tokio::task::JoinHandle<()>,
 }
 
 impl Started {
@@ -114,6 +117,8 @@ impl Started {
         let _ = self.checkpoints.await;
         self.retention.abort();
         let _ = self.retention.await;
+        self.syncs.abort();
+        let _ = self.syncs.await;
         served
     }
 }
@@ -137,6 +142,7 @@ pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
         });
     }
     let worker = tokio::spawn(ingest_worker(ctx.clone(), state.ingest.clone()));
+    let wake = state.ingest.clone();
     let json_limit = config.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
@@ -164,7 +170,8 @@ pub async fn start(ctx: Arc<Sanctum>) -> Result<Started> {
     let server = server.run();
     let checkpoints = tokio::spawn(crate::audit::record::checkpoint_periodically(ctx.clone()));
     let retention = tokio::spawn(crate::conversations::retention::purge_periodically(ctx.clone()));
-    Ok(Started { addrs, cert, handle: server.handle(), server, worker, checkpoints, retention })
+    let syncs = tokio::spawn(crate::sources::schedule::run_periodically(ctx.clone(), wake));
+    Ok(Started { addrs, cert, handle: server.handle(), server, worker, checkpoints, retention, syncs })
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes requests in flight (up to

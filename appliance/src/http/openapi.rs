@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{adapters, admin, api, conversations, documents, error, openai, policies, session};
+use super::{adapters, admin, api, conversations, documents, error, openai, policies, session, sources};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,11 @@ use super::{adapters, admin, api, conversations, documents, error, openai, polic
         admin::token_list,
         admin::token_create,
         admin::token_revoke,
+        sources::list,
+        sources::add,
+        sources::get,
+        sources::remove,
+        sources::sync,
         adapters::list,
         adapters::activate,
         conversations::list,
@@ -52,7 +57,7 @@ use super::{adapters, admin, api, conversations, documents, error, openai, polic
         conversations::turn,
         conversations::feedback,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, admin::UserChange, admin::NewToken, adapters::Activation, conversations::NewConversation, conversations::Renaming, conversations::TurnBody, crate::conversations::Feedback, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, crate::config::SourceConfig, crate::config::SourceKind, admin::UserChange, admin::NewToken, adapters::Activation, conversations::NewConversation, conversations::Renaming, conversations::TurnBody, crate::conversations::Feedback, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
     modifiers(&TokenAuth)
 )]
 pub struct ApiDoc;

@@ -39,6 +39,9 @@ pub struct DocumentInfo {
     pub job_error: Option<String>,
     /// The pages read by OCR, with their confidence (0-100); none when the text was text.
     pub ocr_pages: Option<sqlx::types::Json<Vec<ingest::OcrPageInfo>>>,
+    /// The source it is kept in sync with, and its path there (none for uploads).
+    pub source_name: Option<String>,
+    pub source_path: Option<String>,
 }
 
 impl DocumentInfo {
@@ -85,7 +88,7 @@ const JOB_STATES: [&str; 4] = ["queued", "running", "done", "failed"];
 const SELECT: &str = "SELECT d.id, d.name, d.source_id, d.title, d.format, d.size_bytes, d.sha256, d.groups, d.region, d.labels, d.state,
         d.uploaded_by, d.created_at, d.indexed_at,
         (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunks,
-        j.id AS job_id, j.state AS job_state, j.error AS job_error, d.ocr_pages
+        j.id AS job_id, j.state AS job_state, j.error AS job_error, d.ocr_pages, d.source_name, d.source_path
     FROM documents d
     LEFT JOIN LATERAL (SELECT id, state, error FROM ingest_jobs WHERE document_id = d.id ORDER BY id DESC LIMIT 1) j ON true";
 

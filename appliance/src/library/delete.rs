@@ -19,12 +19,34 @@ use super::catalog::{self, DocumentInfo};
 pub async fn delete(ctx: &Sanctum, actor: &str, purpose: Option<&str>, id: Uuid) -> Result<DocumentInfo> {
     let document = catalog::get(ctx, actor, purpose, id).await?.document;
     let principal = crate::users::principal(ctx, actor).await?;
+    if let Some(source) = &document.source_name {
+        let e = Error::Conflict(format!(
+            "document {id} is kept in sync with source {source}: delete or move the file there (it leaves the library at the next sync), or remove the source"
+        ));
+        return Err(audit::denied(ctx, actor, Action::DocumentDelete, Some(id.to_string()), e).await);
+    }
     if document.uploaded_by.as_deref() != Some(actor) {
         if let Err(e) = require_admin(&principal, "deleting a document someone else uploaded") {
             let e = Error::Forbidden(format!("{e} (roles {ADMIN_ROLES:?}, or the uploader)"));
             return Err(audit::denied(ctx, actor, Action::DocumentDelete, Some(id.to_string()), e).await);
         }
     }
+    let d = document.clone();
+    remove(ctx, id, &document.sha256, move |chunks| {
+        Entry::new(actor, Action::DocumentDelete).object(id.to_string()).decision("ok").details(serde_json::json!({
+            "name": d.name, "source_id": d.source_id, "sha256": d.sha256, "chunks": chunks,
+            "groups": d.groups, "region": d.region, "labels": d.labels, "uploaded_by": d.uploaded_by,
+        }))
+    })
+    .await?;
+    Ok(document)
+}
+
+/// Removes document `id` (whose stored original is `sha256`) without asking who may: the
+/// caller has decided. The audit record `record(chunks)` is written in the transaction that
+/// deletes the rows. A document whose job is running now is refused (retry when it ends).
+/// Returns the number of chunks it had.
+pub(crate) async fn remove(ctx: &Sanctum, id: Uuid, sha256: &str, record: impl FnOnce(i64) -> Entry) -> Result<i64> {
     let mut tx = ctx.pool().begin().await?;
     // lock the document and its jobs: a worker claims jobs with SKIP LOCKED, so it cannot
     // start on this one now
@@ -38,10 +60,7 @@ pub async fn delete(ctx: &Sanctum, actor: &str, purpose: Option<&str>, id: Uuid)
     }
     let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks WHERE document_id = $1").bind(id).fetch_one(&mut *tx).await?;
     sqlx::query("DELETE FROM documents WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    let entry = Entry::new(actor, Action::DocumentDelete).object(id.to_string()).decision("ok").details(serde_json::json!({
-        "name": document.name, "source_id": document.source_id, "sha256": document.sha256, "chunks": chunks,
-        "groups": document.groups, "region": document.region, "labels": document.labels, "uploaded_by": document.uploaded_by,
-    }));
+    let entry = record(chunks);
     let record = audit::append(&mut tx, &entry).await?;
     tx.commit().await?;
     ctx.auditor.committed(ctx.pool(), &record).await;
@@ -55,11 +74,11 @@ pub async fn delete(ctx: &Sanctum, actor: &str, purpose: Option<&str>, id: Uuid)
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
     .map_err(|e| Error::Index(format!("document {id} was deleted, but its passages could not be removed from an index ({e}); run `sanctum reindex`")))?;
-    let still_used: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1)").bind(&document.sha256).fetch_one(ctx.pool()).await?;
+    let still_used: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1)").bind(sha256).fetch_one(ctx.pool()).await?;
     if !still_used {
         let store = ctx.store.clone();
-        let sha = document.sha256.clone();
+        let sha = sha256.to_string();
         tokio::task::spawn_blocking(move || store.remove(&sha)).await.map_err(|e| Error::Internal(e.to_string()))??;
     }
-    Ok(document)
+    Ok(chunks)
 }

@@ -15,6 +15,8 @@ mod worker;
 
 pub use catalog::{DocumentDetail, DocumentFilter, DocumentInfo};
 pub use delete::delete;
+pub(crate) use delete::remove;
 pub use reindex::reindex;
+pub(crate) use reindex::refresh;
 pub use submit::{Outcome, reject, submit_bytes, submit_path};
 pub use worker::{Progress, WorkerReport, run_until_idle};

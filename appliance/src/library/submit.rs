@@ -196,6 +196,7 @@ async fn accept(
         region: meta.region.as_deref(),
         labels: &meta.labels,
         uploaded_by: uploader,
+        from_source: None,
     };
     let details = |job: Option<i64>| {
         serde_json::json!({

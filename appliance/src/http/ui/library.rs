@@ -30,9 +30,10 @@ async fn library_page(state: &State, person: &Person, notices: Vec<String>, erro
             ::web::pages::DocumentView {
                 id: d.id.to_string(),
                 title: d.title.clone().unwrap_or_else(|| d.name.clone()),
-                name: match &d.source_id {
-                    Some(id) => format!("{}#{id}", d.name),
-                    None => d.name.clone(),
+                name: match (&d.source_id, &d.source_name, &d.source_path) {
+                    (Some(id), _, _) => format!("{}#{id}", d.name),
+                    (None, Some(source), Some(path)) => format!("{source}: {path}"),
+                    _ => d.name.clone(),
                 },
                 pending: d.state == "queued",
                 state: if running { "indexing".into() } else { d.state.clone() },
@@ -41,7 +42,7 @@ async fn library_page(state: &State, person: &Person, notices: Vec<String>, erro
                 groups: d.groups,
                 region: d.region.unwrap_or_default(),
                 failure: if d.job_state.as_deref() == Some("failed") { d.job_error } else { None },
-                may_delete: person.admin || d.uploaded_by.as_deref() == Some(person.name()),
+                may_delete: d.source_name.is_none() && (person.admin || d.uploaded_by.as_deref() == Some(person.name())),
                 ocr_pages: d.ocr_pages.as_ref().map_or(0, |j| j.0.len()),
                 low_confidence,
             }

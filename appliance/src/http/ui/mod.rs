@@ -11,6 +11,7 @@ mod library;
 mod models;
 mod people;
 mod signin;
+mod sources;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -62,6 +63,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/people/tokens/{id}/revoke", web::post().to(people::revoke_token))
                 .route("/people/{name}", web::get().to(people::user_page))
                 .route("/people/{name}", web::post().to(people::change_user))
+                .route("/sources", web::get().to(sources::sources_page))
+                .route("/sources", web::post().to(sources::add))
+                .route("/sources/{name}/sync", web::post().to(sources::sync))
+                .route("/sources/{name}/remove", web::post().to(sources::remove))
                 .route("/models", web::get().to(models::models))
                 .route("/models/activate", web::post().to(models::activate))
                 .route("/audit", web::get().to(audit::audit))
