@@ -387,7 +387,7 @@ fn sources_from_the_command_line() {
     std::fs::create_dir_all(&share).unwrap();
     support::write(&share, "rota.md", "# Rota\n\nThe ward rota is published every Friday at noon.");
     support::write(&share, "empty.txt", "");
-    let config = support::write_config(tmp.path(), &format!("\n[[sources]]\nname = \"wards\"\nkind = \"folder\"\npath = {share:?}\nevery_minutes = 0\n"));
+    let config = support::write_config(tmp.path(), &format!("\n[ingest]\nsource_roots = [{share:?}]\n\n[[sources]]\nname = \"wards\"\nkind = \"folder\"\npath = {share:?}\nevery_minutes = 0\n"));
     add_tester(&config);
 
     let out = sanctum(&config, &["sources", "sync"]);

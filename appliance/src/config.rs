@@ -475,6 +475,10 @@ pub struct IngestConfig {
     pub max_attempts: u32,
     /// OCR of scans (images, PDF pages without a text layer).
     pub ocr: OcrConfig,
+    /// Folders under which an administrator may add folder sources at run time (`sanctum
+    /// sources add`, `POST /v1/sources`, the Sources page); none by default. Sources in
+    /// the configuration file may point anywhere; none may point into `data_dir`.
+    pub source_roots: Vec<PathBuf>,
 }
 
 impl Default for IngestConfig {
@@ -490,6 +494,7 @@ impl Default for IngestConfig {
             parser_bin: None,
             max_attempts: 3,
             ocr: OcrConfig::default(),
+            source_roots: Vec::new(),
         }
     }
 }

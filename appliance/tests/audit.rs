@@ -327,6 +327,7 @@ async fn every_operation_leaves_its_record() {
     let tmp = support::tempdir();
     let mut config = answering(tmp.path());
     config.audit.retention_days = 30;
+    config.ingest.source_roots = vec![tmp.path().join("share")];
     let ctx = Sanctum::open(config).await.unwrap();
 
     users::add(&ctx, "console:root", "ana", false, &person(&["analyst"], &["clinical"])).await.unwrap();
@@ -426,7 +427,7 @@ async fn every_operation_leaves_its_record() {
 
     // a folder source: added, synced (one file added, one not synced), removed with its documents
     let share = tmp.path().join("share");
-    std::fs::create_dir(&share).unwrap();
+    std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join("rota.txt"), "The ward rota is published every Friday.").unwrap();
     std::fs::write(share.join("empty.txt"), "").unwrap();
     let wards = sanctum::config::SourceConfig {
@@ -515,6 +516,7 @@ async fn every_operation_leaves_its_record() {
     config.answer.model = SMOLLM2.into();
     config.answer.context_tokens = 2048;
     config.audit.retention_days = 30;
+    config.ingest.source_roots = vec![tmp.path().join("share")];
     config.conversations.retention_days = 90;
     let ctx = Sanctum::open(config).await.unwrap();
     let mut all = all;

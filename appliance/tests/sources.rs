@@ -206,7 +206,9 @@ async fn sources_added_at_run_time_are_checked_and_removed_with_their_documents(
     std::fs::create_dir_all(&share).unwrap();
     support::write(&share, "formulary.txt", "Vancomycin doses are adjusted to trough levels.");
     // the same bytes uploaded by hand and held by the source are two documents
-    let ctx = Sanctum::open(support::config(&tmp.path().join("data"))).await.unwrap();
+    let mut config = support::config(&tmp.path().join("data"));
+    config.ingest.source_roots = vec![share.clone()];
+    let ctx = Sanctum::open(config).await.unwrap();
     let uploaded = sanctum::library::submit_path(&ctx, "tester", &share.join("formulary.txt"), &Default::default()).await.unwrap();
     assert!(matches!(uploaded[0], sanctum::library::Outcome::Accepted { .. }), "{uploaded:?}");
 
@@ -220,6 +222,8 @@ async fn sources_added_at_run_time_are_checked_and_removed_with_their_documents(
         (bad(|s| s.path = "relative/dir".into()), "must be absolute"),
         (bad(|s| s.groups = vec!["no spaces allowed".into()]), "groups"),
         (bad(|s| s.every_minutes = 100_000), "every_minutes"),
+        (bad(|s| s.path = "/etc".into()), "not under ingest.source_roots"),
+        (bad(|s| s.path = s.path.join("missing")), "cannot be read"),
     ] {
         let err = sources::add(&ctx, "tester", settings).await.unwrap_err();
         assert!(err.code() == "invalid_input" && err.to_string().contains(expected), "{err}");

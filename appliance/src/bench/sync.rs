@@ -47,8 +47,11 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
     if opts.files == 0 || opts.rounds == 0 || opts.changes == 0 || opts.changes > opts.files {
         return Err(Error::invalid("--files/--rounds/--changes", "need at least one file, one round and one change (no more changes than files)"));
     }
-    super::with_fresh_appliance(base, None, false, log, |ctx| async move {
-        let folder = tempfile::tempdir().map_err(|e| Error::Internal(format!("a temporary folder: {e}")))?;
+    let folder = tempfile::tempdir().map_err(|e| Error::Internal(format!("a temporary folder: {e}")))?;
+    let mut base = base.clone();
+    base.ingest.source_roots = vec![folder.path().to_path_buf()];
+    let folder = &folder;
+    super::with_fresh_appliance(&base, None, false, log, |ctx| async move {
         for i in 0..opts.files {
             let p = folder.path().join(path_of(i));
             if let Some(dir) = p.parent() {

@@ -97,6 +97,7 @@ pub async fn add(ctx: &Sanctum, actor: &str, source: SourceConfig) -> Result<Sou
         .normalized()
         .map_err(|e| Error::invalid("source", e))?;
     (source.groups, source.region, source.labels) = (meta.groups, meta.region, meta.labels);
+    allowed_folder(ctx, &source)?;
     register_configured(ctx).await?;
     let settings = serde_json::to_value(&source).map_err(|e| Error::Internal(e.to_string()))?;
     let mut tx = ctx.pool().begin().await?;
@@ -118,6 +119,30 @@ pub async fn add(ctx: &Sanctum, actor: &str, source: SourceConfig) -> Result<Sou
     tx.commit().await?;
     ctx.auditor.committed(ctx.pool(), &record).await;
     get(ctx, &source.name).await
+}
+
+/// A folder added at run time must lie under one of `ingest.source_roots` (links resolved),
+/// and never inside the data directory: an administrator's token does not open every
+/// file the appliance's account can read.
+fn allowed_folder(ctx: &Sanctum, source: &SourceConfig) -> Result<()> {
+    let refuse = |why: String| Err(Error::invalid("source", format!("source {}: {why}", source.name)));
+    let path = match std::fs::canonicalize(&source.path) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("the folder {} cannot be read: {e}", source.path.display())),
+    };
+    let data = std::fs::canonicalize(&ctx.config.data_dir).unwrap_or_else(|_| ctx.config.data_dir.clone());
+    if path.starts_with(&data) || data.starts_with(&path) {
+        return refuse(format!("{} holds the appliance's own data directory", path.display()));
+    }
+    let roots: Vec<std::path::PathBuf> = ctx.config.ingest.source_roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
+    if !roots.iter().any(|r| path.starts_with(r)) {
+        return refuse(format!(
+            "{} is not under ingest.source_roots ({}); add folders under those roots, or define the source in sanctum.toml",
+            path.display(),
+            if roots.is_empty() { "none configured".to_string() } else { roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ") }
+        ));
+    }
+    Ok(())
 }
 
 /// What removing a source did.
