@@ -67,7 +67,8 @@ async fn the_api_over_https() {
         "POST /v1/models/adapters/activate", "POST /v1/policies/activate", "POST /v1/policies/diff", "POST /v1/policies/rollback", "POST /v1/policies/validate",
         "POST /v1/search", "POST /v1/tokens", "POST /v1/users", "GET /v1/conversations", "POST /v1/conversations", "GET /v1/conversations/{id}",
         "PATCH /v1/conversations/{id}", "DELETE /v1/conversations/{id}", "POST /v1/conversations/{id}/turns",
-        "POST /v1/conversations/{id}/turns/{seq}/feedback",
+        "POST /v1/conversations/{id}/turns/{seq}/feedback", "GET /v1/sources", "POST /v1/sources", "GET /v1/sources/{name}",
+        "DELETE /v1/sources/{name}", "POST /v1/sources/{name}/sync",
     ];
     served.sort();
     assert_eq!(documented, served, "every route served is documented");
