@@ -74,11 +74,17 @@ pub(crate) async fn remove(ctx: &Sanctum, id: Uuid, sha256: &str, record: impl F
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
     .map_err(|e| Error::Index(format!("document {id} was deleted, but its passages could not be removed from an index ({e}); run `sanctum reindex`")))?;
+    forget_original(ctx, sha256).await?;
+    Ok(chunks)
+}
+
+/// Removes the stored original `sha256` if no document refers to it any more.
+pub(crate) async fn forget_original(ctx: &Sanctum, sha256: &str) -> Result<()> {
     let still_used: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1)").bind(sha256).fetch_one(ctx.pool()).await?;
     if !still_used {
         let store = ctx.store.clone();
         let sha = sha256.to_string();
         tokio::task::spawn_blocking(move || store.remove(&sha)).await.map_err(|e| Error::Internal(e.to_string()))??;
     }
-    Ok(chunks)
+    Ok(())
 }

@@ -15,7 +15,7 @@ mod worker;
 
 pub use catalog::{DocumentDetail, DocumentFilter, DocumentInfo};
 pub use delete::delete;
-pub(crate) use delete::remove;
+pub(crate) use delete::{forget_original, remove};
 pub use reindex::reindex;
 pub(crate) use reindex::refresh;
 pub use submit::{Outcome, reject, submit_bytes, submit_path};

@@ -350,7 +350,7 @@ impl Syncer<'_> {
         if running {
             tx.rollback().await?;
             self.counts.deferred += 1;
-            return self.forget_stored(&stored).await;
+            return crate::library::forget_original(self.ctx, &stored).await;
         }
         sqlx::query(
             "UPDATE documents SET sha256 = $2, name = $3, format = $4, size_bytes = $5, source_size = $6, source_mtime_ns = $7,
@@ -377,17 +377,7 @@ impl Syncer<'_> {
         self.ctx.auditor.committed(self.ctx.pool(), &record).await;
         self.jobs.push(job);
         self.counts.changed += 1;
-        self.forget_stored(&k.sha256).await
-    }
-
-    /// Removes a stored original no document refers to any more.
-    async fn forget_stored(&self, sha: &str) -> Result<()> {
-        let used: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM documents WHERE sha256 = $1)").bind(sha).fetch_one(self.ctx.pool()).await?;
-        if !used {
-            let (store, sha) = (self.ctx.store.clone(), sha.to_string());
-            tokio::task::spawn_blocking(move || store.remove(&sha)).await.map_err(|e| Error::Internal(e.to_string()))??;
-        }
-        Ok(())
+        crate::library::forget_original(self.ctx, &k.sha256).await
     }
 
     async fn moved(&mut self, k: &Known, f: &Listed) -> Result<()> {
