@@ -10,7 +10,7 @@ FEATURES ?= sanctum/slm,sanctum/opa-wasm
 SANCTUM := $(CARGO_TARGET_DIR)/debug/sanctum
 DEMO_CONFIG := $(CURDIR)/.sanctum/demo.toml
 
-.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-auth bench-ocr bench-sync bench-identifiers bench-audit bench-load bench-soak bench-questions bench-followups bench-escalation bench-finetune finetune-scifact clean-demo
+.PHONY: setup build demo serve test fuzz bundle bench-retrieval bench-scale bench-answer bench-policy bench-auth bench-ocr bench-sync bench-sync-smb bench-identifiers bench-audit bench-load bench-soak bench-questions bench-followups bench-escalation bench-finetune finetune-scifact clean-demo
 
 setup:
 	./scripts/setup.sh
@@ -125,6 +125,10 @@ bench-ocr: build $(DEMO_CONFIG)
 
 bench-sync: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench sync --json
+
+# The same over an SMB share: Samba started on loopback for the bench (root, samba installed).
+bench-sync-smb: build $(DEMO_CONFIG)
+	./scripts/bench-smb.sh $(SANCTUM) $(DEMO_CONFIG) --json
 
 bench-audit: build $(DEMO_CONFIG)
 	$(SANCTUM) --config $(DEMO_CONFIG) bench audit --dataset ../shared/bench/scifact --json

@@ -26,12 +26,14 @@ for tool in strace:strace curl:curl zstd:zstd openssl:openssl unshare:util-linux
   command -v "${tool%%:*}" >/dev/null || need="$need ${tool##*:}"
 done
 [ -x /usr/bin/convert ] || need="$need imagemagick"
+# the SMB source tests' file server (Samba's smbd, started by the test on loopback)
+[ -x /usr/sbin/smbd ] || need="$need samba"
 if [ -n "$need" ]; then
   echo "test-tools: installing$need"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need; fi
 fi
-if ! ls "$root/.sanctum/debs"/postgresql-1*.deb >/dev/null 2>&1; then
+if ! ls "$root/.sanctum/debs"/postgresql-1*.deb "$root/.sanctum/debs"/tesseract-ocr-eng_*.deb >/dev/null 2>&1; then
   "$root/deploy/fetch-debs.sh" "$root/.sanctum/debs"
 fi
 # the fuzz targets (make test runs each briefly): cargo-fuzz from crates.io, pinned in fuzz.sh

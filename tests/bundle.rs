@@ -117,6 +117,10 @@ fn a_signed_bundle_installs_offline_and_refuses_tampering() {
         assert!(top.join(f).is_file(), "{f} in the bundle");
     }
     assert!(std::fs::read_dir(top.join("debs")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("postgresql-1")), "PostgreSQL packages");
+    let debs: Vec<String> = std::fs::read_dir(top.join("debs")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    for pkg in ["tesseract-ocr_", "tesseract-ocr-eng_", "poppler-utils_", "libtesseract5_"] {
+        assert!(debs.iter().any(|d| d.starts_with(pkg)), "the bundle carries OCR's {pkg}*.deb: {debs:?}");
+    }
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(top.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest["models"].as_array().unwrap().len() >= 5 && manifest["rust_packages"].as_u64().unwrap() > 300, "{manifest}");
     let sbom: serde_json::Value = serde_json::from_slice(&std::fs::read(top.join("sbom.cdx.json")).unwrap()).unwrap();

@@ -74,11 +74,35 @@ pub struct Config {
 pub struct SourceConfig {
     /// `a-z`, `0-9`, `-` and `_`, at most 64 characters.
     pub name: String,
-    /// `folder`: a directory on this machine (or a share mounted on it).
+    /// `folder`: a directory on this machine (or a share mounted on it); `smb`: an SMB
+    /// (Windows) file share read over SMB 3 with a service account.
     pub kind: SourceKind,
-    /// The folder's absolute path.
+    /// The folder's absolute path (`folder` sources).
+    #[serde(default, skip_serializing_if = "path_is_empty")]
     #[schema(value_type = String)]
     pub path: PathBuf,
+    /// The share and the folder in it (`smb` sources): `smb://server[:port]/share[/folder]`.
+    /// The server's `smb://server:port` must be in `egress.allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The service account (`smb` sources): `DOMAIN\account`, `account@domain` or `account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file holding the service account's password (`smb` sources; the password itself is
+    /// never in the configuration, the database or the logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub password_file: Option<PathBuf>,
+    /// `smb` sources: accept a server that does not encrypt the session (signing is still
+    /// required). Off: SMB 3 encryption is required.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unencrypted: bool,
+    /// `smb` sources: the share's security identifiers (groups or accounts, e.g. an AD
+    /// group's `S-1-5-21-…-1107`) and the Sanctum groups each maps to. When set, a file's
+    /// groups are those of the SIDs its ACL lets read it (the source's `groups` are then
+    /// unused); a file whose readers map to no group is not synced (nobody may see it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl_map: Vec<AclMapping>,
     /// Who may see its documents (empty: everyone the policy lets search).
     #[serde(default)]
     pub groups: Vec<String>,
@@ -91,20 +115,58 @@ pub struct SourceConfig {
     pub every_minutes: u32,
 }
 
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            name: String::new(),
+            kind: SourceKind::Folder,
+            path: PathBuf::new(),
+            url: None,
+            username: None,
+            password_file: None,
+            allow_unencrypted: false,
+            acl_map: Vec::new(),
+            groups: Vec::new(),
+            region: None,
+            labels: Vec::new(),
+            every_minutes: default_every_minutes(),
+        }
+    }
+}
+
+/// One row of an SMB source's ACL mapping: a security identifier and its Sanctum groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AclMapping {
+    /// `S-1-…` as the share's ACLs name it.
+    pub sid: String,
+    pub groups: Vec<String>,
+}
+
 fn default_every_minutes() -> u32 {
     60
+}
+
+fn path_is_empty(p: &Path) -> bool {
+    p.as_os_str().is_empty()
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     Folder,
+    Smb,
 }
 
 impl SourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Folder => "folder",
+            SourceKind::Smb => "smb",
         }
     }
 }
@@ -116,11 +178,50 @@ impl SourceConfig {
         if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
             return Err(format!("name {n:?}: use a-z, 0-9, - and _ (1 to 64 characters)"));
         }
-        if !self.path.is_absolute() {
-            return Err(format!("source {n}: path {} must be absolute", self.path.display()));
-        }
-        if self.path.to_str().is_none() {
-            return Err(format!("source {n}: path {} is not valid UTF-8", self.path.display()));
+        let smb_only = [
+            ("url", self.url.is_some()),
+            ("username", self.username.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("allow_unencrypted", self.allow_unencrypted),
+            ("acl_map", !self.acl_map.is_empty()),
+        ];
+        match self.kind {
+            SourceKind::Folder => {
+                if let Some((field, _)) = smb_only.iter().find(|(_, set)| *set) {
+                    return Err(format!("source {n}: {field} applies to smb sources only"));
+                }
+                if !self.path.is_absolute() {
+                    return Err(format!("source {n}: path {} must be absolute", self.path.display()));
+                }
+                if self.path.to_str().is_none() {
+                    return Err(format!("source {n}: path {} is not valid UTF-8", self.path.display()));
+                }
+            }
+            SourceKind::Smb => {
+                if !path_is_empty(&self.path) {
+                    return Err(format!("source {n}: path applies to folder sources; an smb source names its share in url"));
+                }
+                let url = self.url.as_deref().ok_or_else(|| format!("source {n}: url is required (smb://server[:port]/share[/folder])"))?;
+                crate::sources::smb::Location::parse(url).map_err(|e| format!("source {n}: url: {e}"))?;
+                if self.username.as_deref().is_none_or(str::is_empty) {
+                    return Err(format!("source {n}: username (the service account) is required"));
+                }
+                match &self.password_file {
+                    None => return Err(format!("source {n}: password_file is required (a file holding the service account's password)")),
+                    Some(p) if !p.is_absolute() => return Err(format!("source {n}: password_file {} must be absolute", p.display())),
+                    Some(_) => {}
+                }
+                for m in &self.acl_map {
+                    if !crate::sources::smb::valid_sid(&m.sid) {
+                        return Err(format!("source {n}: acl_map: {:?} is not a security identifier (S-1-…)", m.sid));
+                    }
+                    if m.groups.is_empty() {
+                        return Err(format!("source {n}: acl_map: {} maps to no group", m.sid));
+                    }
+                    let meta = ingest::DocumentMeta { title: None, groups: m.groups.clone(), region: None, labels: vec![] };
+                    meta.normalized().map_err(|e| format!("source {n}: acl_map {}: {e}", m.sid))?;
+                }
+            }
         }
         if self.every_minutes > 7 * 24 * 60 {
             return Err(format!("source {n}: every_minutes must be at most 10080 (a week); 0 syncs on demand only"));
@@ -128,6 +229,14 @@ impl SourceConfig {
         let meta = ingest::DocumentMeta { title: None, groups: self.groups.clone(), region: self.region.clone(), labels: self.labels.clone() };
         meta.normalized().map_err(|e| format!("source {n}: {e}"))?;
         Ok(())
+    }
+
+    /// Where the source's files are: the folder's path or the share's URL.
+    pub fn location(&self) -> String {
+        match self.kind {
+            SourceKind::Folder => self.path.display().to_string(),
+            SourceKind::Smb => self.url.clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -1154,5 +1263,40 @@ mod tests {
         let err = Config::load_with_env(None, env(&[("SANCTUM_DATA_DIR", "/d"), ("SANCTUM_DATABASE_URL", "mysql://x")]))
             .unwrap_err();
         assert!(err.to_string().contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn smb_sources_are_parsed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sanctum.toml");
+        let share = |extra: &str| {
+            format!(
+                "data_dir = \"/d\"\n[egress]\nallow = [\"smb://files.hospital.local:445\"]\n[[sources]]\nname = \"icu\"\nkind = \"smb\"\n{extra}"
+            )
+        };
+        let good = "url = \"smb://files.hospital.local/Policies/ICU\"\nusername = 'HOSPITAL\\svc'\npassword_file = \"/etc/sanctum/svc\"\n\
+                    acl_map = [{ sid = \"S-1-5-21-1-2-3-1107\", groups = [\"icu\"] }]\n";
+        std::fs::write(&file, share(good)).unwrap();
+        let c = Config::load_with_env(Some(&file), env(&[])).unwrap();
+        let s = &c.sources[0];
+        assert_eq!((s.kind, s.username.as_deref(), s.acl_map[0].groups.as_slice()), (SourceKind::Smb, Some("HOSPITAL\\svc"), &["icu".to_string()][..]));
+        assert_eq!(s.location(), "smb://files.hospital.local/Policies/ICU");
+        for (extra, expected) in [
+            ("username = \"svc\"\npassword_file = \"/p\"\n", "url is required"),
+            ("url = \"smb://h/s\"\npassword_file = \"/p\"\n", "username"),
+            ("url = \"smb://h/s\"\nusername = \"svc\"\n", "password_file is required"),
+            ("url = \"smb://h/s\"\nusername = \"svc\"\npassword_file = \"p\"\n", "must be absolute"),
+            ("url = \"smb://h\"\nusername = \"svc\"\npassword_file = \"/p\"\n", "names no share"),
+            ("url = \"smb://h/s\"\nusername = \"svc\"\npassword_file = \"/p\"\nacl_map = [{ sid = \"ICU Nurses\", groups = [\"icu\"] }]\n", "not a security identifier"),
+            ("url = \"smb://h/s\"\nusername = \"svc\"\npassword_file = \"/p\"\nacl_map = [{ sid = \"S-1-1-0\", groups = [] }]\n", "maps to no group"),
+            ("url = \"smb://h/s\"\nusername = \"svc\"\npassword_file = \"/p\"\npath = \"/srv\"\n", "path applies to folder sources"),
+        ] {
+            std::fs::write(&file, share(extra)).unwrap();
+            let err = Config::load_with_env(Some(&file), env(&[])).unwrap_err();
+            assert!(err.to_string().contains("sources") && err.to_string().contains(expected), "{extra}: {err}");
+        }
+        std::fs::write(&file, "data_dir = \"/d\"\n[[sources]]\nname = \"f\"\nkind = \"folder\"\npath = \"/srv/f\"\nusername = \"svc\"\n").unwrap();
+        let err = Config::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("username applies to smb sources only"), "{err}");
     }
 }

@@ -37,6 +37,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     checks.push(disk(config));
     checks.push(model_files(config));
     checks.push(answer_model(config));
+    checks.push(ocr(config));
     checks.push(match crate::embed::init_onnxruntime(&config.onnxruntime_path()) {
         Ok(_) => ok("onnxruntime", format!("loaded {}", config.onnxruntime_path().display())),
         Err(e) => fail("onnxruntime", e.to_string(), "run deploy/install-models.sh, or set models.onnxruntime"),
@@ -152,6 +153,41 @@ fn answer_model(config: &Config) -> Check {
             }
         }
     }
+}
+
+/// Tesseract and pdftoppm answer, and every configured language pack is installed.
+fn ocr(config: &Config) -> Check {
+    let o = &config.ingest.ocr;
+    if !o.enabled {
+        return ok("ocr", "off (ingest.ocr.enabled = false): image files are refused, image-only PDF pages yield no text");
+    }
+    let fix = |langs: &str| {
+        format!("apt-get install tesseract-ocr poppler-utils{langs} (the offline bundle carries them; its install.sh installs what is missing), or set ingest.ocr.tesseract / pdftoppm")
+    };
+    let run = |bin: &std::path::Path, args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new(bin).args(args).output().map_err(|e| format!("{}: {e}", bin.display()))?;
+        if !out.status.success() {
+            return Err(format!("{} {}: {}", bin.display(), args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let version = match run(&o.tesseract, &["--version"]) {
+        Ok(v) => v.lines().next().unwrap_or_default().trim().to_string(),
+        Err(e) => return fail("ocr", e, fix("")),
+    };
+    let installed: Vec<String> = match run(&o.tesseract, &["--list-langs"]) {
+        Ok(out) => out.lines().skip(1).map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect(),
+        Err(e) => return fail("ocr", e, fix("")),
+    };
+    let missing: Vec<&String> = o.languages.iter().filter(|l| !installed.contains(l)).collect();
+    if !missing.is_empty() {
+        let packs: String = missing.iter().map(|l| format!(" tesseract-ocr-{l}")).collect();
+        return fail("ocr", format!("{version}: language pack(s) {} not installed (ingest.ocr.languages)", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")), fix(&packs));
+    }
+    if let Err(e) = run(&o.pdftoppm, &["-v"]) {
+        return fail("ocr", e, fix(""));
+    }
+    ok("ocr", format!("{version}, languages {} ({} installed), pdftoppm for scanned PDF pages", o.languages.join("+"), installed.len()))
 }
 
 fn disk(config: &Config) -> Check {

@@ -22,6 +22,7 @@ fn endpoint(url: &Url) -> Option<Endpoint> {
     let port = url.port_or_known_default().or(match url.scheme() {
         "ldaps" => Some(636),
         "ldap" => Some(389),
+        "smb" => Some(445),
         _ => None,
     })?;
     Some(Endpoint::new(url.scheme(), url.host_str()?, port))
@@ -44,8 +45,8 @@ impl EgressClient {
         let mut named = Vec::new();
         for raw in &config.allow {
             let url = Url::parse(raw).map_err(|e| Error::Config(format!("egress.allow: {raw:?} is not a URL: {e}")))?;
-            if !matches!(url.scheme(), "https" | "http" | "ldaps" | "ldap") {
-                return Err(Error::Config(format!("egress.allow: {raw:?}: only http, https, ldaps and ldap endpoints can be allowed")));
+            if !matches!(url.scheme(), "https" | "http" | "ldaps" | "ldap" | "smb") {
+                return Err(Error::Config(format!("egress.allow: {raw:?}: only http, https, ldaps, ldap and smb endpoints can be allowed")));
             }
             named.push(endpoint(&url).ok_or_else(|| Error::Config(format!("egress.allow: {raw:?} has no host")))?.origin);
         }

@@ -864,6 +864,16 @@ enum BenchCommand {
         rounds: usize,
         #[arg(long, default_value_t = 5)]
         changes: usize,
+        /// Sync over this SMB share (smb://host:port/share[/folder]) instead of a local
+        /// folder; it must export --smb-export, where the files are written.
+        #[arg(long, requires_all = ["smb_username", "smb_password_file", "smb_export"])]
+        smb: Option<String>,
+        #[arg(long, requires = "smb")]
+        smb_username: Option<String>,
+        #[arg(long, requires = "smb")]
+        smb_password_file: Option<PathBuf>,
+        #[arg(long, requires = "smb")]
+        smb_export: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -1298,7 +1308,13 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                 }
                 BenchCommand::Policy { iterations, json } => (bench::policy::run(&config, &bench::policy::Options { iterations }, &log)?, json),
                 BenchCommand::Ocr { pages, convert, corpus, json } => (bench::ocr::run(&config, &bench::ocr::Options { pages, convert, corpus }, &log)?, json),
-                BenchCommand::Sync { files, rounds, changes, json } => (bench::sync::run(&config, &bench::sync::Options { files, rounds, changes }, &log).await?, json),
+                BenchCommand::Sync { files, rounds, changes, smb, smb_username, smb_password_file, smb_export, json } => {
+                    let smb = match (smb, smb_username, smb_password_file, smb_export) {
+                        (Some(url), Some(username), Some(password_file), Some(export)) => Some(bench::sync::SmbShare { url, username, password_file, export }),
+                        _ => None,
+                    };
+                    (bench::sync::run(&config, &bench::sync::Options { files, smb, rounds, changes }, &log).await?, json)
+                }
                 BenchCommand::Auth { requests, json } => (bench::auth::run(&config, &bench::auth::Options { requests }, &log).await?, json),
                 BenchCommand::Identifiers { json } => (bench::policy::identifiers(&config)?, json),
                 BenchCommand::Audit { dataset, docs, rounds, json } => {
@@ -1632,13 +1648,13 @@ async fn sources_command(config: Config, command: SourcesCommand) -> Result<Exit
                             None => "never synced".into(),
                         };
                         let every = if s.settings.every_minutes == 0 { "on demand".into() } else { format!("every {} min", s.settings.every_minutes) };
-                        println!("{:<20} {} {}  {} documents, {every}, {last}", s.settings.name, s.settings.kind.as_str(), s.settings.path.display(), s.documents);
+                        println!("{:<20} {} {}  {} documents, {every}, {last}", s.settings.name, s.settings.kind.as_str(), s.settings.location(), s.documents);
                     }
                 }
                 Ok(ExitCode::SUCCESS)
             }
             SourcesCommand::Add { name, path, groups, region, labels, every_minutes, actor, json } => {
-                let settings = sanctum::config::SourceConfig { name, kind: sanctum::config::SourceKind::Folder, path, groups, region, labels, every_minutes };
+                let settings = sanctum::config::SourceConfig { name, kind: sanctum::config::SourceKind::Folder, path, groups, region, labels, every_minutes, ..Default::default() };
                 let added = sources::add(&ctx, &actor.actor(&ctx).await?, settings).await?;
                 if json {
                     print_json(&added)?;
@@ -1708,8 +1724,8 @@ async fn sources_command(config: Config, command: SourcesCommand) -> Result<Exit
 /// A run's counts in one line.
 fn run_summary(c: &sanctum::sources::Counts) -> String {
     format!(
-        "{} listed: {} added, {} changed, {} moved, {} regrouped, {} removed, {} unchanged, {} failed, {} deferred, {} skipped",
-        c.listed, c.added, c.changed, c.moved, c.regrouped, c.removed, c.unchanged, c.failed, c.deferred, c.skipped
+        "{} listed: {} added, {} changed, {} moved, {} regrouped, {} removed, {} unchanged, {} failed, {} denied, {} deferred, {} skipped",
+        c.listed, c.added, c.changed, c.moved, c.regrouped, c.removed, c.unchanged, c.failed, c.denied, c.deferred, c.skipped
     )
 }
 

@@ -431,7 +431,7 @@ async fn every_operation_leaves_its_record() {
     std::fs::write(share.join("rota.txt"), "The ward rota is published every Friday.").unwrap();
     std::fs::write(share.join("empty.txt"), "").unwrap();
     let wards = sanctum::config::SourceConfig {
-        name: "wards".into(), kind: sanctum::config::SourceKind::Folder, path: share, groups: vec!["clinical".into()], region: Some("us".into()), labels: vec![], every_minutes: 0,
+        name: "wards".into(), kind: sanctum::config::SourceKind::Folder, path: share, groups: vec!["clinical".into()], region: Some("us".into()), labels: vec![], every_minutes: 0, ..Default::default()
     };
     sanctum::sources::add(&ctx, "pat", wards).await.unwrap();
     let run = sanctum::sources::sync(&ctx, "pat", "wards", "cli").await.unwrap();

@@ -12,9 +12,8 @@ mod support;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use policies::Principal;
 use sanctum::config::{SourceConfig, SourceKind};
-use sanctum::retrieve::{self, KeywordIndex, Mode, SearchRequest, VectorIndex};
+use sanctum::retrieve::{KeywordIndex, VectorIndex};
 use sanctum::sources::{self, Counts};
 use sanctum::Sanctum;
 
@@ -32,20 +31,11 @@ fn source(path: &Path, groups: &[&str]) -> SourceConfig {
         region: Some("us".into()),
         labels: vec![],
         every_minutes: 0,
+        ..Default::default()
     }
 }
 
-fn person(id: &str, groups: &[&str]) -> Principal {
-    Principal { id: id.into(), roles: vec!["clinician".into()], region: Some("us".into()), groups: groups.iter().map(|g| g.to_string()).collect() }
-}
-
-/// The names of the documents `p` finds for `q` (top 5).
-async fn found(ctx: &Sanctum, p: &Principal, q: &str) -> Vec<String> {
-    let engine = ctx.engine().await.unwrap();
-    let auth = ctx.authorize(p, Some("treatment")).await.unwrap();
-    let hits = retrieve::search(&engine.retriever, ctx.pool(), &auth, &SearchRequest { query: q.into(), k: 5, mode: Mode::Hybrid }).await.unwrap();
-    hits.passages.into_iter().map(|h| h.text).collect()
-}
+use support::{found, person};
 
 /// Syncs, indexes what the run queued, and checks that PostgreSQL and both indexes agree.
 async fn sync(ctx: &Sanctum) -> sources::RunReport {
@@ -213,7 +203,7 @@ async fn sources_added_at_run_time_are_checked_and_removed_with_their_documents(
     assert!(matches!(uploaded[0], sanctum::library::Outcome::Accepted { .. }), "{uploaded:?}");
 
     let bad = |f: fn(&mut SourceConfig)| {
-        let mut s = SourceConfig { name: "pharmacy".into(), kind: SourceKind::Folder, path: share.clone(), groups: vec!["pharmacy".into()], region: None, labels: vec![], every_minutes: 30 };
+        let mut s = SourceConfig { name: "pharmacy".into(), kind: SourceKind::Folder, path: share.clone(), groups: vec!["pharmacy".into()], region: None, labels: vec![], every_minutes: 30, ..Default::default() };
         f(&mut s);
         s
     };

@@ -41,11 +41,23 @@ label="$(sed -n 's/^ *"label": *"\(.*\)",*$/\1/p' "$BUNDLE_DIR/manifest.json" | 
 [ -n "$label" ] || fail "bundle $bundle: manifest.json names no label"
 echo "sanctum: bundle $label verified ($(wc -l < "$BUNDLE_DIR/SHA256SUMS") files, signature good)"
 
-# PostgreSQL server binaries: the system's, or the bundled packages
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    [ "$(id -u)" = 0 ] || fail "PostgreSQL is not installed and installing its packages needs root"
-    echo "sanctum: installing PostgreSQL from the bundled Debian packages (offline)"
-    dpkg -i "$BUNDLE_DIR"/debs/*.deb || fail "dpkg could not install the bundled PostgreSQL packages (see above)"
+# PostgreSQL server binaries and OCR (Tesseract, pdftoppm): the system's, or the bundled
+# Debian packages the system lacks (offline; installed packages are left as they are)
+missing_debs() {
+    for deb in "$BUNDLE_DIR"/debs/*.deb; do
+        [ -e "$deb" ] || continue
+        pkg="$(dpkg-deb -f "$deb" Package)"
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || echo "$deb"
+    done
+}
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v tesseract >/dev/null || ! command -v pdftoppm >/dev/null; then
+    debs="$(missing_debs)"
+    if [ -n "$debs" ]; then
+        [ "$(id -u)" = 0 ] || fail "PostgreSQL or Tesseract is not installed and installing their packages needs root"
+        echo "sanctum: installing $(echo "$debs" | wc -l) bundled Debian packages (PostgreSQL, Tesseract OCR; offline)"
+        # shellcheck disable=SC2086
+        dpkg -i $debs || fail "dpkg could not install the bundled packages (see above)"
+    fi
 fi
 
 # the service user

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod directory;
+pub mod smb;
 
 use sanctum::config::Config;
 
@@ -356,4 +357,18 @@ pub fn pdf(pages: &[PdfPage]) -> Vec<u8> {
     let mut out = Vec::new();
     doc.save_to(&mut out).unwrap();
     out
+}
+
+/// A clinician in region us with `groups`.
+pub fn person(id: &str, groups: &[&str]) -> policies::Principal {
+    policies::Principal { id: id.into(), roles: vec!["clinician".into()], region: Some("us".into()), groups: groups.iter().map(|g| g.to_string()).collect() }
+}
+
+/// The texts of the passages `p` finds for `q` for treatment (top 5, hybrid).
+pub async fn found(ctx: &sanctum::Sanctum, p: &policies::Principal, q: &str) -> Vec<String> {
+    use sanctum::retrieve::{self, Mode, SearchRequest};
+    let engine = ctx.engine().await.unwrap();
+    let auth = ctx.authorize(p, Some("treatment")).await.unwrap();
+    let hits = retrieve::search(&engine.retriever, ctx.pool(), &auth, &SearchRequest { query: q.into(), k: 5, mode: Mode::Hybrid }).await.unwrap();
+    hits.passages.into_iter().map(|h| h.text).collect()
 }

@@ -4,6 +4,11 @@
 //! cost of a no-op sync, which lists the folder and reads nothing); and the time from a
 //! file changed on disk to its new text being found by a search (sync, index, search),
 //! the median of several changed files.
+//!
+//! With `--smb`, the same over an SMB share: the files are written into the directory a
+//! running SMB server (Samba) exports at the given URL, and the source reads them over
+//! SMB 3 (signed, encrypted) with the given account. `make bench-sync-smb` starts a Samba
+//! on loopback for it.
 
 use std::time::Instant;
 
@@ -18,8 +23,19 @@ use crate::retrieve::{Mode, SearchRequest};
 use crate::sources;
 use crate::users::{self, UserFields};
 
+/// An SMB share to sync over instead of a local folder.
+pub struct SmbShare {
+    /// `smb://host:port/share[/folder]`, exporting `export`.
+    pub url: String,
+    pub username: String,
+    pub password_file: std::path::PathBuf,
+    /// The local directory the share's URL points at (empty or missing; written here).
+    pub export: std::path::PathBuf,
+}
+
 pub struct Options {
     pub files: usize,
+    pub smb: Option<SmbShare>,
     /// Syncs of the unchanged folder timed.
     pub rounds: usize,
     /// Files changed one after the other, each timed until searchable.
@@ -47,29 +63,58 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
     if opts.files == 0 || opts.rounds == 0 || opts.changes == 0 || opts.changes > opts.files {
         return Err(Error::invalid("--files/--rounds/--changes", "need at least one file, one round and one change (no more changes than files)"));
     }
-    let folder = tempfile::tempdir().map_err(|e| Error::Internal(format!("a temporary folder: {e}")))?;
+    let temp = tempfile::tempdir().map_err(|e| Error::Internal(format!("a temporary folder: {e}")))?;
     let mut base = base.clone();
-    base.ingest.source_roots = vec![folder.path().to_path_buf()];
+    let folder: std::path::PathBuf = match &opts.smb {
+        None => {
+            base.ingest.source_roots = vec![temp.path().to_path_buf()];
+            temp.path().to_path_buf()
+        }
+        Some(share) => {
+            std::fs::create_dir_all(&share.export).map_err(|e| Error::io(&share.export, e))?;
+            if std::fs::read_dir(&share.export).map_err(|e| Error::io(&share.export, e))?.next().is_some() {
+                return Err(Error::invalid("--smb-export", format!("{} is not empty; the bench writes its files there", share.export.display())));
+            }
+            let location = crate::sources::smb::Location::parse(&share.url).map_err(|e| Error::invalid("--smb", e))?;
+            base.egress.allow.push(location.origin());
+            base.sources.push(SourceConfig {
+                name: "bench".into(),
+                kind: SourceKind::Smb,
+                url: Some(share.url.clone()),
+                username: Some(share.username.clone()),
+                password_file: Some(share.password_file.clone()),
+                groups: vec!["wards".into()],
+                region: Some(base.policy.region.clone()),
+                every_minutes: 0,
+                ..Default::default()
+            });
+            share.export.clone()
+        }
+    };
     let folder = &folder;
-    super::with_fresh_appliance(&base, None, false, log, |ctx| async move {
+    let via = if opts.smb.is_some() { "smb" } else { "folder" };
+    let result = super::with_fresh_appliance(&base, None, false, log, |ctx| async move {
         for i in 0..opts.files {
-            let p = folder.path().join(path_of(i));
+            let p = folder.join(path_of(i));
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
             std::fs::write(&p, note(i)).map_err(|e| Error::io(&p, e))?;
         }
         log(&format!("{} files written", opts.files));
-        let settings = SourceConfig {
-            name: "bench".into(),
-            kind: SourceKind::Folder,
-            path: folder.path().to_path_buf(),
-            groups: vec!["wards".into()],
-            region: Some(ctx.config.policy.region.clone()),
-            labels: vec![],
-            every_minutes: 0,
-        };
-        sources::add(&ctx, "bench", settings).await?;
+        if opts.smb.is_none() {
+            let settings = SourceConfig {
+                name: "bench".into(),
+                kind: SourceKind::Folder,
+                path: folder.clone(),
+                groups: vec!["wards".into()],
+                region: Some(ctx.config.policy.region.clone()),
+                labels: vec![],
+                every_minutes: 0,
+                ..Default::default()
+            };
+            sources::add(&ctx, "bench", settings).await?;
+        }
         let fields = UserFields { roles: Some(vec!["clinician".into()]), region: Some(Some(ctx.config.policy.region.clone())), groups: Some(vec!["wards".into()]), disabled: None };
         users::add(&ctx, "bench", "bench-nurse", false, &fields).await?;
         let caller = Caller::cli("bench-nurse", Some("treatment"), Narrowing::default());
@@ -103,7 +148,7 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
             let i = (k * 7919) % opts.files;
             let marker = format!("fire drill {k}");
             let text = format!("Changed: the quarterly {marker} of ward {i} moves to Thursday morning at seven, assembling at the east stairwell.");
-            let p = folder.path().join(path_of(i));
+            let p = folder.join(path_of(i));
             std::fs::write(&p, &text).map_err(|e| Error::io(&p, e))?;
             let s = Instant::now();
             let run = sources::sync(&ctx, "bench", "bench", "cli").await?;
@@ -128,11 +173,19 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
         log(&format!("a changed file is searchable {searchable:.3} s after the sync starts (sync {sync_m:.3} s, indexing {index_m:.3} s)"));
         Ok(json!({
             "bench": "sync",
+            "via": via,
             "files": opts.files,
             "first_sync": { "seconds": round(first_s), "files_per_s": round(opts.files as f64 / first_s), "index_seconds": round(index_s), "indexed_files_per_s": round(opts.files as f64 / index_s) },
             "noop_sync": { "seconds": round(noop_s), "files_per_s": round(opts.files as f64 / noop_s), "rounds": opts.rounds },
             "changed_file_searchable": { "seconds": round(searchable), "sync_seconds": round(sync_m), "index_seconds": round(index_m), "changes": opts.changes },
         }))
     })
-    .await
+    .await;
+    if opts.smb.is_some() {
+        for d in 0..100.min(opts.files) {
+            let dir = folder.join(format!("ward-{d:02}"));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    result
 }

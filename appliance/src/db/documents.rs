@@ -43,6 +43,10 @@ pub struct FromSource<'a> {
     pub path: &'a str,
     pub size: i64,
     pub mtime_ns: i64,
+    /// The server's change time (SMB shares: moves when the file's ACL changes).
+    pub change_ns: Option<i64>,
+    /// The SIDs its ACL lets read it (SMB sources with an ACL mapping).
+    pub readers: Option<&'a [String]>,
 }
 
 /// Inserts the document unless its content is already present. Returns the new id, or
@@ -55,8 +59,8 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, doc: &NewDocument<'_>) -
     };
     let sql = format!(
         "INSERT INTO documents (id, sha256, name, source_id, format, size_bytes, title, groups, region, labels, uploaded_by,
-                                source_name, source_path, source_size, source_mtime_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                                source_name, source_path, source_size, source_mtime_ns, source_change_ns, source_readers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          {conflict} RETURNING id"
     );
     let src = doc.from_source.as_ref();
@@ -76,6 +80,8 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, doc: &NewDocument<'_>) -
         .bind(src.map(|s| s.path))
         .bind(src.map(|s| s.size))
         .bind(src.map(|s| s.mtime_ns))
+        .bind(src.and_then(|s| s.change_ns))
+        .bind(src.and_then(|s| s.readers))
         .fetch_optional(&mut **tx)
         .await?;
     Ok(inserted)

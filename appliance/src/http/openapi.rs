@@ -57,7 +57,7 @@ use super::{adapters, admin, api, conversations, documents, error, openai, polic
         conversations::turn,
         conversations::feedback,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, crate::config::SourceConfig, crate::config::SourceKind, admin::UserChange, admin::NewToken, adapters::Activation, conversations::NewConversation, conversations::Renaming, conversations::TurnBody, crate::conversations::Feedback, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, api::SearchBody, api::AskBody, admin::NewUser, crate::config::SourceConfig, crate::config::SourceKind, crate::config::AclMapping, admin::UserChange, admin::NewToken, adapters::Activation, conversations::NewConversation, conversations::Renaming, conversations::TurnBody, crate::conversations::Feedback, openai::ChatRequest, openai::ChatMessage, documents::UploadForm, policies::PolicySource, session::Login, crate::retrieve::Mode)),
     modifiers(&TokenAuth)
 )]
 pub struct ApiDoc;

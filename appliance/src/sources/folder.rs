@@ -23,6 +23,8 @@ pub struct Listed {
     pub path: String,
     pub size: u64,
     pub mtime_ns: i64,
+    /// The server's change time, where the source's permissions depend on it (SMB).
+    pub change_ns: Option<i64>,
 }
 
 /// A file that was not synced, and why.
@@ -45,6 +47,23 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// The path of entry `name` in directory `prefix`, or None when it is left out: hidden
+    /// (a dot name, an Office lock file `~$…`, or `hidden` as the server says) and skipped,
+    /// or with a path over the limit and reported.
+    pub fn entry_path(&mut self, prefix: &str, name: &str, hidden: bool) -> Option<String> {
+        if hidden || name.starts_with('.') || name.starts_with("~$") {
+            self.skipped += 1;
+            return None;
+        }
+        let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+        if path.len() > MAX_PATH_BYTES {
+            let head: String = path.chars().take(120).collect();
+            self.problems.push(Problem { path: format!("{head}…"), reason: format!("the path is {} bytes long; the limit is {MAX_PATH_BYTES}", path.len()) });
+            return None;
+        }
+        Some(path)
+    }
+
     /// Whether `path` lies under a directory that could not be read (or is itself a
     /// problem), so its absence from the listing does not mean it was deleted.
     pub fn uncertain(&self, path: &str) -> bool {
@@ -99,16 +118,7 @@ fn walk(dir: &Path, root: &Path, prefix: &str, depth: usize, keep: &dyn Fn(&str)
             out.problems.push(Problem { path, reason: "the name is not valid UTF-8; rename it to sync it".into() });
             continue;
         };
-        if name.starts_with('.') || name.starts_with("~$") {
-            out.skipped += 1; // hidden files, Office lock files
-            continue;
-        }
-        let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-        if path.len() > MAX_PATH_BYTES {
-            let head: String = path.chars().take(120).collect();
-            out.problems.push(Problem { path: format!("{head}…"), reason: format!("the path is {} bytes long; the limit is {MAX_PATH_BYTES}", path.len()) });
-            continue;
-        }
+        let Some(path) = out.entry_path(prefix, name, false) else { continue };
         let meta = match entry.path().symlink_metadata() {
             Ok(m) => m,
             Err(e) => {
@@ -131,7 +141,7 @@ fn walk(dir: &Path, root: &Path, prefix: &str, depth: usize, keep: &dyn Fn(&str)
                 continue;
             }
             let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i64).unwrap_or(0);
-            out.files.push(Listed { path, size: meta.len(), mtime_ns });
+            out.files.push(Listed { path, size: meta.len(), mtime_ns, change_ns: None });
         } else {
             out.skipped += 1; // sockets, pipes, devices
         }

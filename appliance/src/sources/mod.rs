@@ -1,11 +1,13 @@
 //! Sources kept in sync with the library: folders on this machine (or shares mounted on
-//! it) whose files become documents, re-read on a schedule and on demand. Sources come
+//! it) and SMB file shares, whose files become documents, re-read on a schedule and on
+//! demand. Sources come
 //! from `[[sources]]` in the configuration (registered when they are first used) or are
 //! added by an administrator; both live in the `sources` table, and every run in
 //! `source_runs`. Each file of a source is one document keyed by (source, path).
 
 pub mod folder;
 pub mod schedule;
+pub mod smb;
 mod sync;
 
 use chrono::{DateTime, Utc};
@@ -126,6 +128,10 @@ pub async fn add(ctx: &Sanctum, actor: &str, source: SourceConfig) -> Result<Sou
 /// file the appliance's account can read.
 fn allowed_folder(ctx: &Sanctum, source: &SourceConfig) -> Result<()> {
     let refuse = |why: String| Err(Error::invalid("source", format!("source {}: {why}", source.name)));
+    if source.kind == crate::config::SourceKind::Smb {
+        // the server and the service account's password file are the operator's to name
+        return refuse("SMB shares are defined in sanctum.toml ([[sources]] with kind = \"smb\"), where the service account's password file is named; they are synced and removed from here like any source".into());
+    }
     let path = match std::fs::canonicalize(&source.path) {
         Ok(p) => p,
         Err(e) => return refuse(format!("the folder {} cannot be read: {e}", source.path.display())),

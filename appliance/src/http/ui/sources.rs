@@ -16,7 +16,7 @@ const RUNS: i64 = 5;
 fn run_view(r: RunRow) -> ::web::admin::RunView {
     let c = &r.counts.0;
     let mut parts = vec![format!("{} listed", c.listed)];
-    for (n, what) in [(c.added, "added"), (c.changed, "changed"), (c.moved, "moved"), (c.regrouped, "regrouped"), (c.removed, "removed"), (c.unchanged, "unchanged"), (c.failed, "not synced"), (c.deferred, "deferred")] {
+    for (n, what) in [(c.added, "added"), (c.changed, "changed"), (c.moved, "moved"), (c.regrouped, "regrouped"), (c.removed, "removed"), (c.unchanged, "unchanged"), (c.failed, "not synced"), (c.denied, "denied by their ACL"), (c.deferred, "deferred")] {
         if n > 0 {
             parts.push(format!("{n} {what}"));
         }
@@ -35,11 +35,18 @@ fn run_view(r: RunRow) -> ::web::admin::RunView {
 
 fn view(s: SourceInfo, runs: Vec<RunRow>) -> ::web::admin::SourceView {
     let c = s.settings;
+    let location = c.location();
     ::web::admin::SourceView {
         name: c.name,
         kind: c.kind.as_str().into(),
-        path: c.path.display().to_string(),
-        groups: if c.groups.is_empty() { "(everyone)".into() } else { c.groups.join(", ") },
+        path: location,
+        groups: if !c.acl_map.is_empty() {
+            format!("from the share's ACLs ({} SIDs mapped)", c.acl_map.len())
+        } else if c.groups.is_empty() {
+            "(everyone)".into()
+        } else {
+            c.groups.join(", ")
+        },
         region: c.region.unwrap_or_else(|| "(any)".into()),
         schedule: if c.every_minutes == 0 { "on demand".into() } else { format!("every {} minutes", c.every_minutes) },
         documents: s.documents,
@@ -97,7 +104,7 @@ pub(super) async fn add(state: web::Data<State>, req: HttpRequest, body: web::By
         Err(_) => return page(&state, &person, Vec::new(), Some(format!("minutes between syncs: {every:?} is not a whole number")), StatusCode::BAD_REQUEST).await,
     };
     let region = Some(fields.one("region")).filter(|r| !r.is_empty());
-    let settings = SourceConfig { name: fields.one("name"), kind: SourceKind::Folder, path: fields.one("path").into(), groups: list(&fields.one("groups")), region, labels: Vec::new(), every_minutes };
+    let settings = SourceConfig { name: fields.one("name"), kind: SourceKind::Folder, path: fields.one("path").into(), groups: list(&fields.one("groups")), region, labels: Vec::new(), every_minutes, ..Default::default() };
     let actor = person.name().to_string();
     match state.run(move |ctx| async move { sources::add(&ctx, &actor, settings).await }).await {
         Ok(s) => page(&state, &person, vec![format!("Source {} added; sync it now or wait for its schedule.", s.settings.name)], None, StatusCode::CREATED).await,
