@@ -49,8 +49,7 @@ cat > "$dir/smb.conf" <<CONF
   admin users = $account
 CONF
 printf '%s\n%s\n' "$password" "$password" | smbpasswd -c "$dir/smb.conf" -s -a "$account" >/dev/null
-umask 077
-printf '%s\n' "$password" > "$dir/password"
+(umask 077; printf '%s\n' "$password" > "$dir/password")
 /usr/sbin/smbd --foreground --no-process-group -s "$dir/smb.conf" >"$dir/smbd.out" 2>&1 &
 smbd_pid=$!
 for _ in $(seq 1 300); do

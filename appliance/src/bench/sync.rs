@@ -7,8 +7,8 @@
 //!
 //! With `--smb`, the same over an SMB share: the files are written into the directory a
 //! running SMB server (Samba) exports at the given URL, and the source reads them over
-//! SMB 3 (signed, encrypted) with the given account. `make bench-sync-smb` starts a Samba
-//! on loopback for it.
+//! SMB 3 (signed, encrypted) with the given account, every file's ACL read and mapped
+//! (Everyone -> the bench's group). `make bench-sync-smb` starts a Samba on loopback for it.
 
 use std::time::Instant;
 
@@ -83,7 +83,9 @@ pub async fn run(base: &Config, opts: &Options, log: &(dyn Fn(&str) + Sync)) -> 
                 url: Some(share.url.clone()),
                 username: Some(share.username.clone()),
                 password_file: Some(share.password_file.clone()),
-                groups: vec!["wards".into()],
+                // every file's ACL is read and mapped, as for a share synced with its
+                // permissions (the bench's files are readable by Everyone, S-1-1-0)
+                acl_map: vec![crate::config::AclMapping { sid: "S-1-1-0".into(), groups: vec!["wards".into()] }],
                 region: Some(base.policy.region.clone()),
                 every_minutes: 0,
                 ..Default::default()

@@ -113,6 +113,47 @@ pub struct Share {
     lost: AtomicBool,
 }
 
+/// Turns Nagle's algorithm off on this process's TCP connections to `host:port`. The SMB
+/// client writes each message as several small writes (its length, then its parts) and
+/// leaves the socket's default, so every request waited for the server's delayed
+/// acknowledgement (40 ms on Linux, up to 200 ms on Windows): 0.17 s per file over
+/// loopback instead of about a millisecond. The client has no setting for it, so the
+/// option is set on its connected socket, found by its peer address.
+fn no_delay_to(host: &str, port: u16) {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    let Ok(peers) = (host, port).to_socket_addrs() else { return };
+    let peers: Vec<SocketAddr> = peers.collect();
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    for fd in fds.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<libc::c_int>().ok())) {
+        // SAFETY: getpeername and setsockopt only read and write the buffers given (sized
+        // as declared) and act on a descriptor number; one that is not a socket, or was
+        // closed meanwhile, makes them fail with an error, which is ignored.
+        #[allow(unsafe_code)]
+        unsafe {
+            let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            if libc::getpeername(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
+                continue;
+            }
+            let peer = match storage.ss_family as libc::c_int {
+                libc::AF_INET => {
+                    let a = &*(&storage as *const _ as *const libc::sockaddr_in);
+                    SocketAddr::from((u32::from_be(a.sin_addr.s_addr).to_be_bytes(), u16::from_be(a.sin_port)))
+                }
+                libc::AF_INET6 => {
+                    let a = &*(&storage as *const _ as *const libc::sockaddr_in6);
+                    SocketAddr::from((a.sin6_addr.s6_addr, u16::from_be(a.sin6_port)))
+                }
+                _ => continue,
+            };
+            if peers.contains(&peer) {
+                let on: libc::c_int = 1;
+                libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &on as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+            }
+        }
+    }
+}
+
 /// FILETIME (100 ns since 1601) to nanoseconds since 1970.
 fn unix_ns(filetime: u64) -> i64 {
     const SHIFT: i64 = 116_444_736_000_000_000;
@@ -148,6 +189,7 @@ impl Share {
         client
             .share_connect(&root, username, password)
             .map_err(|e| format!("cannot connect to {} as {username}: {e}", location.origin()))?;
+        no_delay_to(&location.host, location.port);
         Ok(Share { client, root, folder: location.folder.clone(), lost: AtomicBool::new(false) })
     }
 
