@@ -14,7 +14,6 @@ mod support;
 use std::path::Path;
 
 use sanctum::config::{AclMapping, Config, SourceConfig, SourceKind};
-use sanctum::retrieve::{KeywordIndex, VectorIndex};
 use sanctum::sources::{self, Counts};
 use sanctum::Sanctum;
 use support::smb::{self as samba, Samba};
@@ -29,16 +28,7 @@ use support::{found, person};
 
 async fn agree(ctx: &Sanctum) {
     let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks").fetch_one(ctx.pool()).await.unwrap();
-    let engine = ctx.engine().await.unwrap();
-    assert_eq!(engine.keyword.count().unwrap(), chunks as u64, "the keyword index holds what PostgreSQL holds");
-    assert_eq!(engine.vector.count().unwrap(), chunks as u64, "the vector index holds what PostgreSQL holds");
-    let twice: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT source_path FROM documents WHERE source_name IS NOT NULL GROUP BY source_name, source_path HAVING count(*) > 1) d",
-    )
-    .fetch_one(ctx.pool())
-    .await
-    .unwrap();
-    assert_eq!(twice, 0, "no file is held twice");
+    support::indexes_hold(ctx, chunks).await;
 }
 
 async fn sync(ctx: &Sanctum) -> sources::RunReport {

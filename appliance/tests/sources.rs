@@ -53,14 +53,7 @@ async fn agree(ctx: &Sanctum) {
         .unwrap();
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks").fetch_one(ctx.pool()).await.unwrap();
     assert_eq!(chunks, all, "no chunks of documents that are not indexed");
-    let engine = ctx.engine().await.unwrap();
-    assert_eq!(engine.keyword.count().unwrap(), chunks as u64, "the keyword index holds what PostgreSQL holds");
-    assert_eq!(engine.vector.count().unwrap(), chunks as u64, "the vector index holds what PostgreSQL holds");
-    let twice: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT source_path FROM documents WHERE source_name IS NOT NULL GROUP BY source_name, source_path HAVING count(*) > 1) d")
-        .fetch_one(ctx.pool())
-        .await
-        .unwrap();
-    assert_eq!(twice, 0, "no file is held twice");
+    support::indexes_hold(ctx, chunks).await;
 }
 
 fn counts(run: &sources::RunReport) -> Counts {
