@@ -81,17 +81,6 @@ fn ingest_reports_each_file_and_search_finds_the_rest() {
     assert!(!telemetry.exists(), "ONNX Runtime's telemetry started: {} exists", telemetry.display());
 }
 
-/// Connects to the embedded cluster of `data` while a sanctum process owns it (None while
-/// it is still starting).
-async fn embedded_pool(data: &Path) -> Option<sqlx::PgPool> {
-    let opts = sqlx::postgres::PgConnectOptions::new()
-        .socket(data.join("postgres/run"))
-        .port(5432)
-        .username("sanctum")
-        .database("sanctum");
-    sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(opts).await.ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
     let tmp = support::tempdir();
@@ -117,7 +106,7 @@ async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut done = 0i64;
     while Instant::now() < deadline {
-        if let Some(pool) = embedded_pool(&data).await {
+        if let Some(pool) = support::embedded_pool(&data).await {
             done = sqlx::query_scalar("SELECT count(*) FROM ingest_jobs WHERE state = 'done'").fetch_one(&pool).await.unwrap_or(0);
             pool.close().await;
             if done >= 12 {
@@ -132,7 +121,7 @@ async fn kill_9_during_ingest_resumes_with_nothing_lost_or_duplicated() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let pool = embedded_pool(&data).await.expect("the killed process's cluster is still up");
+    let pool = support::embedded_pool(&data).await.expect("the killed process's cluster is still up");
     let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM ingest_jobs WHERE state <> 'done'").fetch_one(&pool).await.unwrap();
     pool.close().await;
     assert!(unfinished > 0, "the kill came too late to test anything");

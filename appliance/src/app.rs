@@ -75,6 +75,8 @@ pub struct Sanctum {
     pub auditor: Arc<Auditor>,
     /// The identity provider and directory people may sign in through (none by default).
     pub directory: Arc<crate::directory::Directory>,
+    /// This appliance as an ingest worker: the name its job leases are held under.
+    pub worker: crate::library::lease::Worker,
     engine: OnceCell<Engine>,
     /// The answer model and the adapter it was loaded with (reloaded when another is activated).
     generator: tokio::sync::Mutex<Option<(Option<String>, Arc<dyn Generator>)>>,
@@ -120,7 +122,8 @@ impl Sanctum {
             Err(e) => return Err((db, e)),
         };
         let store = OriginalStore::new(config.originals_dir());
-        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, directory, engine: OnceCell::new(), generator: tokio::sync::Mutex::new(None), escalation: tokio::sync::Mutex::new(None), _lock: lock })
+        let worker = crate::library::lease::Worker::new(std::time::Duration::from_secs(config.ingest.lease_s));
+        Ok(Sanctum { config, db, store, policies, detector, egress, auditor, directory, worker, engine: OnceCell::new(), generator: tokio::sync::Mutex::new(None), escalation: tokio::sync::Mutex::new(None), _lock: lock })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

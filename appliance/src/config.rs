@@ -32,6 +32,11 @@ pub struct Config {
     /// External PostgreSQL; empty or absent means the embedded private cluster.
     #[serde(default)]
     pub database_url: Option<String>,
+    /// Where stored originals are kept; default `<data_dir>/originals`. Replicas of one
+    /// appliance (several `sanctum serve` on one database) name one shared path here
+    /// (a network file system every replica mounts), so each can read what another accepted.
+    #[serde(default)]
+    pub originals_dir: Option<PathBuf>,
     #[serde(default)]
     pub embedded_postgres: EmbeddedPostgresConfig,
     #[serde(default)]
@@ -582,6 +587,11 @@ pub struct IngestConfig {
     /// Claims of one job before it is failed (a file that crashed or stalled the worker
     /// each time is refused instead of retried forever).
     pub max_attempts: u32,
+    /// Length of a worker's hold on a job, seconds: the worker extends it every third of
+    /// that while it works, and a job whose lease ran out (its worker, on any replica,
+    /// stopped answering) is queued again. A worker on the same machine that has died is
+    /// noticed at once, without waiting for its leases.
+    pub lease_s: u64,
     /// OCR of scans (images, PDF pages without a text layer).
     pub ocr: OcrConfig,
     /// Folders under which an administrator may add folder sources at run time (`sanctum
@@ -602,6 +612,7 @@ impl Default for IngestConfig {
             parse_memory_mb: 4096,
             parser_bin: None,
             max_attempts: 3,
+            lease_s: 60,
             ocr: OcrConfig::default(),
             source_roots: Vec::new(),
         }
@@ -978,6 +989,14 @@ impl Config {
         if self.ingest.max_attempts == 0 {
             return bad("ingest.max_attempts", "must be at least 1");
         }
+        if let Some(dir) = &self.originals_dir {
+            if !dir.is_absolute() {
+                return bad("originals_dir", &format!("{} is not an absolute path", dir.display()));
+            }
+        }
+        if self.ingest.lease_s == 0 || self.ingest.lease_s > 86_400 {
+            return bad("ingest.lease_s", "must be between 1 and 86400 seconds");
+        }
         if self.ingest.batch_documents == 0 {
             return bad("ingest.batch_documents", "must be at least 1");
         }
@@ -1135,6 +1154,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             database_url: None,
+            originals_dir: None,
             embedded_postgres: Default::default(),
             models: Default::default(),
             embedding: Default::default(),
@@ -1180,7 +1200,7 @@ impl Config {
     }
 
     pub fn originals_dir(&self) -> PathBuf {
-        self.data_dir.join("originals")
+        self.originals_dir.clone().unwrap_or_else(|| self.data_dir.join("originals"))
     }
 
     pub fn keyword_index_dir(&self) -> PathBuf {

@@ -221,6 +221,13 @@ pub fn serve(config: &Path) -> (Server, String) {
     (server, line)
 }
 
+/// Connects to the embedded cluster of `data` while a sanctum process owns it (None while
+/// it is still starting); it stays up after that process is killed.
+pub async fn embedded_pool(data: &Path) -> Option<sqlx::PgPool> {
+    let opts = sqlx::postgres::PgConnectOptions::new().socket(data.join("postgres/run")).port(5432).username("sanctum").database("sanctum");
+    sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(opts).await.ok()
+}
+
 /// A fresh database on the external PostgreSQL server: its URL, and an owner connection.
 pub async fn external_database(name: &str) -> (String, sqlx::PgConnection) {
     use sqlx::Connection;

@@ -1,11 +1,15 @@
 //! The `ingest_jobs` table: a durable queue. A job moves queued -> running -> done |
 //! failed (with the reason). Jobs are claimed with `FOR UPDATE SKIP LOCKED`, so several
-//! workers never take the same one.
+//! workers never take the same one, on a lease (see [`crate::library::lease`]): a running
+//! job is held by one worker, which extends its lease while it works; a job whose lease
+//! expired or whose worker is known dead is queued again by [`reap`], and a worker that
+//! lost a job's lease records nothing for it.
 
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::library::lease::{Claimer, Worker};
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct JobRow {
@@ -17,6 +21,9 @@ pub struct JobRow {
     pub name: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The worker holding a running job (`host:pid:tag`), and until when.
+    pub claimed_by: Option<String>,
+    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A claimed job.
@@ -37,41 +44,82 @@ pub async fn enqueue(tx: &mut Transaction<'_, Postgres>, document_id: Uuid) -> R
         .await?)
 }
 
-/// Claims up to `limit` queued jobs, oldest first.
-pub async fn claim(pool: &PgPool, limit: i64) -> Result<Vec<Claimed>> {
+/// Claims up to `limit` queued jobs, oldest first, for `worker`, on a lease of
+/// `worker.lease`.
+pub async fn claim(pool: &PgPool, worker: &Worker, limit: i64) -> Result<Vec<Claimed>> {
     Ok(sqlx::query_as(
-        "UPDATE ingest_jobs SET state = 'running', attempts = attempts + 1, started_at = now()
+        "UPDATE ingest_jobs SET state = 'running', attempts = attempts + 1, started_at = now(),
+                claimed_by = $2, claimer = $3, lease_until = now() + make_interval(secs => $4)
          WHERE id IN (SELECT id FROM ingest_jobs WHERE state = 'queued' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING id, document_id, attempts, error",
     )
     .bind(limit)
+    .bind(&worker.id)
+    .bind(sqlx::types::Json(&worker.claimer))
+    .bind(worker.lease.as_secs_f64())
     .fetch_all(pool)
     .await?)
 }
 
-/// Puts jobs left `running` by a process that died back in the queue. Only the process
-/// holding the data-directory lock (and so the index writers) calls this, so every
-/// `running` job it finds is orphaned.
-pub async fn requeue_orphans(pool: &PgPool) -> Result<u64> {
-    Ok(sqlx::query("UPDATE ingest_jobs SET state = 'queued' WHERE state = 'running'").execute(pool).await?.rows_affected())
+/// Extends the leases of every job `worker` holds.
+pub async fn extend_leases(pool: &PgPool, worker: &Worker) -> Result<u64> {
+    Ok(sqlx::query("UPDATE ingest_jobs SET lease_until = now() + make_interval(secs => $2) WHERE claimed_by = $1 AND state = 'running'")
+        .bind(&worker.id)
+        .bind(worker.lease.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected())
 }
 
-pub async fn finish(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) -> Result<()> {
-    sqlx::query("UPDATE ingest_jobs SET state = 'done', error = NULL, finished_at = now() WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Puts back in the queue the running jobs whose lease has expired, and those whose
+/// worker `here` can see has ended (a process on this machine that is gone); returns how
+/// many. Their next claim counts as another attempt.
+pub async fn reap(pool: &PgPool, here: &Worker) -> Result<u64> {
+    let holders: Vec<(String, Option<sqlx::types::Json<Claimer>>)> =
+        sqlx::query_as("SELECT DISTINCT claimed_by, claimer FROM ingest_jobs WHERE state = 'running' AND claimed_by IS NOT NULL AND claimed_by <> $1 AND lease_until >= now()")
+            .bind(&here.id)
+            .fetch_all(pool)
+            .await?;
+    let dead: Vec<String> = holders.into_iter().filter(|(_, c)| c.as_ref().is_some_and(|c| c.is_dead_seen_from(&here.claimer))).map(|(id, _)| id).collect();
+    Ok(sqlx::query(
+        "UPDATE ingest_jobs SET state = 'queued', claimed_by = NULL, claimer = NULL, lease_until = NULL,
+                error = CASE WHEN claimed_by = ANY($1) THEN 'its worker ' || claimed_by || ' stopped'
+                             ELSE 'its worker ' || COALESCE(claimed_by, '(unknown)') || ' stopped answering (the lease expired)' END
+         WHERE state = 'running' AND (lease_until IS NULL OR lease_until < now() OR claimed_by = ANY($1))",
+    )
+    .bind(&dead)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
-/// Marks a job failed with its reason, and its document failed.
-pub async fn fail(pool: &PgPool, job: &Claimed, name: &str, reason: &str) -> Result<()> {
+/// Marks the jobs `ids` done if `worker` still holds them, and returns those it did: a job
+/// whose lease was lost is another worker's now, and that worker records it.
+pub async fn finish(tx: &mut Transaction<'_, Postgres>, worker: &Worker, ids: &[i64]) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE ingest_jobs SET state = 'done', error = NULL, finished_at = now(), lease_until = NULL
+         WHERE id = ANY($1) AND claimed_by = $2 AND state = 'running' RETURNING id",
+    )
+    .bind(ids)
+    .bind(&worker.id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Marks a job failed with its reason, and its document failed (if `worker` still holds
+/// the job).
+pub async fn fail(pool: &PgPool, worker: &Worker, job: &Claimed, name: &str, reason: &str) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE ingest_jobs SET state = 'failed', error = $2, finished_at = now() WHERE id = $1")
+    let held = sqlx::query("UPDATE ingest_jobs SET state = 'failed', error = $2, finished_at = now(), lease_until = NULL WHERE id = $1 AND claimed_by = $3 AND state = 'running'")
         .bind(job.id)
         .bind(reason)
+        .bind(&worker.id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+    if held == 0 {
+        return Ok(());
+    }
     sqlx::query("UPDATE documents SET state = 'failed' WHERE id = $1").bind(job.document_id).execute(&mut *tx).await?;
     let entry = crate::audit::Entry::new("sanctum", crate::audit::Action::DocumentFail)
         .object(job.document_id.to_string())
@@ -84,10 +132,11 @@ pub async fn fail(pool: &PgPool, job: &Claimed, name: &str, reason: &str) -> Res
 
 /// Returns jobs to the queue after a failure that is not the document's fault (the
 /// embedder or an index failed), so they run again.
-pub async fn release(pool: &PgPool, ids: &[i64], reason: &str) -> Result<()> {
-    sqlx::query("UPDATE ingest_jobs SET state = 'queued', error = $2 WHERE id = ANY($1)")
+pub async fn release(pool: &PgPool, worker: &Worker, ids: &[i64], reason: &str) -> Result<()> {
+    sqlx::query("UPDATE ingest_jobs SET state = 'queued', error = $2, claimed_by = NULL, claimer = NULL, lease_until = NULL WHERE id = ANY($1) AND claimed_by = $3 AND state = 'running'")
         .bind(ids)
         .bind(reason)
+        .bind(&worker.id)
         .execute(pool)
         .await?;
     Ok(())
@@ -95,11 +144,15 @@ pub async fn release(pool: &PgPool, ids: &[i64], reason: &str) -> Result<()> {
 
 /// Gives back jobs claimed but not started (the run stopped before their turn): queued
 /// again, the claim not counted as an attempt.
-pub async fn unclaim(pool: &PgPool, ids: &[i64]) -> Result<()> {
-    sqlx::query("UPDATE ingest_jobs SET state = 'queued', attempts = greatest(attempts - 1, 0) WHERE id = ANY($1) AND state = 'running'")
-        .bind(ids)
-        .execute(pool)
-        .await?;
+pub async fn unclaim(pool: &PgPool, worker: &Worker, ids: &[i64]) -> Result<()> {
+    sqlx::query(
+        "UPDATE ingest_jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), claimed_by = NULL, claimer = NULL, lease_until = NULL
+         WHERE id = ANY($1) AND claimed_by = $2 AND state = 'running'",
+    )
+    .bind(ids)
+    .bind(&worker.id)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -112,7 +165,7 @@ macro_rules! select_jobs {
     ($rest:literal) => {
         concat!(
             "SELECT j.id, j.document_id, j.state, j.attempts, j.error, d.name || COALESCE('#' || d.source_id, '') AS name, ",
-            "j.created_at, j.finished_at FROM ingest_jobs j JOIN documents d ON d.id = j.document_id ",
+            "j.created_at, j.finished_at, j.claimed_by, j.lease_until FROM ingest_jobs j JOIN documents d ON d.id = j.document_id ",
             $rest
         )
     };

@@ -11,6 +11,7 @@ mod delete;
 pub mod parser;
 mod reindex;
 mod submit;
+pub mod lease;
 mod worker;
 
 pub use catalog::{DocumentDetail, DocumentFilter, DocumentInfo};

@@ -32,6 +32,8 @@ pub struct WorkerReport {
     pub documents: u64,
     pub failed: u64,
     pub chunks: u64,
+    /// Jobs found held by a worker that stopped (its lease expired, or its process on
+    /// this machine is gone) and queued again.
     pub requeued_orphans: u64,
     pub seconds: f64,
     pub embed_seconds: f64,
@@ -51,14 +53,18 @@ struct Prepared {
     ocr: Vec<ingest::OcrPageInfo>,
 }
 
-/// Processes queued jobs until none are left. Jobs another process left `running` are
-/// requeued first (see [`jobs::requeue_orphans`]).
+/// Processes queued jobs until none are left, holding each on a lease that a heartbeat
+/// extends meanwhile. Before each claim, jobs of workers that stopped are queued again (see
+/// [`jobs::reap`]); jobs another live worker holds are left to it.
 pub async fn run_until_idle(ctx: &Sanctum, on_progress: &(dyn Fn(Progress) + Sync)) -> Result<WorkerReport> {
     let started = Instant::now();
     let engine = ctx.engine().await?;
-    let mut report = WorkerReport { requeued_orphans: jobs::requeue_orphans(ctx.pool()).await?, ..Default::default() };
+    let worker = &ctx.worker;
+    let _heartbeat = worker.heartbeat(ctx.pool());
+    let mut report = WorkerReport::default();
     loop {
-        let claimed = jobs::claim(ctx.pool(), ctx.config.ingest.batch_documents as i64).await?;
+        report.requeued_orphans += jobs::reap(ctx.pool(), worker).await?;
+        let claimed = jobs::claim(ctx.pool(), worker, ctx.config.ingest.batch_documents as i64).await?;
         if claimed.is_empty() {
             break;
         }
@@ -75,7 +81,7 @@ pub async fn run_until_idle(ctx: &Sanctum, on_progress: &(dyn Fn(Progress) + Syn
         while let Some(group) = groups.next() {
             if let Err(e) = process_batch(ctx, engine, group, &mut report).await {
                 let untouched: Vec<i64> = groups.flatten().map(|j| j.id).collect();
-                jobs::unclaim(ctx.pool(), &untouched).await?;
+                jobs::unclaim(ctx.pool(), worker, &untouched).await?;
                 return Err(e);
             }
         }
@@ -98,7 +104,7 @@ async fn process_batch(ctx: &Sanctum, engine: &Engine, claimed: Vec<jobs::Claime
     let max_attempts = ctx.config.ingest.max_attempts;
     for job in claimed {
         let Some(doc) = docs.iter().find(|d| d.id == job.document_id).cloned() else {
-            jobs::fail(ctx.pool(), &job, "", "the document row is missing").await?;
+            jobs::fail(ctx.pool(), &ctx.worker, &job, "", "the document row is missing").await?;
             report.failed += 1;
             continue;
         };
@@ -106,14 +112,14 @@ async fn process_batch(ctx: &Sanctum, engine: &Engine, claimed: Vec<jobs::Claime
             // it crashed or stalled the worker every time, or could never be written
             let last = job.error.as_deref().map(|e| format!(" (last: {e})")).unwrap_or_default();
             let reason = format!("indexing did not finish in {max_attempts} attempts (ingest.max_attempts){last}; the file is refused");
-            jobs::fail(ctx.pool(), &job, &doc.name, &reason).await?;
+            jobs::fail(ctx.pool(), &ctx.worker, &job, &doc.name, &reason).await?;
             report.failed += 1;
             continue;
         }
         match prepare(ctx, engine, job.clone(), doc.clone()).await {
             Ok(p) => prepared.push(p),
             Err(reason) => {
-                jobs::fail(ctx.pool(), &job, &doc.name, &reason).await?;
+                jobs::fail(ctx.pool(), &ctx.worker, &job, &doc.name, &reason).await?;
                 report.failed += 1;
             }
         }
@@ -131,7 +137,7 @@ async fn process_batch(ctx: &Sanctum, engine: &Engine, claimed: Vec<jobs::Claime
         if let Err(e) = write_batch(ctx, engine, std::slice::from_ref(p), report).await {
             if let Err(e) = settle(ctx, p, e, report).await {
                 let rest: Vec<i64> = prepared[i + 1..].iter().map(|p| p.job.id).collect();
-                jobs::release(ctx.pool(), &rest, &e.to_string()).await?;
+                jobs::release(ctx.pool(), &ctx.worker, &rest, &e.to_string()).await?;
                 return Err(e);
             }
         }
@@ -143,11 +149,11 @@ async fn process_batch(ctx: &Sanctum, engine: &Engine, claimed: Vec<jobs::Claime
 /// anything else (the database, the embedder or an index) puts it back and stops the run.
 async fn settle(ctx: &Sanctum, p: &Prepared, e: Error, report: &mut WorkerReport) -> Result<()> {
     if let Error::InvalidInput { message, .. } = &e {
-        jobs::fail(ctx.pool(), &p.job, &p.doc.name, message).await?;
+        jobs::fail(ctx.pool(), &ctx.worker, &p.job, &p.doc.name, message).await?;
         report.failed += 1;
         return Ok(());
     }
-    jobs::release(ctx.pool(), &[p.job.id], &e.to_string()).await?;
+    jobs::release(ctx.pool(), &ctx.worker, &[p.job.id], &e.to_string()).await?;
     Err(e)
 }
 
@@ -278,16 +284,19 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;
-    // 3. Done.
+    // 3. Done: for the jobs this worker still holds (one whose lease it lost is another
+    // worker's, which records it; the rows and index entries written are the same).
     let job_ids: Vec<i64> = prepared.iter().map(|p| p.job.id).collect();
     let mut tx = ctx.pool().begin().await?;
-    jobs::finish(&mut tx, &job_ids).await?;
+    let finished = jobs::finish(&mut tx, &ctx.worker, &job_ids).await?;
+    let prepared: Vec<&Prepared> = prepared.iter().filter(|p| finished.contains(&p.job.id)).collect();
+    let doc_ids: Vec<Uuid> = prepared.iter().map(|p| p.doc.id).collect();
     sqlx::query("UPDATE documents SET state = 'indexed', indexed_at = now() WHERE id = ANY($1)")
         .bind(&doc_ids)
         .execute(&mut *tx)
         .await?;
     let mut last = None;
-    for p in prepared {
+    for p in &prepared {
         let found: Vec<&String> = p.labels.iter().filter(|l| !p.doc.labels.contains(l)).collect();
         let entry = Entry::new("sanctum", Action::DocumentIndex).object(p.doc.id.to_string()).decision("allow").details(serde_json::json!({
             "name": p.doc.name, "job": p.job.id, "chunks": p.chunks.len(), "labels": p.labels, "labels_detected": found,
@@ -302,6 +311,6 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
         ctx.auditor.committed(ctx.pool(), &record).await;
     }
     report.documents += prepared.len() as u64;
-    report.chunks += rows.len() as u64;
+    report.chunks += prepared.iter().map(|p| p.chunks.len() as u64).sum::<u64>();
     Ok(())
 }

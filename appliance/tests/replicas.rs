@@ -1,0 +1,207 @@
+//! Replicas on one PostgreSQL database (issue 22, part 2): two appliances — their own data
+//! directories, one shared originals path — drain one queue with job leases; every job is
+//! done once, by one of them. A job held by a worker that stopped answering is taken over
+//! when its lease expires (not before), and the worker that lost it records nothing for
+//! it. A `kill -9`ed worker on the same machine is noticed at once, without its lease.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sanctum::app::Sanctum;
+use sanctum::db::jobs;
+use sanctum::library::{self, lease::Worker, Outcome};
+
+/// A distinct one-passage document.
+fn document(n: usize) -> String {
+    format!("Notice {n}.\n\nOn ward {}, the rota number {n} for the night shift is posted at station {} every Friday.", n * 7 % 31, n % 13)
+}
+
+/// Two appliances on the database at `url`, sharing `originals`.
+async fn replica(dir: &std::path::Path, url: &str, originals: &std::path::Path, lease_s: u64) -> Sanctum {
+    let mut config = support::config(dir);
+    config.database_url = Some(url.to_string());
+    config.originals_dir = Some(originals.to_path_buf());
+    config.ingest.batch_documents = 4;
+    config.ingest.lease_s = lease_s;
+    Sanctum::open(config).await.unwrap()
+}
+
+async fn drop_database(url: &str) {
+    use sqlx::Connection;
+    let name = url.rsplit('/').next().unwrap();
+    let mut admin = sqlx::PgConnection::connect(&support::external_server_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+}
+
+async fn submit(ctx: &Sanctum, n: usize) -> i64 {
+    let outcomes = library::submit_bytes(ctx, "tester", &format!("notice-{n:03}.txt"), document(n).as_bytes(), &Default::default()).await.unwrap();
+    match &outcomes[0] {
+        Outcome::Accepted { job_id, .. } => *job_id,
+        other => panic!("notice {n}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_queue_and_take_over_expired_leases() {
+    let (url, admin) = support::external_database("sanctum_replicas").await;
+    drop(admin);
+    let tmp = support::tempdir();
+    let originals = tmp.path().join("shared-originals");
+    let a = replica(&tmp.path().join("a"), &url, &originals, 2).await;
+    let b = replica(&tmp.path().join("b"), &url, &originals, 2).await;
+    assert_ne!(a.worker.id, b.worker.id);
+
+    // ---- 40 documents accepted by both, drained by both at once
+    let mut job_ids = Vec::new();
+    for n in 0..40 {
+        job_ids.push(submit(if n % 2 == 0 { &a } else { &b }, n).await);
+    }
+    assert!(!tmp.path().join("a/originals").exists() && !tmp.path().join("b/originals").exists(), "originals go to the shared path");
+    let (ra, rb) = tokio::join!(library::run_until_idle(&a, &|_| {}), library::run_until_idle(&b, &|_| {}));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    eprintln!("replica a indexed {} documents, b {}", ra.documents, rb.documents);
+    assert_eq!(ra.documents + rb.documents, 40, "{ra:?} {rb:?}");
+    assert_eq!(ra.failed + rb.failed, 0);
+    let rows = jobs::get(a.pool(), &job_ids).await.unwrap();
+    let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &rows {
+        assert_eq!((r.state.as_str(), r.attempts), ("done", 1), "{r:?}");
+        *by_worker.entry(r.claimed_by.clone().unwrap()).or_default() += 1;
+    }
+    assert!(by_worker.keys().all(|w| *w == a.worker.id || *w == b.worker.id), "{by_worker:?}");
+    assert_eq!(by_worker.get(&a.worker.id).copied().unwrap_or(0) as u64, ra.documents);
+    // one index record per document, chunks once each
+    let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE action = 'document.index'").fetch_one(a.pool()).await.unwrap();
+    assert_eq!(indexed, 40);
+    let (chunks, distinct): (i64, i64) = sqlx::query_as("SELECT count(*), count(DISTINCT (document_id, ordinal)) FROM chunks").fetch_one(a.pool()).await.unwrap();
+    assert_eq!((chunks as u64, distinct as u64), (ra.chunks + rb.chunks, ra.chunks + rb.chunks));
+
+    // ---- a replica that stopped answering (on another machine: its process cannot be
+    // seen from here) holds three jobs; they wait for its lease, then b takes them over
+    let mut gone = Worker::new(Duration::from_secs(2));
+    gone.claimer.boot = "another-machine".into();
+    gone.id = "elsewhere:1:deadbeef".into();
+    let held: Vec<i64> = {
+        let mut ids = Vec::new();
+        for n in 40..43 {
+            ids.push(submit(&a, n).await);
+        }
+        let claimed = jobs::claim(a.pool(), &gone, 10).await.unwrap();
+        let mut got: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        got.sort();
+        assert_eq!(got, ids);
+        ids
+    };
+    let early = Instant::now();
+    let r = library::run_until_idle(&b, &|_| {}).await.unwrap();
+    if early.elapsed() < Duration::from_millis(1500) {
+        assert_eq!((r.documents, r.requeued_orphans), (0, 0), "a live lease is respected: {r:?}");
+        assert!(jobs::get(a.pool(), &held).await.unwrap().iter().all(|j| j.state == "running" && j.claimed_by.as_deref() == Some("elsewhere:1:deadbeef")));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = library::run_until_idle(&b, &|_| {}).await.unwrap();
+    assert_eq!((r.documents, r.requeued_orphans), (3, 3), "{r:?}");
+    for j in jobs::get(a.pool(), &held).await.unwrap() {
+        assert_eq!((j.state.as_str(), j.attempts, j.claimed_by.as_deref()), ("done", 2, Some(b.worker.id.as_str())), "{j:?}");
+    }
+    // the stopped replica comes back: its leases are gone, it records nothing for them
+    let mut tx = a.pool().begin().await.unwrap();
+    assert!(jobs::finish(&mut tx, &gone, &held).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+    assert_eq!(jobs::extend_leases(a.pool(), &gone).await.unwrap(), 0);
+    let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE action = 'document.index'").fetch_one(a.pool()).await.unwrap();
+    assert_eq!(indexed, 43, "no document recorded twice");
+
+    // ---- a live worker's heartbeat keeps its jobs past the lease length
+    let id = submit(&a, 43).await;
+    let claimed = jobs::claim(a.pool(), &a.worker, 1).await.unwrap();
+    assert_eq!(claimed[0].id, id);
+    {
+        let _beat = a.worker.heartbeat(a.pool());
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let r = library::run_until_idle(&b, &|_| {}).await.unwrap();
+        assert_eq!((r.documents, r.requeued_orphans), (0, 0), "a job whose lease is extended is not taken: {r:?}");
+    }
+    jobs::unclaim(a.pool(), &a.worker, &[id]).await.unwrap();
+    let r = library::run_until_idle(&a, &|_| {}).await.unwrap();
+    assert_eq!(r.documents, 1);
+
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    drop_database(&url).await;
+}
+
+/// `kill -9` of `sanctum ingest` while it holds jobs on an hour-long lease: the next run on
+/// this machine sees the process is gone and takes its jobs back at once; every document
+/// is indexed once, none claimed more than once per kill and once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_on_this_machine_is_noticed_without_waiting_for_its_lease() {
+    let tmp = support::tempdir();
+    let config = support::write_config(tmp.path(), "\n[ingest]\nbatch_documents = 2\nlease_s = 3600\n");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    const N: usize = 30;
+    for n in 0..N {
+        std::fs::write(src.join(format!("notice-{n:03}.txt")), document(n)).unwrap();
+    }
+    support::sanctum(&config, &["user", "add", "pat", "--roles", "privacy_officer", "--region", "us"]);
+    // kill it once it has indexed something and holds more; a kill that lands between two
+    // batches (nothing held) is tried again
+    let data = tmp.path().join("data");
+    let running = |pool: &sqlx::PgPool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64)>("SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'running' AND lease_until > now() + interval '10 minutes') FROM ingest_jobs")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or((0, 0))
+        }
+    };
+    let (mut held, mut kills) = (0, 0);
+    for attempt in 0..5 {
+        kills += 1;
+        let mut child = Command::new(support::bin()).arg("--config").arg(&config).arg("ingest").args(if attempt == 0 { vec![&src] } else { vec![] }).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            assert!(Instant::now() < deadline, "ingest made no progress");
+            assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed");
+            if let Some(pool) = support::embedded_pool(&data).await {
+                let (done, running) = running(&pool).await;
+                pool.close().await;
+                if done >= 2 && running > 0 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let pool = support::embedded_pool(&data).await.expect("the killed process's cluster is still up");
+        held = running(&pool).await.1;
+        pool.close().await;
+        if held > 0 {
+            break;
+        }
+    }
+    assert!(held > 0, "five kills all landed between batches");
+
+    let started = Instant::now();
+    let out = Command::new(support::bin()).arg("--config").arg(&config).arg("ingest").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    eprintln!("killed holding {held} job(s); the resume took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(text.contains(&format!("({held} interrupted job(s) resumed)")), "{text}");
+    let out = support::sanctum(&config, &["jobs", "--json", "--limit", "1000"]);
+    let after: Vec<serde_json::Value> = serde_json::from_str(out.lines().find(|l| l.starts_with('[')).unwrap()).unwrap();
+    assert_eq!(after.len(), N, "one job per document: {after:?}");
+    for j in &after {
+        assert_eq!(j["state"], "done", "{j}");
+        assert!(j["attempts"].as_i64().unwrap() <= kills + 1, "claimed once per kill at most, then once more: {j}");
+    }
+    let retried = after.iter().filter(|j| j["attempts"] == 2).count();
+    assert!(retried >= 1, "a job the killed worker held was claimed again: {after:?}");
+}
