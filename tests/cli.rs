@@ -74,6 +74,7 @@ fn ingest_reports_each_file_and_search_finds_the_rest() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("[ ok ] indexes"), "{t}");
+    assert!(t.lines().any(|l| l.contains("[ ok ] jobs") && l.contains("0 queued, 0 running")), "{t}");
     assert!(t.lines().any(|l| l.contains("[ ok ] ocr") && l.contains("tesseract 5") && l.contains("languages eng")), "{t}");
     // ONNX Runtime ran (ingest and search embed) with its telemetry off: it would have kept
     // a device id under the home directory and tried to upload events to Microsoft

@@ -60,6 +60,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
                 Err(e) => fail("postgresql", e.to_string(), "check the database"),
             });
             checks.push(indexes(&ctx).await);
+            checks.push(jobs(&ctx).await);
             checks.push(policy(&ctx).await);
             checks.push(audit(&ctx).await);
             checks.extend(directory(&ctx).await);
@@ -227,6 +228,37 @@ fn model_files(config: &Config) -> Check {
                 fail("models", format!("{}: {}", dir.display(), bad.join("; ")), format!("run deploy/install-models.sh {}", dir.display()))
             }
         }
+    }
+}
+
+/// The ingest queue: how many jobs wait, and who holds the running ones. A job held by a
+/// worker that stopped (lease expired, or a process on this machine that has ended) is
+/// not lost — the next drain takes it back — but nothing moves it until a worker runs.
+pub async fn jobs(ctx: &Sanctum) -> Check {
+    let (counts, holders) = match (crate::db::jobs::counts(ctx.pool()).await, crate::db::jobs::holders(ctx.pool()).await) {
+        (Ok(c), Ok(h)) => (c, h),
+        (Err(e), _) | (_, Err(e)) => return fail("jobs", e.to_string(), "check the database"),
+    };
+    let count = |state: &str| counts.iter().find(|(s, _)| s == state).map(|(_, n)| *n).unwrap_or(0);
+    let mut detail = format!("{} queued, {} running, {} failed", count("queued"), count("running"), count("failed"));
+    let mut stopped = Vec::new();
+    for h in &holders {
+        let name = h.claimed_by.clone().unwrap_or_else(|| "(a worker of an earlier version)".into());
+        let dead = h.claimer.as_ref().is_some_and(|c| c.is_dead_seen_from(&ctx.worker.claimer));
+        if h.expired > 0 || dead {
+            stopped.push(format!("{name} ({} job(s), {})", h.jobs, if dead { "its process has ended" } else { "lease expired" }));
+        } else {
+            detail.push_str(&format!("; {name} holds {}", h.jobs));
+        }
+    }
+    if stopped.is_empty() {
+        ok("jobs", detail)
+    } else {
+        fail(
+            "jobs",
+            format!("{detail}; held by workers that stopped: {}", stopped.join(", ")),
+            "run `sanctum ingest` (or `sanctum serve`): its worker takes those jobs back",
+        )
     }
 }
 

@@ -103,6 +103,8 @@ async fn two_replicas_share_one_queue_and_take_over_expired_leases() {
         assert!(jobs::get(a.pool(), &held).await.unwrap().iter().all(|j| j.state == "running" && j.claimed_by.as_deref() == Some("elsewhere:1:deadbeef")));
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let check = sanctum::doctor::jobs(&b).await;
+    assert!(!check.ok && check.detail.contains("elsewhere:1:deadbeef (3 job(s), lease expired)"), "{check:?}");
     let r = library::run_until_idle(&b, &|_| {}).await.unwrap();
     assert_eq!((r.documents, r.requeued_orphans), (3, 3), "{r:?}");
     for j in jobs::get(a.pool(), &held).await.unwrap() {
@@ -115,6 +117,8 @@ async fn two_replicas_share_one_queue_and_take_over_expired_leases() {
     assert_eq!(jobs::extend_leases(a.pool(), &gone).await.unwrap(), 0);
     let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE action = 'document.index'").fetch_one(a.pool()).await.unwrap();
     assert_eq!(indexed, 43, "no document recorded twice");
+    let check = sanctum::doctor::jobs(&b).await;
+    assert!(check.ok && check.detail.starts_with("0 queued, 0 running"), "{check:?}");
 
     // ---- a live worker's heartbeat keeps its jobs past the lease length
     let id = submit(&a, 43).await;
@@ -188,6 +192,11 @@ async fn a_killed_worker_on_this_machine_is_noticed_without_waiting_for_its_leas
         }
     }
     assert!(held > 0, "five kills all landed between batches");
+    let out = Command::new(support::bin()).arg("--config").arg(&config).args(["doctor", "--json"]).output().unwrap();
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = checks.iter().find(|c| c["name"] == "jobs").unwrap();
+    assert_eq!(jobs["ok"], false, "{jobs}");
+    assert!(jobs["detail"].as_str().unwrap().contains(&format!("({held} job(s), its process has ended)")), "{jobs}");
 
     let started = Instant::now();
     let out = Command::new(support::bin()).arg("--config").arg(&config).arg("ingest").output().unwrap();

@@ -93,6 +93,25 @@ pub async fn reap(pool: &PgPool, here: &Worker) -> Result<u64> {
     .rows_affected())
 }
 
+/// The workers holding running jobs: name, where it runs, how many jobs, and how many of
+/// those leases have run out.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Holder {
+    pub claimed_by: Option<String>,
+    pub claimer: Option<sqlx::types::Json<Claimer>>,
+    pub jobs: i64,
+    pub expired: i64,
+}
+
+pub async fn holders(pool: &PgPool) -> Result<Vec<Holder>> {
+    Ok(sqlx::query_as(
+        "SELECT claimed_by, claimer, count(*) AS jobs, count(*) FILTER (WHERE lease_until IS NULL OR lease_until < now()) AS expired
+         FROM ingest_jobs WHERE state = 'running' GROUP BY claimed_by, claimer ORDER BY claimed_by",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Marks the jobs `ids` done if `worker` still holds them, and returns those it did: a job
 /// whose lease was lost is another worker's now, and that worker records it.
 pub async fn finish(tx: &mut Transaction<'_, Postgres>, worker: &Worker, ids: &[i64]) -> Result<Vec<i64>> {
