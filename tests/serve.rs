@@ -231,6 +231,7 @@ except openai.BadRequestError as e:
     assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/search\",status=\"401\"} 3"), "{text}");
     assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/ask\",status=\"503\"}"), "{text}");
     assert!(text.contains("sanctum_ingest_jobs{state=\"done\"} 1"), "{text}");
+    assert!(text.contains("sanctum_ingest_job_leases_expired 0"), "{text}");
     assert!(text.contains("sanctum_decisions_total{action=\"search\",decision=\"deny\"}"), "{text}");
     assert!(text.contains("sanctum_decisions_total{action=\"auth.fail\",decision=\"deny\"}"), "{text}");
 

@@ -235,8 +235,9 @@ pub async fn healthz() -> HttpResponse {
 /// Prometheus metrics (no token: they hold no data, only counts; restrict by network).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<State>) -> Reply {
-    let jobs = state.run(|ctx| async move { jobs::counts(ctx.pool()).await }).await?;
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(&jobs, &state.ctx.auditor.counts())))
+    let (jobs, holders) = state.run(|ctx| async move { Ok((jobs::counts(ctx.pool()).await?, jobs::holders(ctx.pool()).await?)) }).await?;
+    let expired: i64 = holders.iter().map(|h| h.expired).sum();
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(&jobs, expired, &state.ctx.auditor.counts())))
 }
 
 /// Ready: the database answers and a policy version is active.

@@ -38,9 +38,10 @@ impl Metrics {
         }
     }
 
-    /// The text exposition; `jobs` are the ingest jobs by state, `decisions` the audit
+    /// The text exposition; `jobs` are the ingest jobs by state, `expired` the running
+    /// ones whose lease ran out (their worker stopped answering), `decisions` the audit
     /// records this process wrote by action and decision (allow, deny, ...).
-    pub fn render(&self, jobs: &[(String, i64)], decisions: &[((String, String), u64)]) -> String {
+    pub fn render(&self, jobs: &[(String, i64)], expired: i64, decisions: &[((String, String), u64)]) -> String {
         let map = match self.requests.lock() {
             Ok(m) => m.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -72,6 +73,8 @@ impl Metrics {
         for (state, n) in jobs {
             out.push_str(&format!("sanctum_ingest_jobs{{state=\"{state}\"}} {n}\n"));
         }
+        out.push_str("# HELP sanctum_ingest_job_leases_expired Running jobs whose worker's lease ran out (taken back at the next drain).\n# TYPE sanctum_ingest_job_leases_expired gauge\n");
+        out.push_str(&format!("sanctum_ingest_job_leases_expired {expired}\n"));
         out.push_str("# HELP sanctum_decisions_total Audited operations since start by action and outcome (allow, deny, ok, ...).\n# TYPE sanctum_decisions_total counter\n");
         for ((action, decision), n) in decisions {
             out.push_str(&format!("sanctum_decisions_total{{action=\"{action}\",decision=\"{decision}\"}} {n}\n"));
@@ -90,12 +93,13 @@ mod tests {
         m.observe("POST", "/v1/search", 200, Duration::from_millis(20));
         m.observe("POST", "/v1/search", 200, Duration::from_millis(300));
         m.observe("POST", "/v1/search", 503, Duration::from_millis(1));
-        let text = m.render(&[("queued".into(), 3)], &[(("search".into(), "deny".into()), 2)]);
+        let text = m.render(&[("queued".into(), 3)], 1, &[(("search".into(), "deny".into()), 2)]);
         assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/search\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("sanctum_http_requests_total{method=\"POST\",route=\"/v1/search\",status=\"503\"} 1"), "{text}");
         assert!(text.contains("sanctum_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/search\",le=\"0.025\"} 2"), "{text}");
         assert!(text.contains("sanctum_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/search\",le=\"+Inf\"} 3"), "{text}");
         assert!(text.contains("sanctum_ingest_jobs{state=\"queued\"} 3"), "{text}");
+        assert!(text.contains("sanctum_ingest_job_leases_expired 1"), "{text}");
         assert!(text.contains("sanctum_decisions_total{action=\"search\",decision=\"deny\"} 2"), "{text}");
     }
 }
