@@ -244,7 +244,7 @@ pub async fn jobs(ctx: &Sanctum) -> Check {
     let mut stopped = Vec::new();
     for h in &holders {
         let name = h.claimed_by.clone().unwrap_or_else(|| "(a worker of an earlier version)".into());
-        let dead = h.claimer.as_ref().is_some_and(|c| c.is_dead_seen_from(&ctx.worker.claimer));
+        let dead = h.has_ended_seen_from(&ctx.worker.claimer);
         if h.expired > 0 || dead {
             stopped.push(format!("{name} ({} job(s), {})", h.jobs, if dead { "its process has ended" } else { "lease expired" }));
         } else {

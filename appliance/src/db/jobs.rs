@@ -75,12 +75,7 @@ pub async fn extend_leases(pool: &PgPool, worker: &Worker) -> Result<u64> {
 /// worker `here` can see has ended (a process on this machine that is gone); returns how
 /// many. Their next claim counts as another attempt.
 pub async fn reap(pool: &PgPool, here: &Worker) -> Result<u64> {
-    let holders: Vec<(String, Option<sqlx::types::Json<Claimer>>)> =
-        sqlx::query_as("SELECT DISTINCT claimed_by, claimer FROM ingest_jobs WHERE state = 'running' AND claimed_by IS NOT NULL AND claimed_by <> $1 AND lease_until >= now()")
-            .bind(&here.id)
-            .fetch_all(pool)
-            .await?;
-    let dead: Vec<String> = holders.into_iter().filter(|(_, c)| c.as_ref().is_some_and(|c| c.is_dead_seen_from(&here.claimer))).map(|(id, _)| id).collect();
+    let dead: Vec<String> = holders(pool).await?.into_iter().filter(|h| h.has_ended_seen_from(&here.claimer)).filter_map(|h| h.claimed_by).collect();
     Ok(sqlx::query(
         "UPDATE ingest_jobs SET state = 'queued', claimed_by = NULL, claimer = NULL, lease_until = NULL,
                 error = CASE WHEN claimed_by = ANY($1) THEN 'its worker ' || claimed_by || ' stopped'
@@ -101,6 +96,14 @@ pub struct Holder {
     pub claimer: Option<sqlx::types::Json<Claimer>>,
     pub jobs: i64,
     pub expired: i64,
+}
+
+impl Holder {
+    /// Whether the holder is a process `here` can see has ended (see
+    /// [`Claimer::is_dead_seen_from`]).
+    pub fn has_ended_seen_from(&self, here: &Claimer) -> bool {
+        self.claimer.as_ref().is_some_and(|c| c.is_dead_seen_from(here))
+    }
 }
 
 pub async fn holders(pool: &PgPool) -> Result<Vec<Holder>> {

@@ -5,7 +5,6 @@
 //! is known dead goes back at once — a process on the same machine (same boot, same process
 //! namespace) can see that the holder's process is gone, as after a `kill -9` and restart.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +89,7 @@ impl Worker {
     /// leases run out meanwhile, another worker may take the jobs, and this one's results
     /// for them are then not recorded (see [`jobs::finish`]).
     pub fn heartbeat(&self, pool: &PgPool) -> Heartbeat {
-        let (pool, worker) = (pool.clone(), Arc::new(self.clone()));
+        let (pool, worker) = (pool.clone(), self.clone());
         let every = (self.lease / 3).max(Duration::from_millis(100));
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
