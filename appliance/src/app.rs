@@ -21,10 +21,12 @@ use crate::db::Database;
 use crate::embed::{self, Embedder};
 use crate::error::{Error, Result};
 use crate::policy::Policies;
+use crate::config::SearchBackend;
 use crate::retrieve::keyword::TantivyIndex;
+use crate::retrieve::qdrant::QdrantIndex;
 use crate::retrieve::rerank::{CrossEncoder, Reranker};
 use crate::retrieve::vector::EdgeIndex;
-use crate::retrieve::Retriever;
+use crate::retrieve::{Indexes, Retriever, Store};
 use crate::store::OriginalStore;
 
 /// Exclusive ownership of a data directory for the life of the process.
@@ -56,8 +58,8 @@ impl DataDirLock {
 /// The retrieval engine and what ingest needs besides it.
 pub struct Engine {
     pub retriever: Retriever,
-    pub keyword: Arc<TantivyIndex>,
-    pub vector: Arc<EdgeIndex>,
+    /// Where passages are indexed (`search.backend`).
+    pub indexes: Arc<Indexes>,
     pub tokenizer: tokenizers::Tokenizer,
 }
 
@@ -135,11 +137,28 @@ impl Sanctum {
         self.engine
             .get_or_try_init(|| async {
                 let (config, detector) = (self.config.clone(), self.detector.clone());
-                tokio::task::spawn_blocking(move || load_engine(&config, detector))
-                    .await
-                    .map_err(|e| Error::Internal(format!("loading the engine failed: {e}")))?
+                let (loaded, embedded) = tokio::task::spawn_blocking(move || {
+                    let loaded = load_models(&config, detector)?;
+                    let embedded = match config.search.backend {
+                        SearchBackend::Embedded => Some(open_embedded(&config, loaded.embedder.dimension())?),
+                        SearchBackend::Qdrant => None,
+                    };
+                    Ok::<_, Error>((loaded, embedded))
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("loading the engine failed: {e}")))??;
+                let store = match embedded {
+                    Some(store) => store,
+                    None => open_store(&self.config, SearchBackend::Qdrant, loaded.embedder.dimension()).await?,
+                };
+                Ok(loaded.into_engine(Arc::new(Indexes::new(store)), &self.config))
             })
             .await
+    }
+
+    /// The engine if something already loaded it (metrics read its counts without loading it).
+    pub fn loaded_engine(&self) -> Option<&Engine> {
+        self.engine.get()
     }
 
     /// The `retrieve` decision for `principal`: the only way to a search.
@@ -197,11 +216,31 @@ impl Sanctum {
     }
 }
 
-fn load_engine(config: &Config, detector: Arc<Detector>) -> Result<Engine> {
+/// The models the engine needs, loaded (blocking work).
+struct Models {
+    embedder: Arc<Embedder>,
+    tokenizer: tokenizers::Tokenizer,
+    reranker: Option<Arc<dyn Reranker>>,
+    detector: Arc<Detector>,
+}
+
+impl Models {
+    fn into_engine(self, indexes: Arc<Indexes>, config: &Config) -> Engine {
+        let retriever = Retriever {
+            indexes: indexes.clone(),
+            embedder: self.embedder,
+            reranker: self.reranker,
+            detector: self.detector,
+            candidates: config.search.candidates,
+            rrf_k: config.search.rrf_k,
+        };
+        Engine { retriever, indexes, tokenizer: self.tokenizer }
+    }
+}
+
+fn load_models(config: &Config, detector: Arc<Detector>) -> Result<Models> {
     let embedder = Arc::new(Embedder::load(config)?);
     let tokenizer = embed::load_tokenizer(config)?;
-    let keyword = Arc::new(TantivyIndex::open(&config.keyword_index_dir())?);
-    let vector = Arc::new(EdgeIndex::open(&config.vector_index_dir(), embedder.dimension())?);
     let reranker: Option<Arc<dyn Reranker>> = match &config.search.reranker {
         Some(name) if !name.is_empty() => {
             let env = embed::init_onnxruntime(&config.onnxruntime_path())?;
@@ -209,14 +248,26 @@ fn load_engine(config: &Config, detector: Arc<Detector>) -> Result<Engine> {
         }
         _ => None,
     };
-    let retriever = Retriever {
-        keyword: keyword.clone(),
-        vector: vector.clone(),
-        embedder,
-        reranker,
-        detector,
-        candidates: config.search.candidates,
-        rrf_k: config.search.rrf_k,
-    };
-    Ok(Engine { retriever, keyword, vector, tokenizer })
+    Ok(Models { embedder, tokenizer, reranker, detector })
+}
+
+fn open_embedded(config: &Config, dimension: usize) -> Result<Store> {
+    let keyword = Arc::new(TantivyIndex::open(&config.keyword_index_dir())?);
+    let vector = Arc::new(EdgeIndex::open(&config.vector_index_dir(), dimension)?);
+    Ok(Store::Embedded { keyword, vector })
+}
+
+/// Opens the passage indexes of `backend` (the embedded ones in the data directory, or the
+/// cluster of `[search.qdrant]`, creating its collection if it has none).
+pub async fn open_store(config: &Config, backend: SearchBackend, dimension: usize) -> Result<Store> {
+    match backend {
+        SearchBackend::Embedded => {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || open_embedded(&config, dimension)).await.map_err(|e| Error::Internal(e.to_string()))?
+        }
+        SearchBackend::Qdrant => {
+            let q = config.search.qdrant.as_ref().ok_or_else(|| Error::Config("search.qdrant must be set (at least `peers`) to use the Qdrant backend".into()))?;
+            Ok(Store::Qdrant(QdrantIndex::open(q, dimension).await?))
+        }
+    }
 }

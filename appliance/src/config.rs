@@ -684,11 +684,121 @@ pub struct SearchConfig {
     pub default_k: usize,
     /// Cross-encoder reranker model folder (none ships today; empty = no reranking).
     pub reranker: Option<String>,
+    /// Where passages are indexed: `embedded` (tantivy and qdrant-edge in the data
+    /// directory, one appliance) or `qdrant` (a Qdrant cluster, `[search.qdrant]`, shared by
+    /// every replica).
+    pub backend: SearchBackend,
+    /// The Qdrant cluster (used by `backend = "qdrant"` and `sanctum reindex --to qdrant`).
+    pub qdrant: Option<QdrantConfig>,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        Self { candidates: 100, rrf_k: 60.0, default_k: 10, reranker: None }
+        Self { candidates: 100, rrf_k: 60.0, default_k: 10, reranker: None, backend: SearchBackend::Embedded, qdrant: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBackend {
+    #[default]
+    Embedded,
+    Qdrant,
+}
+
+/// How many replicas of a shard must answer a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// Any one replica (fastest; may briefly miss a write another replica has).
+    One,
+    #[default]
+    Majority,
+    Quorum,
+    All,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QdrantConfig {
+    /// The peers' gRPC endpoints (`http://host:6334`, or `https://` with TLS); requests go
+    /// to the first that answers, and move to the next when one stops answering.
+    pub peers: Vec<String>,
+    /// A file holding the cluster's API key (kept out of the configuration and its audit record).
+    pub api_key_file: Option<PathBuf>,
+    /// PEM certificate of the internal CA that signed the peers' certificates (for `https://`
+    /// peers; without it the system's roots are used).
+    pub ca_file: Option<PathBuf>,
+    /// The alias searches and writes go through; `sanctum reindex` builds a new collection
+    /// and moves the alias to it.
+    pub collection: String,
+    /// Shards of a new collection (spread across the peers).
+    pub shards: u32,
+    /// Copies of each shard (on different peers).
+    pub replication_factor: u32,
+    /// Replicas that must confirm a write.
+    pub write_consistency: u32,
+    pub read_consistency: ReadConsistency,
+    /// Timeout of one request to a peer.
+    pub timeout_s: u64,
+    /// The average passage length in analysed terms, for the BM25 length normalisation of
+    /// the sparse vectors (the embedded keyword index computes it from the index itself).
+    pub bm25_avg_len: f32,
+}
+
+impl Default for QdrantConfig {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            api_key_file: None,
+            ca_file: None,
+            collection: "sanctum".into(),
+            shards: 1,
+            replication_factor: 1,
+            write_consistency: 1,
+            read_consistency: ReadConsistency::Majority,
+            timeout_s: 10,
+            bm25_avg_len: 100.0,
+        }
+    }
+}
+
+impl QdrantConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.peers.is_empty() {
+            return bad("search.qdrant.peers", "must list at least one peer (e.g. \"http://qdrant1:6334\")".into());
+        }
+        for p in &self.peers {
+            let rest = p.strip_prefix("http://").or_else(|| p.strip_prefix("https://"));
+            let ok = rest.is_some_and(|r| {
+                let host_port = r.trim_end_matches('/');
+                !host_port.is_empty() && !host_port.contains('/') && host_port.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0))
+            });
+            if !ok {
+                return bad("search.qdrant.peers", format!("{p:?} is not a gRPC endpoint: expected http://host:port or https://host:port"));
+            }
+        }
+        let c = &self.collection;
+        if c.is_empty() || c.len() > 200 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+            return bad("search.qdrant.collection", "must be 1 to 200 letters, digits, `_` or `-`".into());
+        }
+        if self.shards == 0 || self.shards > 1000 {
+            return bad("search.qdrant.shards", "must be between 1 and 1000".into());
+        }
+        if self.replication_factor == 0 || self.replication_factor > 16 {
+            return bad("search.qdrant.replication_factor", "must be between 1 and 16".into());
+        }
+        if self.write_consistency == 0 || self.write_consistency > self.replication_factor {
+            return bad("search.qdrant.write_consistency", "must be between 1 and replication_factor".into());
+        }
+        if self.timeout_s == 0 || self.timeout_s > 600 {
+            return bad("search.qdrant.timeout_s", "must be between 1 and 600".into());
+        }
+        if !(self.bm25_avg_len >= 1.0 && self.bm25_avg_len <= 100_000.0) {
+            return bad("search.qdrant.bm25_avg_len", "must be between 1 and 100000".into());
+        }
+        Ok(())
     }
 }
 
@@ -1012,6 +1122,17 @@ impl Config {
         if self.search.rrf_k <= 0.0 {
             return bad("search.rrf_k", "must be positive");
         }
+        if let Some(q) = &self.search.qdrant {
+            q.validate()?;
+        }
+        if self.search.backend == SearchBackend::Qdrant {
+            if self.search.qdrant.is_none() {
+                return bad("search.qdrant", "must be set for search.backend = \"qdrant\" (at least `peers`)");
+            }
+            if self.search.rrf_k.fract() != 0.0 {
+                return bad("search.rrf_k", "must be a whole number with search.backend = \"qdrant\" (the cluster's fusion takes an integer)");
+            }
+        }
         let a = &self.answer;
         if a.model.trim().is_empty() && a.backend != AnswerBackend::Http {
             return bad("answer.model", "must name a GGUF file in the models directory");
@@ -1283,6 +1404,33 @@ mod tests {
         let err = Config::load_with_env(None, env(&[("SANCTUM_DATA_DIR", "/d"), ("SANCTUM_DATABASE_URL", "mysql://x")]))
             .unwrap_err();
         assert!(err.to_string().contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn the_qdrant_backend_is_parsed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sanctum.toml");
+        let write = |search: &str, qdrant: &str| std::fs::write(&file, format!("data_dir = \"/d\"\n[search]\n{search}\n[search.qdrant]\n{qdrant}")).unwrap();
+        write("backend = \"qdrant\"", "peers = [\"http://q1:6334\", \"https://q2.internal:6334/\"]\nshards = 6\nreplication_factor = 2\nread_consistency = \"all\"\n");
+        let c = Config::load_with_env(Some(&file), env(&[])).unwrap();
+        let q = c.search.qdrant.as_ref().unwrap();
+        assert_eq!((c.search.backend, q.peers.len(), q.shards, q.replication_factor, q.read_consistency), (SearchBackend::Qdrant, 2, 6, 2, ReadConsistency::All));
+        assert_eq!(q.collection, "sanctum");
+        for (search, qdrant, key, expected) in [
+            ("backend = \"qdrant\"", "peers = []\n", "search.qdrant.peers", "at least one peer"),
+            ("", "peers = [\"q1:6334\"]\n", "search.qdrant.peers", "not a gRPC endpoint"),
+            ("", "peers = [\"http://q1\"]\n", "search.qdrant.peers", "not a gRPC endpoint"),
+            ("", "peers = [\"http://q1:6334\"]\nreplication_factor = 2\nwrite_consistency = 3\n", "search.qdrant.write_consistency", "replication_factor"),
+            ("", "peers = [\"http://q1:6334\"]\ncollection = \"a b\"\n", "search.qdrant.collection", "letters"),
+            ("backend = \"qdrant\"\nrrf_k = 60.5", "peers = [\"http://q1:6334\"]\n", "search.rrf_k", "whole number"),
+        ] {
+            write(search, qdrant);
+            let err = Config::load_with_env(Some(&file), env(&[])).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(expected), "{search} {qdrant}: {err}");
+        }
+        std::fs::write(&file, "data_dir = \"/d\"\n[search]\nbackend = \"qdrant\"\n").unwrap();
+        let err = Config::load_with_env(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("search.qdrant") && err.contains("must be set"), "{err}");
     }
 
     #[test]

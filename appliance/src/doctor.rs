@@ -6,7 +6,6 @@ use serde::Serialize;
 use crate::app::Sanctum;
 use crate::config::Config;
 use crate::models::{self, FileState};
-use crate::retrieve::{KeywordIndex, VectorIndex};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -60,6 +59,9 @@ pub async fn run(config: &Config) -> Vec<Check> {
                 Err(e) => fail("postgresql", e.to_string(), "check the database"),
             });
             checks.push(indexes(&ctx).await);
+            if ctx.config.search.backend == crate::config::SearchBackend::Qdrant {
+                checks.push(cluster(&ctx).await);
+            }
             checks.push(jobs(&ctx).await);
             checks.push(policy(&ctx).await);
             checks.push(audit(&ctx).await);
@@ -262,15 +264,61 @@ pub async fn jobs(ctx: &Sanctum) -> Check {
     }
 }
 
+/// The Qdrant cluster: each peer's answer, the collection behind the alias, its status and
+/// configuration, and every shard replica that is not active.
+async fn cluster(ctx: &Sanctum) -> Check {
+    let fix = "start the stopped peers (a restarted peer catches up by itself); see `search.qdrant.peers`";
+    let engine = match ctx.engine().await {
+        Ok(e) => e,
+        Err(e) => return fail("qdrant", e.to_string(), fix),
+    };
+    let crate::retrieve::Store::Qdrant(cluster) = &engine.indexes.store else {
+        return ok("qdrant", "not used (search.backend = \"embedded\")");
+    };
+    let state = match cluster.state().await {
+        Ok(s) => s,
+        Err(e) => return fail("qdrant", e.to_string(), fix),
+    };
+    let peers: Vec<String> = state
+        .peers
+        .iter()
+        .map(|(url, r)| match r {
+            Ok(version) => format!("{url} up (v{version})"),
+            Err(e) => format!("{url} DOWN ({e})"),
+        })
+        .collect();
+    let detail = format!(
+        "peers: {}; collection {} ({}): {} points, {} shards x {} replicas, {}-dimension dense + bm25 sparse; {} of {} shard replicas active",
+        peers.join(", "),
+        state.collection,
+        state.status,
+        state.points,
+        state.shards,
+        state.replication_factor,
+        state.dense_size,
+        state.replicas - state.unhealthy_replicas.len(),
+        state.replicas
+    );
+    let down = state.peers.iter().any(|(_, r)| r.is_err());
+    if down || !state.unhealthy_replicas.is_empty() {
+        let replicas: Vec<String> = state.unhealthy_replicas.iter().map(|(shard, peer, st)| format!("shard {shard} on peer {peer}: {st}")).collect();
+        let detail = if replicas.is_empty() { detail } else { format!("{detail}; {}", replicas.join(", ")) };
+        return fail("qdrant", detail, fix);
+    }
+    ok("qdrant", detail)
+}
+
 async fn indexes(ctx: &Sanctum) -> Check {
     let engine = match ctx.engine().await {
         Ok(e) => e,
         Err(e) => return fail("indexes", e.to_string(), "fix the models check above, then run `sanctum reindex`"),
     };
     let chunks = crate::db::chunks::count(ctx.pool()).await.unwrap_or(-1);
-    let keyword = engine.keyword.count().map(|c| c as i64).unwrap_or(-1);
-    let vector = engine.vector.count().map(|c| c as i64).unwrap_or(-1);
-    let detail = format!("chunks: {chunks} in PostgreSQL, {keyword} in the keyword index, {vector} in the vector index");
+    let (keyword, vector) = engine.indexes.counts().await.map(|(k, v)| (k as i64, v as i64)).unwrap_or((-1, -1));
+    let detail = match engine.indexes.name() {
+        "qdrant" => format!("chunks: {chunks} in PostgreSQL, {keyword} points in the Qdrant collection"),
+        _ => format!("chunks: {chunks} in PostgreSQL, {keyword} in the keyword index, {vector} in the vector index"),
+    };
     if chunks == keyword && chunks == vector {
         ok("indexes", detail)
     } else {

@@ -127,8 +127,14 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
-    /// Rebuild both indexes from PostgreSQL.
+    /// Rebuild the search indexes from PostgreSQL (on a Qdrant cluster: a new collection,
+    /// then the alias moved to it).
     Reindex {
+        /// Rebuild this backend instead of the configured one (`--to qdrant`: fill the
+        /// cluster of `[search.qdrant]` from an embedded appliance, then switch
+        /// `search.backend`).
+        #[arg(long, value_enum)]
+        to: Option<sanctum::config::SearchBackend>,
         #[command(flatten)]
         actor: ActorArgs,
     },
@@ -766,6 +772,10 @@ enum BenchCommand {
         /// Reuse a --data-dir from an earlier run instead of ingesting again.
         #[arg(long, requires = "data_dir")]
         reuse: bool,
+        /// Also fill the Qdrant cluster of `[search.qdrant]` with the same passages and score
+        /// it in the same run (both backends side by side).
+        #[arg(long)]
+        qdrant: bool,
         #[arg(long)]
         json: bool,
     },
@@ -1173,17 +1183,17 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             served?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reindex { actor } => {
+        Command::Reindex { to, actor } => {
             let ctx = Sanctum::open(config).await?;
             let bar = indicatif::ProgressBar::new_spinner();
             let report = match actor.actor(&ctx).await {
-                Ok(actor) => library::reindex(&ctx, &actor, &|n| bar.set_message(format!("{n} chunks"))).await,
+                Ok(actor) => library::reindex(&ctx, &actor, to, &|n| bar.set_message(format!("{n} chunks"))).await,
                 Err(e) => Err(e),
             };
             bar.finish_and_clear();
             ctx.close().await?;
             let report = report?;
-            println!("reindexed {} chunks in {:.1} s", report.chunks, report.seconds);
+            println!("reindexed {} chunks into the {} indexes in {:.1} s", report.chunks, report.backend, report.seconds);
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { out } => {
@@ -1291,8 +1301,8 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
         Command::Bench { command } => {
             let log = |m: &str| eprintln!("{m}");
             let (result, json) = match command {
-                BenchCommand::Retrieval { dataset, limit, data_dir, reuse, json } => {
-                    let opts = bench::retrieval::Options { dataset, data_dir, limit, reuse };
+                BenchCommand::Retrieval { dataset, limit, data_dir, reuse, qdrant, json } => {
+                    let opts = bench::retrieval::Options { dataset, data_dir, limit, reuse, qdrant };
                     (bench::retrieval::run(&config, &opts, &log).await?, json)
                 }
                 BenchCommand::Answer { dataset, limit, distractors, models, backends, adapters, max_tokens, prompt_tokens, data_dir, json } => {

@@ -353,7 +353,7 @@ async fn every_operation_leaves_its_record() {
     )
     .await;
     assert_eq!(outcomes.iter().filter(|o| matches!(o, Outcome::Accepted { .. })).count(), 3, "{outcomes:?}");
-    library::reindex(&ctx, "pat", &|_| {}).await.unwrap();
+    library::reindex(&ctx, "pat", None, &|_| {}).await.unwrap();
 
     // searches: allowed, with PHI (hashed by policy), denied (unknown purpose, unknown user)
     let question = "How many visitors may be at a bedside in intensive care?";

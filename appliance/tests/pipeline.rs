@@ -101,12 +101,13 @@ async fn every_format_is_ingested_and_found() {
     let engine = ctx.engine().await.unwrap();
     let before: Vec<_> = search(&ctx, "visitors intensive care", 5, Mode::Hybrid).await.into_iter().map(|p| p.chunk_id).collect();
     let chunks = sanctum::db::chunks::count(ctx.pool()).await.unwrap() as u64;
-    engine.keyword.clear().unwrap();
-    engine.vector.clear().unwrap();
-    assert_eq!((engine.keyword.count().unwrap(), engine.vector.count().unwrap()), (0, 0));
-    let r = library::reindex(&ctx, "tester", &|_| {}).await.unwrap();
-    assert_eq!(r.chunks, chunks);
-    assert_eq!((engine.keyword.count().unwrap(), engine.vector.count().unwrap()), (chunks, chunks));
+    let (keyword, vector) = engine.indexes.embedded().unwrap();
+    keyword.clear().unwrap();
+    vector.clear().unwrap();
+    assert_eq!(engine.indexes.counts().await.unwrap(), (0, 0));
+    let r = library::reindex(&ctx, "tester", None, &|_| {}).await.unwrap();
+    assert_eq!((r.chunks, r.backend), (chunks, "embedded"));
+    assert_eq!(engine.indexes.counts().await.unwrap(), (chunks, chunks));
     let after: Vec<_> = search(&ctx, "visitors intensive care", 5, Mode::Hybrid).await.into_iter().map(|p| p.chunk_id).collect();
     assert_eq!(before, after);
     ctx.close().await.unwrap();
@@ -154,8 +155,9 @@ async fn filters_are_pushed_into_both_indexes() {
         admitted.sort();
         assert_eq!(admitted, allowed, "admits {filter:?}");
         // and straight from each index, at any depth: forbidden chunks are never scored
-        let kw = engine.keyword.search("chemotherapy infusion", &filter, 1000).unwrap();
-        let vec = engine.vector.search(&v, &filter, 1000).unwrap();
+        let (keyword, vector) = engine.indexes.embedded().unwrap();
+        let kw = keyword.search("chemotherapy infusion", &filter, 1000).unwrap();
+        let vec = vector.search(&v, &filter, 1000).unwrap();
         assert_eq!(kw.len(), allowed.len(), "keyword {filter:?}");
         assert_eq!(vec.len(), allowed.len(), "vector {filter:?}");
     }
@@ -241,6 +243,6 @@ async fn bad_input_gets_clear_errors_and_the_rest_is_ingested() {
     assert_eq!(chunks_of_failed, 0);
     let engine = ctx.engine().await.unwrap();
     let chunks = sanctum::db::chunks::count(ctx.pool()).await.unwrap() as u64;
-    assert_eq!((engine.keyword.count().unwrap(), engine.vector.count().unwrap()), (chunks, chunks));
+    assert_eq!(engine.indexes.counts().await.unwrap(), (chunks, chunks));
     ctx.close().await.unwrap();
 }

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use sanctum::config::{SourceConfig, SourceKind};
-use sanctum::retrieve::{KeywordIndex, VectorIndex};
+
 use sanctum::sources::{self, Counts};
 use sanctum::Sanctum;
 
@@ -236,8 +236,7 @@ async fn sources_added_at_run_time_are_checked_and_removed_with_their_documents(
     assert_eq!(left, 1, "the upload of the same bytes stays");
     let engine = ctx.engine().await.unwrap();
     let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks").fetch_one(ctx.pool()).await.unwrap();
-    assert_eq!(engine.keyword.count().unwrap(), chunks as u64);
-    assert_eq!(engine.vector.count().unwrap(), chunks as u64);
+    assert_eq!(engine.indexes.counts().await.unwrap(), (chunks as u64, chunks as u64));
     let sha = { use sha2::Digest; hex::encode(sha2::Sha256::digest(b"Vancomycin doses are adjusted to trough levels.")) };
     assert!(ctx.store.get(&sha).is_ok(), "the upload's original is kept");
     assert_eq!(sources::get(&ctx, "pharmacy").await.unwrap_err().code(), "not_found");

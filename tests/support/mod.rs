@@ -382,10 +382,10 @@ pub async fn found(ctx: &sanctum::Sanctum, p: &policies::Principal, q: &str) -> 
 
 /// Both indexes hold the `chunks` PostgreSQL holds, and no file of a source is held twice.
 pub async fn indexes_hold(ctx: &sanctum::Sanctum, chunks: i64) {
-    use sanctum::retrieve::{KeywordIndex, VectorIndex};
     let engine = ctx.engine().await.unwrap();
-    assert_eq!(engine.keyword.count().unwrap(), chunks as u64, "the keyword index holds what PostgreSQL holds");
-    assert_eq!(engine.vector.count().unwrap(), chunks as u64, "the vector index holds what PostgreSQL holds");
+    let (keyword, vector) = engine.indexes.counts().await.unwrap();
+    assert_eq!(keyword, chunks as u64, "the keyword index holds what PostgreSQL holds");
+    assert_eq!(vector, chunks as u64, "the vector index holds what PostgreSQL holds");
     let twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT source_path FROM documents WHERE source_name IS NOT NULL GROUP BY source_name, source_path HAVING count(*) > 1) d",
     )

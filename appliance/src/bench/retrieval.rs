@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{beir, metrics, p50_p99, round};
 use crate::app::Sanctum;
-use crate::config::Config;
+use crate::config::{Config, SearchBackend};
 use crate::error::{Error, Result};
 use crate::library::{self, Outcome};
 use crate::retrieve::{self, Mode, SearchRequest};
@@ -29,6 +29,9 @@ pub struct Options {
     /// Allow `data_dir` to hold an earlier run's data (its documents are then duplicates
     /// and the ingest figures say nothing).
     pub reuse: bool,
+    /// Also fill the Qdrant cluster of `[search.qdrant]` from the same passages (a new
+    /// collection behind the alias) and score it in the same run.
+    pub qdrant: bool,
 }
 
 /// Chunks taken from each retriever before documents are deduplicated.
@@ -65,11 +68,55 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
     let corpus_id: HashMap<Uuid, String> = rows.into_iter().filter_map(|(id, s)| Some((id, s?))).collect();
 
     let engine = ctx.engine().await?;
-    let retriever = &engine.retriever;
+    let queries: Vec<&(String, String)> = dataset.queries.iter().take(opts.limit.unwrap_or(usize::MAX)).collect();
+    let mut out = score(ctx, &engine.retriever, dataset, &queries, &corpus_id, log).await?;
+    out.insert("backend".into(), json!(engine.indexes.name()));
+    if opts.qdrant && engine.indexes.name() != "qdrant" {
+        log("filling the Qdrant cluster from the same passages (sanctum reindex --to qdrant)");
+        let filled = library::reindex(ctx, "bench", Some(SearchBackend::Qdrant), &|_| {}).await?;
+        let store = crate::app::open_store(&ctx.config, SearchBackend::Qdrant, engine.retriever.embedder.dimension()).await?;
+        let r = &engine.retriever;
+        let cluster = retrieve::Retriever {
+            indexes: std::sync::Arc::new(retrieve::Indexes::new(store)),
+            embedder: r.embedder.clone(),
+            reranker: r.reranker.clone(),
+            detector: r.detector.clone(),
+            candidates: r.candidates,
+            rrf_k: r.rrf_k,
+        };
+        let mut q = score(ctx, &cluster, dataset, &queries, &corpus_id, log).await?;
+        q.insert("fill".into(), json!({"chunks": filled.chunks, "seconds": round(filled.seconds), "chunks_per_s": round(filled.chunks as f64 / filled.seconds.max(1e-9))}));
+        let gap = |o: &serde_json::Map<String, serde_json::Value>| o["hybrid"]["ndcg@10"].as_f64().unwrap_or(f64::NAN);
+        out.insert("hybrid_ndcg@10_qdrant_minus_embedded".into(), json!(round(gap(&q) - gap(&out))));
+        out.insert("qdrant".into(), serde_json::Value::Object(q));
+    }
+    out.insert(
+        "ingest".into(),
+        json!({
+            "documents": report.documents, "chunks": report.chunks, "failed": report.failed,
+            "seconds": round(ingest_s),
+            "docs_per_s": round(report.documents as f64 / ingest_s),
+            "chunks_per_s": round(report.chunks as f64 / ingest_s),
+            "embed_chunks_per_s": round(report.chunks as f64 / report.embed_seconds.max(1e-9)),
+        }),
+    );
+    out.insert("queries".into(), json!(queries.len()));
+    out.insert("dataset".into(), json!(dataset.dir.display().to_string()));
+    Ok(serde_json::Value::Object(out))
+}
+
+/// nDCG@10, Recall@100 and MRR@10 of each mode, and search latency, with `retriever`.
+async fn score(
+    ctx: &Sanctum,
+    retriever: &retrieve::Retriever,
+    dataset: &beir::Dataset,
+    queries: &[&(String, String)],
+    corpus_id: &HashMap<Uuid, String>,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<serde_json::Map<String, serde_json::Value>> {
     let modes = [("bm25", Mode::Bm25), ("dense", Mode::Dense), ("hybrid", Mode::Hybrid)];
     let mut sums: HashMap<&str, [f64; 3]> = HashMap::new();
     let (mut search_ms, mut retrieve_ms, mut embed_ms) = (Vec::new(), Vec::new(), Vec::new());
-    let queries: Vec<&(String, String)> = dataset.queries.iter().take(opts.limit.unwrap_or(usize::MAX)).collect();
     // The corpus has no groups, regions or labels: any principal who may search sees all.
     let principal = super::scale::bench_principal("bench", &["privacy_officer"], &ctx.config.policy.region, &[]);
     let auth = ctx.authorize(&principal, Some("operations")).await?;
@@ -113,20 +160,8 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
         let s = sums[name];
         out.insert(name.into(), json!({"ndcg@10": round(s[0] / n), "recall@100": round(s[1] / n), "mrr@10": round(s[2] / n)}));
     }
-    out.insert(
-        "ingest".into(),
-        json!({
-            "documents": report.documents, "chunks": report.chunks, "failed": report.failed,
-            "seconds": round(ingest_s),
-            "docs_per_s": round(report.documents as f64 / ingest_s),
-            "chunks_per_s": round(report.chunks as f64 / ingest_s),
-            "embed_chunks_per_s": round(report.chunks as f64 / report.embed_seconds.max(1e-9)),
-        }),
-    );
     out.insert("search_ms".into(), p50_p99(&mut search_ms));
     out.insert("search_without_embedding_ms".into(), p50_p99(&mut retrieve_ms));
     out.insert("query_embedding_ms".into(), p50_p99(&mut embed_ms));
-    out.insert("queries".into(), json!(queries.len()));
-    out.insert("dataset".into(), json!(dataset.dir.display().to_string()));
-    Ok(serde_json::Value::Object(out))
+    Ok(out)
 }

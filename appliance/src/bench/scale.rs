@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::db::chunks::{self, ChunkRow};
 use crate::error::{Error, Result};
 use crate::library;
-use crate::retrieve::{self, IndexedChunk, KeywordIndex, Mode, SearchRequest, VectorIndex};
+use crate::retrieve::{self, IndexedChunk, Mode, SearchRequest, VectorIndex};
 
 pub struct Options {
     pub dataset: PathBuf,
@@ -83,6 +83,7 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
 
     // 2. Synthetic chunks around them.
     let engine = ctx.engine().await?;
+    engine.indexes.embedded()?;
     let mut rng = Rng(0x5eed_5a17_c7u64);
     let target = opts.chunks.max(real.len());
     let synthetic = target - real.len();
@@ -147,27 +148,20 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
         let ids: Vec<Uuid> = rows.iter().map(|r| r.document_id).collect();
         chunks::replace(&mut tx, &ids, &rows).await?;
         tx.commit().await?;
-        let (k, v) = (engine.keyword.clone(), engine.vector.clone());
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            k.replace(&[], &indexed)?;
-            v.replace(&[], &indexed)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        engine.indexes.replace(Vec::new(), indexed).await?;
         if made % 10_000 < per_doc * n_docs {
             log(&format!("  {} of {} synthetic chunks written", made, synthetic));
         }
     }
     let write_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let v = engine.vector.clone();
-    tokio::task::spawn_blocking(move || v.optimize()).await.map_err(|e| Error::Internal(e.to_string()))??;
+    engine.indexes.optimize().await?;
     let optimize_s = started.elapsed().as_secs_f64();
     let total = chunks::count(ctx.pool()).await?;
     log(&format!(
         "{total} chunks: synthetic written in {write_s:.1} s, HNSW built in {optimize_s:.1} s ({} of {} vectors in the graph)",
-        engine.vector.indexed_vectors()?,
-        engine.vector.count()?
+        engine.indexes.embedded()?.1.indexed_vectors()?,
+        engine.indexes.embedded()?.1.count()?
     ));
 
     // 3. Queries through the search service as principals with a wide and a narrow scope.

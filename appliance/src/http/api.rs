@@ -237,10 +237,15 @@ pub async fn healthz() -> HttpResponse {
 pub async fn metrics(state: web::Data<State>) -> Reply {
     let (jobs, holders) = state.run(|ctx| async move { Ok((jobs::counts(ctx.pool()).await?, jobs::holders(ctx.pool()).await?)) }).await?;
     let expired: i64 = holders.iter().map(|h| h.expired).sum();
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(&jobs, expired, &state.ctx.auditor.counts())))
+    let mut text = state.metrics.render(&jobs, expired, &state.ctx.auditor.counts());
+    if let Some(engine) = state.ctx.loaded_engine() {
+        text.push_str(&engine.indexes.render_stats());
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
 }
 
-/// Ready: the database answers and a policy version is active.
+/// Ready: the database answers, a policy version is active and, with the Qdrant backend,
+/// the cluster answers and holds the collection.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "ready", body = Object),
     (status = 503, description = "not ready, with the reason", body = Object)))]
@@ -248,6 +253,11 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     let checked = state
         .run(|ctx| async move {
             let active = ctx.policies.current(ctx.pool()).await?;
+            if ctx.config.search.backend == crate::config::SearchBackend::Qdrant {
+                if let crate::retrieve::Store::Qdrant(cluster) = &ctx.engine().await?.indexes.store {
+                    cluster.ready().await?;
+                }
+            }
             Ok(active.version)
         })
         .await;

@@ -10,7 +10,6 @@ use crate::app::Sanctum;
 use crate::audit::{self, Action, Entry};
 use crate::error::{Error, Result};
 use crate::policy::admin::{require_admin, ADMIN_ROLES};
-use crate::retrieve::{KeywordIndex, VectorIndex};
 
 use super::catalog::{self, DocumentInfo};
 
@@ -66,14 +65,7 @@ pub(crate) async fn remove(ctx: &Sanctum, id: Uuid, sha256: &str, record: impl F
     ctx.auditor.committed(ctx.pool(), &record).await;
 
     let engine = ctx.engine().await?;
-    let (keyword, vector) = (engine.keyword.clone(), engine.vector.clone());
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        keyword.delete_documents(&[id])?;
-        vector.delete_documents(&[id])
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
-    .map_err(|e| Error::Index(format!("document {id} was deleted, but its passages could not be removed from an index ({e}); run `sanctum reindex`")))?;
+    engine.indexes.delete_documents(vec![id]).await.map_err(|e| Error::Index(format!("document {id} was deleted, but its passages could not be removed from an index ({e}); run `sanctum reindex`")))?;
     forget_original(ctx, sha256).await?;
     Ok(chunks)
 }

@@ -1,4 +1,4 @@
-//! Rebuilding both indexes from PostgreSQL, the source of truth. Embeddings are stored
+//! Rebuilding the indexes from PostgreSQL, the source of truth. Embeddings are stored
 //! with the chunks, so this needs no model inference.
 
 use serde::Serialize;
@@ -6,27 +6,35 @@ use serde::Serialize;
 use crate::app::Sanctum;
 use crate::audit::{Action, Entry};
 use crate::db::chunks;
-use crate::error::{Error, Result};
-use crate::retrieve::{IndexedChunk, KeywordIndex, VectorIndex};
+use crate::config::SearchBackend;
+use crate::error::Result;
+use crate::retrieve::{IndexedChunk, Store};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReindexReport {
     pub chunks: u64,
     pub seconds: f64,
+    /// The backend rebuilt (`embedded` or `qdrant`).
+    pub backend: &'static str,
 }
 
-/// Empties both indexes and refills them from the `chunks` table, for `actor`.
-pub async fn reindex(ctx: &Sanctum, actor: &str, on_progress: &(dyn Fn(u64) + Sync)) -> Result<ReindexReport> {
+/// Rebuilds the configured backend's indexes from the `chunks` table, for `actor`. On the
+/// embedded backend they are emptied and refilled; on a Qdrant cluster a new collection is
+/// filled and the alias moved to it in one request, so searches never see it half-built.
+/// `to` rebuilds another backend instead (`sanctum reindex --to qdrant`: the upgrade from an
+/// embedded appliance; then set `search.backend = "qdrant"`).
+pub async fn reindex(ctx: &Sanctum, actor: &str, to: Option<SearchBackend>, on_progress: &(dyn Fn(u64) + Sync)) -> Result<ReindexReport> {
     let started = std::time::Instant::now();
     let engine = ctx.engine().await?;
-    let (keyword, vector) = (engine.keyword.clone(), engine.vector.clone());
-    let (k, v) = (keyword.clone(), vector.clone());
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        k.clear()?;
-        v.clear()
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
+    let other;
+    let target: &Store = match to {
+        Some(backend) if backend != ctx.config.search.backend => {
+            other = crate::app::open_store(&ctx.config, backend, engine.retriever.embedder.dimension()).await?;
+            &other
+        }
+        _ => &engine.indexes.store,
+    };
+    let rebuilt = target.start_rebuild().await?;
     let mut after = None;
     let mut total = 0u64;
     loop {
@@ -35,23 +43,19 @@ pub async fn reindex(ctx: &Sanctum, actor: &str, on_progress: &(dyn Fn(u64) + Sy
         after = Some(last.id);
         total += page.len() as u64;
         let batch: Vec<IndexedChunk> = page.into_iter().map(indexed).collect();
-        let (k, v) = (keyword.clone(), vector.clone());
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            k.replace(&[], &batch)?;
-            v.replace(&[], &batch)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        rebuilt.replace(Vec::new(), batch).await?;
         on_progress(total);
     }
-    tokio::task::spawn_blocking(move || vector.optimize()).await.map_err(|e| Error::Internal(e.to_string()))??;
-    let report = ReindexReport { chunks: total, seconds: started.elapsed().as_secs_f64() };
-    let entry = Entry::new(actor, Action::IndexRebuild).decision("ok").details(serde_json::json!({ "chunks": report.chunks, "milliseconds": (report.seconds * 1000.0) as u64 }));
+    target.finish_rebuild(&rebuilt).await?;
+    let report = ReindexReport { chunks: total, seconds: started.elapsed().as_secs_f64(), backend: target.name() };
+    let entry = Entry::new(actor, Action::IndexRebuild)
+        .decision("ok")
+        .details(serde_json::json!({ "chunks": report.chunks, "milliseconds": (report.seconds * 1000.0) as u64, "backend": report.backend }));
     ctx.auditor.record(ctx.pool(), entry).await?;
     Ok(report)
 }
 
-/// Rewrites the passages of `documents` in both indexes from PostgreSQL (after their
+/// Rewrites the passages of `documents` in the indexes from PostgreSQL (after their
 /// groups, region or labels changed there), without re-embedding.
 pub(crate) async fn refresh(ctx: &Sanctum, documents: &[uuid::Uuid]) -> Result<()> {
     if documents.is_empty() {
@@ -63,13 +67,7 @@ pub(crate) async fn refresh(ctx: &Sanctum, documents: &[uuid::Uuid]) -> Result<(
     let mut ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.document_id).collect();
     ids.dedup();
     let engine = ctx.engine().await?;
-    let (keyword, vector) = (engine.keyword.clone(), engine.vector.clone());
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        keyword.replace(&ids, &batch)?;
-        vector.replace(&ids, &batch)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
+    engine.indexes.replace(ids, batch).await
 }
 
 fn indexed(r: chunks::IndexRow) -> IndexedChunk {

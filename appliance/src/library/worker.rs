@@ -88,10 +88,7 @@ pub async fn run_until_idle(ctx: &Sanctum, on_progress: &(dyn Fn(Progress) + Syn
         on_progress(Progress { done: report.documents, failed: report.failed, chunks: report.chunks });
     }
     if report.documents > 0 {
-        let vector = engine.vector.clone();
-        tokio::task::spawn_blocking(move || crate::retrieve::VectorIndex::optimize(&*vector))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        engine.indexes.optimize().await?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -276,14 +273,7 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
     }
     tx.commit().await?;
     // 2. Both indexes (derived state), each replacing the documents' chunks wholesale.
-    let (keyword, vector) = (engine.keyword.clone(), engine.vector.clone());
-    let ids2 = doc_ids.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        crate::retrieve::KeywordIndex::replace(&*keyword, &ids2, &indexed)?;
-        crate::retrieve::VectorIndex::replace(&*vector, &ids2, &indexed)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
+    engine.indexes.replace(doc_ids.clone(), indexed).await?;
     // 3. Done: for the jobs this worker still holds (one whose lease it lost is another
     // worker's, which records it; the rows and index entries written are the same).
     let job_ids: Vec<i64> = prepared.iter().map(|p| p.job.id).collect();

@@ -226,7 +226,7 @@ pub async fn restore(config: &Config, actor: &str, file: &Path, replace: bool) -
     // migrations forward (a backup of an older version), grants, indexes, the record
     let ctx = crate::Sanctum::open(config.clone()).await?;
     let result = async {
-        let report = crate::library::reindex(&ctx, actor, &|_| {}).await?;
+        let report = crate::library::reindex(&ctx, actor, None, &|_| {}).await?;
         let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(ctx.pool()).await?;
         let verification = crate::audit::verify::verify_with(&mut *ctx.pool().acquire().await?, ctx.auditor.dir(), ctx.auditor.keys()).await?;
         let entry = Entry::new(actor, Action::BackupRestore).object(file.display().to_string()).decision(if verification.ok() { "ok" } else { "fail" }).details(serde_json::json!({

@@ -11,10 +11,13 @@
 //! engine) can replace the embedded ones without touching the search logic. Both are
 //! derived state: PostgreSQL holds everything needed to rebuild them.
 
+pub mod backend;
 pub mod filter;
 pub mod fusion;
 pub mod keyword;
+pub mod qdrant;
 pub mod rerank;
+pub mod sparse;
 pub mod vector;
 
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use policies::{AuthorizedQuery, DocumentAttrs};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use backend::{Indexes, Store};
 pub use filter::SearchFilter;
 
 use crate::db::chunks;
@@ -175,10 +179,9 @@ pub struct Withheld {
     pub reasons: Vec<String>,
 }
 
-/// The retrieval engine: both indexes, the embedder and the optional reranker.
+/// The retrieval engine: the indexes, the embedder and the optional reranker.
 pub struct Retriever {
-    pub keyword: Arc<dyn KeywordIndex>,
-    pub vector: Arc<dyn VectorIndex>,
+    pub indexes: Arc<Indexes>,
     pub embedder: Arc<Embedder>,
     pub reranker: Option<Arc<dyn rerank::Reranker>>,
     /// Finds identifiers to mask in passages policy orders redacted.
@@ -210,8 +213,35 @@ impl Retriever {
         let filter = &SearchFilter::from_scope(auth.scope());
         let started = Instant::now();
         let mut t = Timings::default();
+        let (keyword, vector_index) = match &self.indexes.store {
+            Store::Embedded { keyword, vector } => (keyword.clone(), vector.clone()),
+            Store::Qdrant(cluster) => {
+                let v = match (mode, vector) {
+                    (Mode::Bm25, _) => None,
+                    (_, Some(v)) => Some(v),
+                    (_, None) => {
+                        let s = Instant::now();
+                        let (embedder, q) = (self.embedder.clone(), query.to_string());
+                        let v = blocking(move || Ok(embedder.embed(&[q.as_str()])?.remove(0))).await?;
+                        t.embed_ms = ms(s);
+                        Some(v)
+                    }
+                };
+                let s = Instant::now();
+                let ranked = cluster.rank(query, v, filter, mode, depth, self.rrf_k).await;
+                self.indexes.stats.observe("search", s, ranked.is_ok());
+                t.total_ms = ms(started);
+                t.retrieve_ms = (t.total_ms - t.embed_ms).max(0.0);
+                match mode {
+                    Mode::Dense => t.dense_ms = ms(s),
+                    Mode::Bm25 => t.bm25_ms = ms(s),
+                    Mode::Hybrid => t.fuse_ms = ms(s),
+                }
+                return Ok((ranked?, t));
+            }
+        };
         let bm25 = {
-            let (index, q, f) = (self.keyword.clone(), query.to_string(), filter.clone());
+            let (index, q, f) = (keyword, query.to_string(), filter.clone());
             async move {
                 if mode == Mode::Dense {
                     return Ok((Vec::new(), 0.0));
@@ -224,7 +254,7 @@ impl Retriever {
             }
         };
         let dense = {
-            let (index, embedder, q, f) = (self.vector.clone(), self.embedder.clone(), query.to_string(), filter.clone());
+            let (index, embedder, q, f) = (vector_index, self.embedder.clone(), query.to_string(), filter.clone());
             async move {
                 if mode == Mode::Bm25 {
                     return Ok((Vec::new(), 0.0, 0.0));
@@ -242,7 +272,9 @@ impl Retriever {
                 .await
             }
         };
+        let searched = Instant::now();
         let (bm25, dense) = tokio::join!(bm25, dense);
+        self.indexes.stats.observe("search", searched, bm25.is_ok() && dense.is_ok());
         let (bm25, bm25_ms) = bm25?;
         let (dense, embed_ms, dense_ms) = dense?;
         t.bm25_ms = bm25_ms;
