@@ -1129,9 +1129,6 @@ impl Config {
             if self.search.qdrant.is_none() {
                 return bad("search.qdrant", "must be set for search.backend = \"qdrant\" (at least `peers`)");
             }
-            if self.search.rrf_k.fract() != 0.0 {
-                return bad("search.rrf_k", "must be a whole number with search.backend = \"qdrant\" (the cluster's fusion takes an integer)");
-            }
         }
         let a = &self.answer;
         if a.model.trim().is_empty() && a.backend != AnswerBackend::Http {
@@ -1422,7 +1419,6 @@ mod tests {
             ("", "peers = [\"http://q1\"]\n", "search.qdrant.peers", "not a gRPC endpoint"),
             ("", "peers = [\"http://q1:6334\"]\nreplication_factor = 2\nwrite_consistency = 3\n", "search.qdrant.write_consistency", "replication_factor"),
             ("", "peers = [\"http://q1:6334\"]\ncollection = \"a b\"\n", "search.qdrant.collection", "letters"),
-            ("backend = \"qdrant\"\nrrf_k = 60.5", "peers = [\"http://q1:6334\"]\n", "search.rrf_k", "whole number"),
         ] {
             write(search, qdrant);
             let err = Config::load_with_env(Some(&file), env(&[])).unwrap_err().to_string();

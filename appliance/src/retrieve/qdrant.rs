@@ -4,9 +4,10 @@
 //! `region`, `labels`, `document_id`) with keyword payload indexes. Point id = chunk id, so
 //! writing a passage twice leaves one point.
 //!
-//! A search is one Query API request: a sparse and a dense prefetch, each under the scope
-//! filter (so a passage outside the caller's scope is never scored, exactly as in the
-//! embedded indexes), fused by reciprocal rank fusion with Sanctum's `k`.
+//! A search is one request (a Query API batch): a sparse and a dense search, each under the
+//! scope filter (so a passage outside the caller's scope is never scored, exactly as in the
+//! embedded indexes); their rankings are fused by reciprocal rank fusion with Sanctum's `k`
+//! in the appliance (see [`search_requests`] for why not in the engine).
 //!
 //! Searches and writes go through an alias (`search.qdrant.collection`); `sanctum reindex`
 //! fills a new collection and moves the alias in one request, so searches never see a
@@ -24,7 +25,7 @@ use std::time::Duration;
 use qdrant_client::qdrant::{
     self, AliasOperations, ChangeAliases, Condition, CountPointsBuilder, CreateAlias, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
     DeleteAlias, DeleteCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, GetCollectionInfoRequest, HealthCheckRequest,
-    ListAliasesRequest, Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder, Query, QueryPointsBuilder, ReadConsistencyType, RrfBuilder,
+    ListAliasesRequest, Modifier, NamedVectors, PointStruct, Query, QueryBatchPointsBuilder, QueryPointsBuilder, ReadConsistencyType,
     SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
     WriteOrderingType, alias_operations::Action, collections_client::CollectionsClient, points_client::PointsClient,
     qdrant_client::QdrantClient,
@@ -88,10 +89,7 @@ impl Peers {
             let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| Error::Config(format!("search.qdrant.peers: {url:?}: {e}")))?
                 .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(3)))
-                .keep_alive_while_idle(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5));
+                .connect_timeout(timeout.min(Duration::from_secs(3)));
             if url.starts_with("https://") {
                 if let Some(tls) = &tls {
                     endpoint = endpoint.tls_config(tls.clone()).map_err(|e| Error::Config(format!("search.qdrant: TLS for {url}: {e}")))?;
@@ -131,12 +129,17 @@ impl Peers {
         let n = self.peers.len();
         let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut failures = Vec::new();
-        for i in 0..n {
+        // every peer, then every peer once more after a pause (a broken connection is
+        // re-established on its next use)
+        for i in 0..2 * n {
+            if i == n {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             let at = (first + i) % n;
             let peer = &self.peers[at];
             match call(peer.channel.clone()).await {
                 Ok(response) => {
-                    if i > 0 {
+                    if at != first {
                         self.preferred.store(at, Ordering::Relaxed);
                         tracing::warn!(peer = %peer.url, "qdrant: a peer did not answer; requests now go to this one");
                     }
@@ -415,32 +418,29 @@ impl QdrantIndex {
     }
 
     /// The fused ranking for a query (its text for BM25, its embedding for the dense
-    /// prefetch) within `filter`: one request.
+    /// search) within `filter`: one request to the cluster.
     pub async fn rank(&self, query: &str, vector: Option<Vec<f32>>, filter: &SearchFilter, mode: Mode, depth: usize, rrf_k: f32) -> Result<Vec<RankedHit>> {
-        let request = query_request(&self.name, &sparse::query(query), vector, filter, mode, depth, rrf_k).read_consistency(self.read_consistency()).build();
+        let (bm25, dense) = search_requests(&self.name, &sparse::query(query), vector, filter, mode, depth);
+        let queries: Vec<qdrant::QueryPoints> = bm25.iter().chain(dense.iter()).cloned().collect();
+        if queries.is_empty() {
+            // nothing to match (a query of stop words only, searched by keywords only)
+            return Ok(Vec::new());
+        }
+        let batch = QueryBatchPointsBuilder::new(&self.name, queries).read_consistency(self.read_consistency()).build();
         let r = self
             .peers
             .call("search", |ch| {
-                let r = self.peers.request(request.clone());
-                async move { PointsClient::new(ch).query(r).await }
+                let r = self.peers.request(batch.clone());
+                async move { PointsClient::new(ch).query_batch(r).await }
             })
             .await?;
-        let hits: Vec<Hit> = r.result.into_iter().map(hit_of).collect::<Result<_>>()?;
+        let mut lists = r.result.into_iter().map(|b| ranked(b.result));
+        let bm25 = if bm25.is_some() { lists.next().transpose()?.unwrap_or_default() } else { Vec::new() };
+        let dense = if dense.is_some() { lists.next().transpose()?.unwrap_or_default() } else { Vec::new() };
         Ok(match mode {
-            Mode::Hybrid => {
-                // fused scores tie often (rank r in one list only = rank r in the other only):
-                // order ties by chunk id, as the embedded fusion does, so every peer and
-                // replica returns the same ranking
-                let mut ranked: Vec<RankedHit> = hits
-                    .iter()
-                    .map(|h| RankedHit { chunk_id: h.chunk_id, document_id: h.document_id, score: h.score, bm25: None, dense: None, rerank: None })
-                    .collect();
-                ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
-                ranked.truncate(depth);
-                ranked
-            }
-            Mode::Bm25 => super::fusion::single(&hits, false),
-            Mode::Dense => super::fusion::single(&hits, true),
+            Mode::Hybrid => super::fusion::reciprocal_rank_fusion(&bm25, &dense, rrf_k),
+            Mode::Bm25 => super::fusion::single(&bm25, false),
+            Mode::Dense => super::fusion::single(&dense, true),
         })
     }
 
@@ -540,34 +540,50 @@ pub fn scope_filter(f: &SearchFilter) -> Filter {
     filter
 }
 
-/// The Query API request of a search (without read consistency).
-pub fn query_request(collection: &str, sparse: &Sparse, vector: Option<Vec<f32>>, filter: &SearchFilter, mode: Mode, depth: usize, rrf_k: f32) -> QueryPointsBuilder {
+/// The searches of a query, sent together in one batch request: BM25 (the sparse vector)
+/// and dense, each under the scope filter and each `depth` deep; `None` for a retriever the
+/// mode leaves out or that has nothing to search with (a query of stop words only).
+///
+/// The two rankings are fused here, by the embedded backend's fusion, rather than by the
+/// engine's RRF: the engine orders tied scores arbitrarily (and differently from one replica
+/// to the next), so identical passages — boilerplate, repeated notices — came back in a
+/// different order from each peer; sorted here by score, then chunk id, every replica
+/// returns the same ranking, with each retriever's rank.
+pub fn search_requests(
+    collection: &str,
+    sparse: &Sparse,
+    vector: Option<Vec<f32>>,
+    filter: &SearchFilter,
+    mode: Mode,
+    depth: usize,
+) -> (Option<qdrant::QueryPoints>, Option<qdrant::QueryPoints>) {
     let scope = scope_filter(filter);
-    let bm25 = (!sparse.is_empty()).then(|| Query::new_nearest(VectorInput::new_sparse(sparse.indices.clone(), sparse.values.clone())));
-    let dense = vector.map(|v| Query::new_nearest(VectorInput::new_dense(v)));
-    let base = QueryPointsBuilder::new(collection).limit(depth as u64).with_payload(qdrant::PayloadIncludeSelector { fields: vec!["document_id".into()] });
-    match mode {
-        Mode::Bm25 | Mode::Dense => {
-            let (using, q) = if mode == Mode::Bm25 { (BM25, bm25) } else { (DENSE, dense) };
-            match q {
-                Some(q) => base.query(q).using(using).filter(scope),
-                // nothing to match (a query of stop words only): no results
-                None => base.filter(Filter::must([Condition::has_id(Vec::<qdrant::PointId>::new())])),
-            }
-        }
-        Mode::Hybrid => {
-            let mut prefetch = Vec::new();
-            if let Some(q) = bm25 {
-                prefetch.push(PrefetchQueryBuilder::default().query(q).using(BM25).filter(scope.clone()).limit(depth as u64).build());
-            }
-            if let Some(q) = dense {
-                prefetch.push(PrefetchQueryBuilder::default().query(q).using(DENSE).filter(scope.clone()).limit(depth as u64).build());
-            }
-            // Qdrant's fusion gives rank r (from 1) 1 / (k' + r - 1); Sanctum's 1 / (k + r): k' = k + 1.
-            // Every fused candidate comes back (ties at the cut are then ordered here).
-            base.limit(2 * depth as u64).prefetch(prefetch).query(Query::new_rrf(RrfBuilder::with_k(rrf_k.round() as u32 + 1)))
-        }
-    }
+    let request = |using: &str, q: Query| {
+        QueryPointsBuilder::new(collection)
+            .query(q)
+            .using(using)
+            .filter(scope.clone())
+            .limit(depth as u64)
+            .with_payload(qdrant::PayloadIncludeSelector { fields: vec!["document_id".into()] })
+            .build()
+    };
+    let bm25 = (mode != Mode::Dense && !sparse.is_empty())
+        .then(|| request(BM25, Query::new_nearest(VectorInput::new_sparse(sparse.indices.clone(), sparse.values.clone()))));
+    let dense = match (mode, vector) {
+        (Mode::Bm25, _) | (_, None) => None,
+        (_, Some(v)) => Some(request(DENSE, Query::new_nearest(VectorInput::new_dense(v)))),
+    };
+    (bm25, dense)
+}
+
+/// One retriever's results as hits, best first, ties ordered by chunk id. Scores are
+/// compared to 5 decimals: replicas of a shard compute the same score in different segment
+/// layouts, which can differ in the last bits, and must still rank alike.
+fn ranked(points: Vec<qdrant::ScoredPoint>) -> Result<Vec<Hit>> {
+    let mut hits: Vec<Hit> = points.into_iter().map(hit_of).collect::<Result<_>>()?;
+    let key = |s: f32| (f64::from(s) * 1e5).round();
+    hits.sort_by(|a, b| key(b.score).total_cmp(&key(a.score)).then(a.chunk_id.cmp(&b.chunk_id)));
+    Ok(hits)
 }
 
 #[cfg(test)]
@@ -651,29 +667,25 @@ mod tests {
     }
 
     #[test]
-    fn a_hybrid_search_is_one_request_with_two_filtered_prefetches_fused_by_sanctums_k() {
+    fn a_hybrid_search_is_a_sparse_and_a_dense_search_under_the_scope_filter() {
         let filter = SearchFilter { groups: Some(vec!["clinical".into()]), regions: Some(vec!["us".into()]), ..Default::default() };
-        let q = query_request("sanctum", &sparse::query("hand hygiene"), Some(vec![0.5; 4]), &filter, Mode::Hybrid, 100, 60.0).build();
-        assert_eq!(q.collection_name, "sanctum");
-        assert_eq!(q.limit, Some(200), "every fused candidate");
-        assert_eq!(q.prefetch.len(), 2);
+        let (bm25, dense) = search_requests("sanctum", &sparse::query("hand hygiene"), Some(vec![0.5; 4]), &filter, Mode::Hybrid, 100);
+        let (bm25, dense) = (bm25.unwrap(), dense.unwrap());
         let expected = scope_filter(&filter);
-        for (p, using) in q.prefetch.iter().zip([BM25, DENSE]) {
-            assert_eq!(p.using.as_deref(), Some(using));
-            assert_eq!(p.filter.as_ref(), Some(&expected));
-            assert_eq!(p.limit, Some(100));
+        for (q, using) in [(&bm25, BM25), (&dense, DENSE)] {
+            assert_eq!(q.collection_name, "sanctum");
+            assert_eq!(q.using.as_deref(), Some(using));
+            assert_eq!(q.filter.as_ref(), Some(&expected), "the scope is applied inside the engine");
+            assert_eq!(q.limit, Some(100));
         }
-        match q.query.and_then(|q| q.variant) {
-            Some(qdrant::query::Variant::Rrf(rrf)) => assert_eq!(rrf.k, Some(61)),
-            other => panic!("expected RRF fusion, got {other:?}"),
-        }
-        // the sparse prefetch carries the query's analysed terms
-        match q.prefetch[0].query.as_ref().and_then(|q| q.variant.as_ref()) {
+        // the sparse search carries the query's analysed terms
+        match bm25.query.as_ref().and_then(|q| q.variant.as_ref()) {
             Some(qdrant::query::Variant::Nearest(v)) => match v.variant.as_ref() {
                 Some(qdrant::vector_input::Variant::Sparse(s)) => {
                     let mut expected = vec![sparse::term_index("hand"), sparse::term_index("hygien")];
                     expected.sort();
                     assert_eq!(s.indices, expected);
+                    assert_eq!(s.values, vec![1.0, 1.0]);
                 }
                 other => panic!("expected a sparse vector, got {other:?}"),
             },
@@ -684,15 +696,31 @@ mod tests {
     #[test]
     fn single_retriever_modes_and_stop_word_queries() {
         let f = SearchFilter::default();
-        let q = query_request("c", &sparse::query("soap"), Some(vec![0.1; 4]), &f, Mode::Bm25, 10, 60.0).build();
-        assert!(q.prefetch.is_empty());
-        assert_eq!(q.using.as_deref(), Some(BM25));
-        let q = query_request("c", &sparse::query("soap"), Some(vec![0.1; 4]), &f, Mode::Dense, 10, 60.0).build();
-        assert_eq!(q.using.as_deref(), Some(DENSE));
-        // only stop words: the hybrid search keeps its dense prefetch alone
-        let q = query_request("c", &sparse::query("the of and"), Some(vec![0.1; 4]), &f, Mode::Hybrid, 10, 60.0).build();
-        assert_eq!(q.prefetch.len(), 1);
-        assert_eq!(q.prefetch[0].using.as_deref(), Some(DENSE));
+        let (b, d) = search_requests("c", &sparse::query("soap"), Some(vec![0.1; 4]), &f, Mode::Bm25, 10);
+        assert!(b.is_some() && d.is_none());
+        let (b, d) = search_requests("c", &sparse::query("soap"), Some(vec![0.1; 4]), &f, Mode::Dense, 10);
+        assert!(b.is_none() && d.is_some());
+        // only stop words: the hybrid search keeps its dense search alone
+        let (b, d) = search_requests("c", &sparse::query("the of and"), Some(vec![0.1; 4]), &f, Mode::Hybrid, 10);
+        assert!(b.is_none() && d.is_some());
+    }
+
+    fn scored(id: u128, score: f32) -> qdrant::ScoredPoint {
+        let payload = qdrant_client::Payload::try_from(serde_json::json!({ "document_id": Uuid::from_u128(id + 1000).to_string() })).unwrap();
+        qdrant::ScoredPoint { id: Some(Uuid::from_u128(id).to_string().into()), payload: payload.into(), score, ..Default::default() }
+    }
+
+    #[test]
+    fn tied_scores_are_ordered_by_chunk_id_whatever_order_a_peer_returns() {
+        let one = ranked(vec![scored(3, 0.5), scored(1, 0.9), scored(2, 0.5)]).unwrap();
+        let other = ranked(vec![scored(2, 0.5), scored(3, 0.5), scored(1, 0.9)]).unwrap();
+        assert_eq!(one, other);
+        assert_eq!(one.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), [1, 2, 3].map(Uuid::from_u128));
+        assert_eq!(one[0].document_id, Uuid::from_u128(1001));
+        // scores equal to 5 decimals are ties
+        let one = ranked(vec![scored(3, 0.595_599_2), scored(2, 0.595_599_3)]).unwrap();
+        let other = ranked(vec![scored(3, 0.595_599_3), scored(2, 0.595_599_2)]).unwrap();
+        assert_eq!(one.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), other.iter().map(|h| h.chunk_id).collect::<Vec<_>>());
     }
 
     #[test]
