@@ -133,6 +133,10 @@ fn qdrant_config(peers: &[&Peer]) -> QdrantConfig {
         shards: 3,
         replication_factor: 2,
         write_consistency: 1,
+        // "one": a server built from upstream tonic (the snapshot lacks Qdrant's tonic fork)
+        // lacks the fork's unlimited reset-stream setting on its internal channels, and the
+        // requests that "majority" cancels on the slower replica exhaust it: peers then answer
+        // "h2 protocol error" until restarted (release builds have the fork)
         read_consistency: ReadConsistency::One,
         timeout_s: 5,
         ..Default::default()
