@@ -75,15 +75,7 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
         log("filling the Qdrant cluster from the same passages (sanctum reindex --to qdrant)");
         let filled = library::reindex(ctx, "bench", Some(SearchBackend::Qdrant), &|_| {}).await?;
         let store = crate::app::open_store(&ctx.config, SearchBackend::Qdrant, engine.retriever.embedder.dimension()).await?;
-        let r = &engine.retriever;
-        let cluster = retrieve::Retriever {
-            indexes: std::sync::Arc::new(retrieve::Indexes::new(store)),
-            embedder: r.embedder.clone(),
-            reranker: r.reranker.clone(),
-            detector: r.detector.clone(),
-            candidates: r.candidates,
-            rrf_k: r.rrf_k,
-        };
+        let cluster = engine.retriever.with_indexes(std::sync::Arc::new(retrieve::Indexes::new(store)));
         let mut q = score(ctx, &cluster, dataset, &queries, &corpus_id, log).await?;
         q.insert("fill".into(), json!({"chunks": filled.chunks, "seconds": round(filled.seconds), "chunks_per_s": round(filled.chunks as f64 / filled.seconds.max(1e-9))}));
         let gap = |o: &serde_json::Map<String, serde_json::Value>| o["hybrid"]["ndcg@10"].as_f64().unwrap_or(f64::NAN);

@@ -199,6 +199,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 impl Retriever {
+    /// The same retriever over other indexes (a benchmark scoring both backends).
+    pub fn with_indexes(&self, indexes: Arc<Indexes>) -> Retriever {
+        Retriever {
+            indexes,
+            embedder: self.embedder.clone(),
+            reranker: self.reranker.clone(),
+            detector: self.detector.clone(),
+            candidates: self.candidates,
+            rrf_k: self.rrf_k,
+        }
+    }
+
     /// The fused candidate ranking for `query` (`depth` results from each retriever),
     /// within the scope `auth` allows. `vector` skips embedding when the caller already
     /// has the query vector.

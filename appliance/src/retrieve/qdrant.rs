@@ -119,11 +119,11 @@ impl Peers {
         r
     }
 
-    /// Runs `call` on the preferred peer, then on each other peer while they cannot be
-    /// reached. Writes are idempotent (points by id), so repeating one is safe.
-    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
+    /// Sends `message` through `call` on the preferred peer, then on each other peer while
+    /// they cannot be reached. Writes are idempotent (points by id), so repeating one is safe.
+    async fn call<M: Clone, T, F, Fut>(&self, what: &str, message: &M, call: F) -> Result<T>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(Channel, Request<M>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let n = self.peers.len();
@@ -137,7 +137,7 @@ impl Peers {
             }
             let at = (first + i) % n;
             let peer = &self.peers[at];
-            match call(peer.channel.clone()).await {
+            match call(peer.channel.clone(), self.request(message.clone())).await {
                 Ok(response) => {
                     if at != first {
                         self.preferred.store(at, Ordering::Relaxed);
@@ -231,33 +231,27 @@ impl QdrantIndex {
     async fn aliased(&self) -> Result<Option<String>> {
         let listed = self
             .peers
-            .call("list aliases", |ch| {
-                let r = self.peers.request(ListAliasesRequest {});
-                async move { CollectionsClient::new(ch).list_aliases(r).await }
-            })
+            .call("list aliases", &ListAliasesRequest {}, |ch, r| async move { CollectionsClient::new(ch).list_aliases(r).await })
             .await?;
         Ok(listed.aliases.into_iter().find(|a| a.alias_name == self.config.collection).map(|a| a.collection_name))
     }
 
     async fn check_dimension(&self, collection: &str) -> Result<()> {
-        let state = self.describe(collection).await?;
-        if state.1 != self.dimension as u64 {
+        let (_, dense, _, _) = self.describe(collection).await?;
+        if dense != self.dimension as u64 {
             return Err(Error::Index(format!(
-                "qdrant: collection {collection} holds {}-dimension vectors but the embedding model makes {}: run `sanctum reindex`",
-                state.1, self.dimension
+                "qdrant: collection {collection} holds {dense}-dimension vectors but the embedding model makes {}: run `sanctum reindex`",
+                self.dimension
             )));
         }
         Ok(())
     }
 
-    /// (status, dense size, shards, replication factor, points) of `collection`.
-    async fn describe(&self, collection: &str) -> Result<(String, u64, u32, u32, u64)> {
+    /// (status, dense size, shards, replication factor) of `collection`.
+    async fn describe(&self, collection: &str) -> Result<(String, u64, u32, u32)> {
         let info = self
             .peers
-            .call("collection info", |ch| {
-                let r = self.peers.request(GetCollectionInfoRequest { collection_name: collection.to_string() });
-                async move { CollectionsClient::new(ch).get(r).await }
-            })
+            .call("collection info", &GetCollectionInfoRequest { collection_name: collection.to_string() }, |ch, r| async move { CollectionsClient::new(ch).get(r).await })
             .await?
             .result
             .ok_or_else(|| err("collection info", "empty answer"))?;
@@ -271,7 +265,7 @@ impl QdrantIndex {
                 qdrant::vectors_config::Config::Params(_) => None,
             })
             .unwrap_or(0);
-        Ok((status, dense, params.shard_number, params.replication_factor.unwrap_or(1), info.points_count.unwrap_or(0)))
+        Ok((status, dense, params.shard_number, params.replication_factor.unwrap_or(1)))
     }
 
     /// Creates an empty collection named after the alias and the time, with its payload
@@ -292,18 +286,12 @@ impl QdrantIndex {
             .timeout(self.config.timeout_s.max(60))
             .build();
         self.peers
-            .call("create collection", |ch| {
-                let r = self.peers.request(create.clone());
-                async move { CollectionsClient::new(ch).create(r).await }
-            })
+            .call("create collection", &create, |ch, r| async move { CollectionsClient::new(ch).create(r).await })
             .await?;
         for field in ["groups", "region", "labels", "document_id"] {
             let index = CreateFieldIndexCollectionBuilder::new(&name, field, FieldType::Keyword).wait(true).build();
             self.peers
-                .call("create payload index", |ch| {
-                    let r = self.peers.request(index.clone());
-                    async move { PointsClient::new(ch).create_field_index(r).await }
-                })
+                .call("create payload index", &index, |ch, r| async move { PointsClient::new(ch).create_field_index(r).await })
                 .await?;
         }
         Ok(name)
@@ -320,10 +308,7 @@ impl QdrantIndex {
         });
         let change = ChangeAliases { actions, timeout: Some(60) };
         self.peers
-            .call("move alias", |ch| {
-                let r = self.peers.request(change.clone());
-                async move { CollectionsClient::new(ch).update_aliases(r).await }
-            })
+            .call("move alias", &change, |ch, r| async move { CollectionsClient::new(ch).update_aliases(r).await })
             .await?;
         Ok(())
     }
@@ -331,10 +316,7 @@ impl QdrantIndex {
     async fn drop_collection(&self, collection: &str) -> Result<()> {
         let delete = DeleteCollectionBuilder::new(collection).timeout(60).build();
         self.peers
-            .call("delete collection", |ch| {
-                let r = self.peers.request(delete.clone());
-                async move { CollectionsClient::new(ch).delete(r).await }
-            })
+            .call("delete collection", &delete, |ch, r| async move { CollectionsClient::new(ch).delete(r).await })
             .await?;
         Ok(())
     }
@@ -373,10 +355,7 @@ impl QdrantIndex {
             let points: Vec<PointStruct> = batch.iter().map(|c| point(c, self.config.bm25_avg_len)).collect::<Result<_>>()?;
             let upsert = UpsertPointsBuilder::new(&self.name, points).wait(true).ordering(self.write_ordering()).build();
             self.peers
-                .call("write passages", |ch| {
-                    let r = self.peers.request(upsert.clone());
-                    async move { PointsClient::new(ch).upsert(r).await }
-                })
+                .call("write passages", &upsert, |ch, r| async move { PointsClient::new(ch).upsert(r).await })
                 .await?;
         }
         if !documents.is_empty() {
@@ -387,17 +366,10 @@ impl QdrantIndex {
             }
             let delete = DeletePointsBuilder::new(&self.name).points(stale).wait(true).ordering(self.write_ordering()).build();
             self.peers
-                .call("remove passages", |ch| {
-                    let r = self.peers.request(delete.clone());
-                    async move { PointsClient::new(ch).delete(r).await }
-                })
+                .call("remove passages", &delete, |ch, r| async move { PointsClient::new(ch).delete(r).await })
                 .await?;
         }
         Ok(())
-    }
-
-    pub async fn delete_documents(&self, documents: &[Uuid]) -> Result<()> {
-        self.replace(documents, &[]).await
     }
 
     /// The exact number of points, read at the configured consistency.
@@ -409,10 +381,7 @@ impl QdrantIndex {
         let count = CountPointsBuilder::new(&self.name).exact(true).read_consistency(read_consistency(consistency)).build();
         let r = self
             .peers
-            .call("count passages", |ch| {
-                let r = self.peers.request(count.clone());
-                async move { PointsClient::new(ch).count(r).await }
-            })
+            .call("count passages", &count, |ch, r| async move { PointsClient::new(ch).count(r).await })
             .await?;
         Ok(r.result.map(|c| c.count).unwrap_or(0))
     }
@@ -429,10 +398,7 @@ impl QdrantIndex {
         let batch = QueryBatchPointsBuilder::new(&self.name, queries).read_consistency(self.read_consistency()).build();
         let r = self
             .peers
-            .call("search", |ch| {
-                let r = self.peers.request(batch.clone());
-                async move { PointsClient::new(ch).query_batch(r).await }
-            })
+            .call("search", &batch, |ch, r| async move { PointsClient::new(ch).query_batch(r).await })
             .await?;
         let mut lists = r.result.into_iter().map(|b| ranked(b.result));
         let bm25 = if bm25.is_some() { lists.next().transpose()?.unwrap_or_default() } else { Vec::new() };
@@ -448,14 +414,11 @@ impl QdrantIndex {
     pub async fn state(&self) -> Result<ClusterState> {
         let peers = self.peers.health().await;
         let collection = self.aliased().await?.ok_or_else(|| err("alias", format!("no alias {} on the cluster", self.config.collection)))?;
-        let (status, dense_size, shards, replication_factor, _) = self.describe(&collection).await?;
+        let (status, dense_size, shards, replication_factor) = self.describe(&collection).await?;
         let points = self.count().await?;
         let info = self
             .peers
-            .call("cluster info", |ch| {
-                let r = self.peers.request(qdrant::CollectionClusterInfoRequest { collection_name: collection.clone() });
-                async move { CollectionsClient::new(ch).collection_cluster_info(r).await }
-            })
+            .call("cluster info", &qdrant::CollectionClusterInfoRequest { collection_name: collection.clone() }, |ch, r| async move { CollectionsClient::new(ch).collection_cluster_info(r).await })
             .await?;
         let state_name = |s: i32| qdrant::ReplicaState::try_from(s).map(|s| s.as_str_name().to_string()).unwrap_or_else(|_| s.to_string());
         let mut unhealthy = Vec::new();
