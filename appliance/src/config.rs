@@ -738,12 +738,18 @@ pub struct QdrantConfig {
     pub replication_factor: u32,
     /// Replicas that must confirm a write.
     pub write_consistency: u32,
+    /// Replicas of each shard a search reads (default `one`, Qdrant's own): `majority`,
+    /// `quorum` and `all` fail while more than that many replicas are down — with
+    /// `replication_factor = 2`, a single peer down; use 3 replicas for `majority`.
     pub read_consistency: ReadConsistency,
     /// Timeout of one request to a peer.
     pub timeout_s: u64,
     /// The average passage length in analysed terms, for the BM25 length normalisation of
     /// the sparse vectors (the embedded keyword index computes it from the index itself).
     pub bm25_avg_len: f32,
+    /// The peers' REST endpoints (`http://host:6333`), for `doctor` only: Qdrant reports
+    /// its raft consensus (the leader, each peer's view) over REST alone. Optional.
+    pub rest_peers: Vec<String>,
 }
 
 impl Default for QdrantConfig {
@@ -756,9 +762,10 @@ impl Default for QdrantConfig {
             shards: 1,
             replication_factor: 1,
             write_consistency: 1,
-            read_consistency: ReadConsistency::Majority,
+            read_consistency: ReadConsistency::One,
             timeout_s: 10,
             bm25_avg_len: 100.0,
+            rest_peers: Vec::new(),
         }
     }
 }
@@ -769,15 +776,18 @@ impl QdrantConfig {
         if self.peers.is_empty() {
             return bad("search.qdrant.peers", "must list at least one peer (e.g. \"http://qdrant1:6334\")".into());
         }
-        for p in &self.peers {
+        let endpoint = |p: &str| {
             let rest = p.strip_prefix("http://").or_else(|| p.strip_prefix("https://"));
-            let ok = rest.is_some_and(|r| {
+            rest.is_some_and(|r| {
                 let host_port = r.trim_end_matches('/');
                 !host_port.is_empty() && !host_port.contains('/') && host_port.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0))
-            });
-            if !ok {
-                return bad("search.qdrant.peers", format!("{p:?} is not a gRPC endpoint: expected http://host:port or https://host:port"));
-            }
+            })
+        };
+        if let Some(p) = self.peers.iter().find(|p| !endpoint(p)) {
+            return bad("search.qdrant.peers", format!("{p:?} is not a gRPC endpoint: expected http://host:port or https://host:port"));
+        }
+        if let Some(p) = self.rest_peers.iter().find(|p| !endpoint(p)) {
+            return bad("search.qdrant.rest_peers", format!("{p:?} is not a REST endpoint: expected http://host:port or https://host:port"));
         }
         let c = &self.collection;
         if c.is_empty() || c.len() > 200 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
@@ -1417,6 +1427,7 @@ mod tests {
             ("backend = \"qdrant\"", "peers = []\n", "search.qdrant.peers", "at least one peer"),
             ("", "peers = [\"q1:6334\"]\n", "search.qdrant.peers", "not a gRPC endpoint"),
             ("", "peers = [\"http://q1\"]\n", "search.qdrant.peers", "not a gRPC endpoint"),
+            ("", "peers = [\"http://q1:6334\"]\nrest_peers = [\"q1:6333\"]\n", "search.qdrant.rest_peers", "not a REST endpoint"),
             ("", "peers = [\"http://q1:6334\"]\nreplication_factor = 2\nwrite_consistency = 3\n", "search.qdrant.write_consistency", "replication_factor"),
             ("", "peers = [\"http://q1:6334\"]\ncollection = \"a b\"\n", "search.qdrant.collection", "letters"),
         ] {

@@ -299,8 +299,20 @@ async fn cluster(ctx: &Sanctum) -> Check {
         state.replicas - state.unhealthy_replicas.len(),
         state.replicas
     );
+    let config = ctx.config.search.qdrant.as_ref();
+    let raft = match config.filter(|q| !q.rest_peers.is_empty()) {
+        None => Ok("raft not checked (set search.qdrant.rest_peers)".to_string()),
+        Some(q) => match crate::retrieve::raft::views(q).await {
+            Err(e) => Err(e.to_string()),
+            Ok(views) => crate::retrieve::raft::verdict(&views).map(|(leader, term)| format!("raft leader peer {leader} (term {term}), named by all {} peers", views.len())),
+        },
+    };
+    let detail = match &raft {
+        Ok(r) => format!("{detail}; {r}"),
+        Err(e) => format!("{detail}; raft: {e}"),
+    };
     let down = state.peers.iter().any(|(_, r)| r.is_err());
-    if down || !state.unhealthy_replicas.is_empty() {
+    if down || !state.unhealthy_replicas.is_empty() || raft.is_err() {
         let replicas: Vec<String> = state.unhealthy_replicas.iter().map(|(shard, peer, st)| format!("shard {shard} on peer {peer}: {st}")).collect();
         let detail = if replicas.is_empty() { detail } else { format!("{detail}; {}", replicas.join(", ")) };
         return fail("qdrant", detail, fix);

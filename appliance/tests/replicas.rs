@@ -214,3 +214,53 @@ async fn a_killed_worker_on_this_machine_is_noticed_without_waiting_for_its_leas
     let retried = after.iter().filter(|j| j["attempts"] == 2).count();
     assert!(retried >= 1, "a job the killed worker held was claimed again: {after:?}");
 }
+
+/// While a rebuild is registered, every change to a document's passages — indexed by any
+/// replica, deleted — is noted (after PostgreSQL holds it) for the rebuild to replay into
+/// its new collection; without one nothing is noted, and a finished reindex leaves no
+/// registration or note behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_during_a_rebuild_are_noted_for_its_replay() {
+    use sanctum::db::rebuilds;
+    let (url, admin) = support::external_database("sanctum_rebuilds").await;
+    drop(admin);
+    let tmp = support::tempdir();
+    let originals = tmp.path().join("shared-originals");
+    let a = replica(&tmp.path().join("a"), &url, &originals, 30).await;
+    let b = replica(&tmp.path().join("b"), &url, &originals, 30).await;
+    let pool = a.pool().clone();
+    let notes = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM index_changes").fetch_one(&pool).await.unwrap() };
+
+    for n in 0..3 {
+        submit(&a, n).await;
+    }
+    library::run_until_idle(&a, &|_| {}).await.unwrap();
+    assert_eq!(notes().await, 0, "nothing is noted without a rebuild");
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM documents ORDER BY name").fetch_all(&pool).await.unwrap();
+
+    let (registration, noted) = rebuilds::register(&pool, "qdrant").await.unwrap();
+    // replica b indexes a new document and deletes one while the rebuild copies
+    submit(&b, 3).await;
+    assert_eq!(library::run_until_idle(&b, &|_| {}).await.unwrap().documents, 1);
+    let admin = sanctum::users::UserFields { roles: Some(vec!["admin".into()]), region: Some(Some("us".into())), groups: Some(vec![]), disabled: None };
+    sanctum::users::add(&b, "console:root", "tester", false, &admin).await.unwrap();
+    library::delete(&b, "tester", Some("operations"), ids[0]).await.unwrap();
+    let new: uuid::Uuid = sqlx::query_scalar("SELECT id FROM documents WHERE name = 'notice-003.txt'").fetch_one(&pool).await.unwrap();
+    let (changed, last) = rebuilds::changes_after(&pool, noted).await.unwrap();
+    let mut expected = vec![ids[0], new];
+    expected.sort();
+    assert_eq!(changed, expected, "the indexed and the deleted document are noted");
+    assert_eq!(rebuilds::gone(&pool, &changed).await.unwrap(), vec![ids[0]], "the deleted one is to be removed from the new collection");
+    assert_eq!(rebuilds::changes_after(&pool, last).await.unwrap().0, Vec::<uuid::Uuid>::new());
+    rebuilds::unregister(&pool, registration).await.unwrap();
+    assert_eq!(notes().await, 0, "the notes go with the last rebuild");
+
+    // a reindex registers itself and leaves nothing behind
+    let report = library::reindex(&a, "tester", None, &|_| {}).await.unwrap();
+    assert_eq!(report.chunks as i64, sqlx::query_scalar::<_, i64>("SELECT count(*) FROM chunks").fetch_one(&pool).await.unwrap());
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM index_rebuilds").fetch_one(&pool).await.unwrap();
+    assert_eq!((left, notes().await), (0, 0));
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    drop_database(&url).await;
+}

@@ -6,6 +6,7 @@ pub mod chunks;
 pub mod documents;
 pub mod embedded;
 pub mod jobs;
+pub mod rebuilds;
 pub mod roles;
 
 use std::time::Duration;

@@ -64,6 +64,7 @@ pub(crate) async fn remove(ctx: &Sanctum, id: Uuid, sha256: &str, record: impl F
     tx.commit().await?;
     ctx.auditor.committed(ctx.pool(), &record).await;
 
+    crate::db::rebuilds::note_changes(ctx.pool(), &[id]).await?;
     let engine = ctx.engine().await?;
     engine.indexes.delete_documents(vec![id]).await.map_err(|e| Error::Index(format!("document {id} was deleted, but its passages could not be removed from an index ({e}); run `sanctum reindex`")))?;
     forget_original(ctx, sha256).await?;

@@ -297,6 +297,8 @@ async fn write_batch(ctx: &Sanctum, engine: &Engine, prepared: &[Prepared], repo
         last = Some(audit::append(&mut tx, &entry).await?);
     }
     tx.commit().await?;
+    // a cluster reindex copying now replays these into its new collection
+    crate::db::rebuilds::note_changes(ctx.pool(), &doc_ids).await?;
     if let Some(record) = last {
         ctx.auditor.committed(ctx.pool(), &record).await;
     }

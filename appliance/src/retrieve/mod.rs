@@ -16,6 +16,7 @@ pub mod filter;
 pub mod fusion;
 pub mod keyword;
 pub mod qdrant;
+pub mod raft;
 pub mod rerank;
 pub mod sparse;
 pub mod vector;

@@ -201,15 +201,25 @@ impl QdrantIndex {
         match index.aliased().await? {
             Some(collection) => index.check_dimension(&collection).await?,
             None => {
-                let collection = index.new_collection().await?;
-                if let Err(e) = index.point_alias(&collection, None).await {
-                    // another replica created it first: use theirs, drop ours
-                    let _ = index.drop_collection(&collection).await;
-                    match index.aliased().await? {
-                        Some(theirs) => index.check_dimension(&theirs).await?,
-                        None => return Err(e),
+                // Replicas starting at once all get here: they create the one collection
+                // of a fixed name (the cluster refuses all but the first) and all point the
+                // alias at it (the same request from each). Aliasing a name of their own
+                // would not do: Qdrant's CreateAlias replaces an existing alias silently.
+                let first = format!("{}_first", index.config.collection);
+                if let Err(e) = index.new_collection(&first).await {
+                    if !index.exists(&first).await? {
+                        return Err(e);
                     }
                 }
+                // a collection just created answers once its shards are up
+                let deadline = std::time::Instant::now() + Duration::from_secs(index.config.timeout_s.max(10));
+                while let Err(e) = index.check_dimension(&first).await {
+                    if std::time::Instant::now() > deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                index.point_alias(&first, None).await?;
             }
         }
         Ok(index)
@@ -268,16 +278,24 @@ impl QdrantIndex {
         Ok((status, dense, params.shard_number, params.replication_factor.unwrap_or(1)))
     }
 
-    /// Creates an empty collection named after the alias and the time, with its payload
-    /// indexes; returns its name.
-    async fn new_collection(&self) -> Result<String> {
-        let tag = Uuid::new_v4().simple().to_string();
-        let name = format!("{}_{}_{}", self.config.collection, chrono::Utc::now().format("%Y%m%d%H%M%S"), &tag[..8]);
+    /// Whether the cluster holds a collection `name`.
+    async fn exists(&self, name: &str) -> Result<bool> {
+        let r = self
+            .peers
+            .call("collection exists", &qdrant::CollectionExistsRequest { collection_name: name.to_string() }, |ch, r| async move {
+                CollectionsClient::new(ch).collection_exists(r).await
+            })
+            .await?;
+        Ok(r.result.is_some_and(|e| e.exists))
+    }
+
+    /// Creates the empty collection `name` with its payload indexes.
+    async fn new_collection(&self, name: &str) -> Result<()> {
         let mut dense = VectorsConfigBuilder::default();
         dense.add_named_vector_params(DENSE, VectorParamsBuilder::new(self.dimension as u64, Distance::Cosine));
         let mut sparse = SparseVectorsConfigBuilder::default();
         sparse.add_named_vector_params(BM25, SparseVectorParamsBuilder::default().modifier(Modifier::Idf));
-        let create = CreateCollectionBuilder::new(&name)
+        let create = CreateCollectionBuilder::new(name)
             .vectors_config(dense)
             .sparse_vectors_config(sparse)
             .shard_number(self.config.shards)
@@ -289,12 +307,12 @@ impl QdrantIndex {
             .call("create collection", &create, |ch, r| async move { CollectionsClient::new(ch).create(r).await })
             .await?;
         for field in ["groups", "region", "labels", "document_id"] {
-            let index = CreateFieldIndexCollectionBuilder::new(&name, field, FieldType::Keyword).wait(true).build();
+            let index = CreateFieldIndexCollectionBuilder::new(name, field, FieldType::Keyword).wait(true).build();
             self.peers
                 .call("create payload index", &index, |ch, r| async move { PointsClient::new(ch).create_field_index(r).await })
                 .await?;
         }
-        Ok(name)
+        Ok(())
     }
 
     /// Points the alias at `collection` (replacing `previous` in the same request).
@@ -324,7 +342,9 @@ impl QdrantIndex {
     /// A new, empty collection to rebuild into; [`QdrantIndex::finish_rebuild`] moves the
     /// alias to it.
     pub async fn start_rebuild(&self) -> Result<QdrantIndex> {
-        let name = self.new_collection().await?;
+        let tag = Uuid::new_v4().simple().to_string();
+        let name = format!("{}_{}_{}", self.config.collection, chrono::Utc::now().format("%Y%m%d%H%M%S"), &tag[..8]);
+        self.new_collection(&name).await?;
         Ok(QdrantIndex { peers: self.peers.clone(), name, config: self.config.clone(), dimension: self.dimension })
     }
 
@@ -400,7 +420,10 @@ impl QdrantIndex {
             .peers
             .call("search", &batch, |ch, r| async move { PointsClient::new(ch).query_batch(r).await })
             .await?;
-        let mut lists = r.result.into_iter().map(|b| ranked(b.result));
+        let mut lists = r.result.into_iter().map(|b| ranked(b.result).map(|mut hits| {
+            hits.truncate(depth);
+            hits
+        }));
         let bm25 = if bm25.is_some() { lists.next().transpose()?.unwrap_or_default() } else { Vec::new() };
         let dense = if dense.is_some() { lists.next().transpose()?.unwrap_or_default() } else { Vec::new() };
         Ok(match mode {
@@ -526,7 +549,7 @@ pub fn search_requests(
             .query(q)
             .using(using)
             .filter(scope.clone())
-            .limit(depth as u64)
+            .limit(fetched(depth) as u64)
             .with_payload(qdrant::PayloadIncludeSelector { fields: vec!["document_id".into()] })
             .build()
     };
@@ -537,6 +560,13 @@ pub fn search_requests(
         (_, Some(v)) => Some(request(DENSE, Query::new_nearest(VectorInput::new_dense(v)))),
     };
     (bm25, dense)
+}
+
+/// How many results each retriever asks the engine for to keep `depth`: passages tied at
+/// the cut are included arbitrarily by the engine (and differently by each replica), so a
+/// margin is fetched, ordered here, and cut here.
+pub fn fetched(depth: usize) -> usize {
+    depth + depth / 4 + 8
 }
 
 /// One retriever's results as hits, best first, ties ordered by chunk id. Scores are
@@ -639,7 +669,8 @@ mod tests {
             assert_eq!(q.collection_name, "sanctum");
             assert_eq!(q.using.as_deref(), Some(using));
             assert_eq!(q.filter.as_ref(), Some(&expected), "the scope is applied inside the engine");
-            assert_eq!(q.limit, Some(100));
+            assert_eq!(q.limit, Some(fetched(100) as u64), "a margin past the depth, cut after ordering ties");
+            assert!(fetched(100) > 100);
         }
         // the sparse search carries the query's analysed terms
         match bm25.query.as_ref().and_then(|q| q.variant.as_ref()) {
