@@ -572,7 +572,10 @@ async fn scifact_scores_on_the_cluster_as_on_the_embedded_backend() {
     let tmp = support::tempdir();
     let peers = start_cluster(tmp.path());
     let refs: Vec<&Peer> = peers.iter().collect();
-    let config = support::write_config(tmp.path(), &qdrant_section(&refs, "scifact"));
+    // both cores embed (embedding is most of the run)
+    let config = tmp.path().join("sanctum.toml");
+    let text = format!("data_dir = {:?}\n\n[models]\ndir = {:?}\n\n[embedding]\nthreads = 2\n\n[search]\n{}", tmp.path().join("data"), support::models_dir(), qdrant_section(&refs, "scifact"));
+    std::fs::write(&config, text).unwrap();
     let out = Command::new(support::bin())
         .arg("--config")
         .arg(&config)
