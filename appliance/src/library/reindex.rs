@@ -83,10 +83,7 @@ async fn replay(ctx: &Sanctum, target: &Store, after: i64) -> Result<i64> {
     if !gone.is_empty() {
         target.delete_documents(gone).await?;
     }
-    let rows = chunks::index_rows_of(ctx.pool(), &documents).await?;
-    let batch: Vec<IndexedChunk> = rows.into_iter().map(indexed).collect();
-    let mut ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.document_id).collect();
-    ids.dedup();
+    let (ids, batch) = held(ctx, &documents).await?;
     if !ids.is_empty() {
         target.replace(ids, batch).await?;
     }
@@ -99,14 +96,20 @@ pub(crate) async fn refresh(ctx: &Sanctum, documents: &[uuid::Uuid]) -> Result<(
     if documents.is_empty() {
         return Ok(());
     }
-    let rows = chunks::index_rows_of(ctx.pool(), documents).await?;
-    let batch: Vec<IndexedChunk> = rows.into_iter().map(indexed).collect();
     // only documents that have passages are replaced: one still queued keeps what it has
-    let mut ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.document_id).collect();
-    ids.dedup();
+    let (ids, batch) = held(ctx, documents).await?;
     rebuilds::note_changes(ctx.pool(), documents).await?;
     let engine = ctx.engine().await?;
     engine.indexes.replace(ids, batch).await
+}
+
+/// The passages PostgreSQL holds for the indexed ones of `documents`, and those documents.
+async fn held(ctx: &Sanctum, documents: &[uuid::Uuid]) -> Result<(Vec<uuid::Uuid>, Vec<IndexedChunk>)> {
+    let rows = chunks::index_rows_of(ctx.pool(), documents).await?;
+    let batch: Vec<IndexedChunk> = rows.into_iter().map(indexed).collect();
+    let mut ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.document_id).collect();
+    ids.dedup();
+    Ok((ids, batch))
 }
 
 fn indexed(r: chunks::IndexRow) -> IndexedChunk {
