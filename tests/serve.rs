@@ -398,7 +398,7 @@ async fn slow_bodies_time_out_and_revoked_streams_end() {
         .header("X-CSRF-Token", &csrf)
         .header("Accept", "text/event-stream")
         .header("X-Purpose-Of-Use", "operations")
-        .json(&serde_json::json!({ "question": "Explain the whole visitor policy in detail, rule by rule.", "max_tokens": 200 }))
+        .json(&serde_json::json!({ "question": "Explain the whole visitor policy in detail, rule by rule: visiting hours, maternity, intensive care, hand hygiene, flowers and children.", "max_tokens": 200 }))
         .send()
         .await
         .unwrap();

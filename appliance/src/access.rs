@@ -203,7 +203,7 @@ pub(crate) async fn ask_within(
     let (principal, auth) = authorize(ctx, caller, Action::Ask, &request.question).await?;
     let engine = ctx.engine().await?;
     let config = &ctx.config.answer;
-    let (evidence, withheld, retrieval_ms) = match ask::gather(&engine.retriever, ctx.pool(), &auth, config, request).await {
+    let ask::Gathered { evidence, withheld, retrieval_ms, unmentioned } = match ask::gather(&engine.retriever, ctx.pool(), &auth, config, request).await {
         Ok(g) => g,
         Err(e) if refusal(&e) => return Err(deny(ctx, caller, Action::Ask, &request.question, e).await),
         Err(e) => return Err(e),
@@ -228,13 +228,13 @@ pub(crate) async fn ask_within(
     let ask_entry = Entry::new(&caller.user, Action::Ask).decision(if redact_answer { "redact" } else { "allow" }).details(serde_json::json!({
         "purpose": caller.purpose, "purpose_source": caller.purpose_source, "via": caller.via, "token": caller.token, "question": ctx.auditor.text(&request.question, hash_only), "text_policy": text_reasons,
         "policy": scope_detail(&auth), "answer_decision": answer_decision, "passages": passages_detail(&evidence),
-        "withheld": withheld_detail(&withheld), "model": model, "no_evidence": evidence.is_empty(), "retrieval_us": (retrieval_ms * 1000.0) as u64,
+        "withheld": withheld_detail(&withheld), "model": model, "no_evidence": evidence.is_empty(), "unmentioned_words": unmentioned.len(), "retrieval_us": (retrieval_ms * 1000.0) as u64,
         "conversation": context,
     }));
     let policy_hash = if context.is_null() { false } else { hash_only && policy_text_hash(ctx, &principal, &auth, &request.question, &evidence)?.0 };
     let asked = ctx.auditor.record(ctx.pool(), ask_entry).await?;
     let Some(generator) = generator else {
-        let mut answer = ask::no_evidence(retrieval_ms);
+        let mut answer = ask::no_evidence_for(retrieval_ms, &unmentioned);
         answer.audit_records = vec![asked.seq];
         answer.text_hash_only = policy_hash;
         return Ok(answer);

@@ -858,6 +858,12 @@ pub struct AnswerConfig {
     /// reaches this; with none, the answer is "the documents do not say" and the model is
     /// not called.
     pub min_similarity: f32,
+    /// A question whose content words no passage the asker may read mentions make up
+    /// `unmentioned_share` of its content words gets "the documents do not say" (naming
+    /// them), whatever the search found.
+    pub require_mentions: bool,
+    /// See `require_mentions`: between 0 (exclusive) and 1.
+    pub unmentioned_share: f32,
     /// The remote host for `backend = "http"`.
     pub http: Option<HttpGeneratorConfig>,
     /// llama.cpp: use the AMX kernels on CPUs that report AMX (off by default: some
@@ -882,6 +888,8 @@ impl Default for AnswerConfig {
             max_tokens_limit: 2048,
             passages: 6,
             min_similarity: 0.3,
+            require_mentions: true,
+            unmentioned_share: 0.25,
             http: None,
             amx: false,
             kernels_dir: None,
@@ -1152,6 +1160,9 @@ impl Config {
         }
         if a.passages == 0 || a.passages > 50 {
             return bad("answer.passages", "must be between 1 and 50");
+        }
+        if !(a.unmentioned_share > 0.0 && a.unmentioned_share <= 1.0) {
+            return bad("answer.unmentioned_share", "must be above 0 and at most 1");
         }
         if !(-1.0..=1.0).contains(&a.min_similarity) {
             return bad("answer.min_similarity", "must be between -1 and 1");

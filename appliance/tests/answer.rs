@@ -61,6 +61,49 @@ async fn no_evidence_is_said_without_loading_or_calling_the_model() {
     ctx.close().await.unwrap();
 }
 
+async fn ask_as(ctx: &Sanctum, caller: &Caller, q: &str) -> sanctum::error::Result<sanctum::answer::Answer> {
+    access::ask(ctx, caller, &request(q), &mut |_: &str| {}).await
+}
+
+/// A question with a content word that no passage the asker may read mentions gets "the
+/// documents do not say", naming the word, without the model; stop words and a misspelt
+/// name do not count, and a word only in documents outside the asker's scope does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_word_no_readable_passage_mentions_is_not_answered() {
+    let tmp = support::tempdir();
+    let mut config = support::config(&tmp.path().join("data"));
+    // a model that does not exist: a question that reaches it fails, naming it
+    config.answer.model = "absent/none.gguf".into();
+    let ctx = Sanctum::open(config).await.unwrap();
+    ingest_demo(&ctx).await;
+    let officer = officer(&ctx).await;
+    let reaches_the_model = |r: sanctum::error::Result<sanctum::answer::Answer>, q: &str| match r {
+        Ok(a) => panic!("{q}: answered without the model: {}", a.text),
+        Err(e) => assert!(e.to_string().contains("absent/none.gguf"), "{q}: {e}"),
+    };
+    const CAFETERIA: &str = "Is there a cafeteria for visitors?";
+    let a = ask_as(&ctx, &officer, CAFETERIA).await.unwrap();
+    assert!(a.no_evidence && a.model.is_none() && a.sources.is_empty(), "{a:?}");
+    assert_eq!(a.unmentioned, vec!["cafeteria".to_string()]);
+    assert_eq!(a.text, "The documents do not say: no passage you may read mentions “cafeteria”.");
+    let a = ask_as(&ctx, &officer, "How much does parking at the hospital cost per day?").await.unwrap();
+    assert_eq!(a.unmentioned, vec!["parking".to_string(), "cost".to_string()], "{}", a.text);
+    for q in ["How often is amoxicilin given?", QUESTION] {
+        reaches_the_model(ask_as(&ctx, &officer, q).await, q);
+    }
+    // a document only the finance group reads mentions the cafeteria
+    let canteen = tmp.path().join("canteen.md");
+    std::fs::write(&canteen, "# Canteen\n\nThe cafeteria on level 2 is open to visitors from 08:00 to 19:00.\n").unwrap();
+    let meta = DocumentMeta { groups: vec!["finance".into()], ..Default::default() };
+    library::submit_path(&ctx, "tester", &canteen, &meta).await.unwrap();
+    assert_eq!(library::run_until_idle(&ctx, &|_| {}).await.unwrap().failed, 0);
+    let clinical = Caller::cli("officer", Some("operations"), Narrowing { groups: Some(vec!["clinical".into()]), ..Default::default() });
+    let a = ask_as(&ctx, &clinical, CAFETERIA).await.unwrap();
+    assert_eq!(a.unmentioned, vec!["cafeteria".to_string()], "outside the scope: {}", a.text);
+    reaches_the_model(ask_as(&ctx, &officer, CAFETERIA).await, CAFETERIA);
+    ctx.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_streams_a_checked_answer_and_records_the_model() {
     let tmp = support::tempdir();

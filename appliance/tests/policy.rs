@@ -284,7 +284,7 @@ async fn random_principals_never_get_a_forbidden_passage() {
         // the passages handed to generation (every fifth trial: they come from the same search)
         if trial % 5 == 0 {
             let ask_request = AskRequest { question: queries[q].into(), passages: Some(6), max_tokens: None };
-            let (evidence, _, _) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &ask_request).await.unwrap();
+            let evidence = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &ask_request).await.unwrap().evidence;
             generation += check("generation", &p, purpose, &evidence, &docs, &detector).0;
         }
     }

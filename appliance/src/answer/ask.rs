@@ -56,6 +56,10 @@ pub struct Answer {
     pub redacted: bool,
     /// No relevant passage was found; the model was not called.
     pub no_evidence: bool,
+    /// The question's content words that no passage the asker may read mentions (why
+    /// there was no evidence, when not empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmentioned: Vec<String>,
     /// The passages given to the model, numbered as it saw them.
     pub sources: Vec<Source>,
     /// Valid citations, in order of first use.
@@ -64,8 +68,9 @@ pub struct Answer {
     pub invalid_citations: Vec<usize>,
     /// Claims something without a valid citation.
     pub ungrounded: bool,
-    /// The model answered with citations alone ("[1]"): the sentence of this passage that
-    /// best supports the question was quoted after it (see `support`).
+    /// The model answered with citations alone ("[1]"), or only restated a passage's title:
+    /// the sentence of this passage that best supports the question was quoted after it
+    /// (see `support`).
     pub quoted: Option<usize>,
     /// Which model (and adapter) produced the answer.
     pub model: Option<ModelInfo>,
@@ -88,14 +93,23 @@ pub struct Answer {
     pub escalation: Option<super::escalate::Escalation>,
 }
 
-/// Retrieved passages that count as evidence for `question`, best first.
-pub async fn gather(
-    retriever: &Retriever,
-    pool: &sqlx::PgPool,
-    auth: &AuthorizedQuery,
-    config: &AnswerConfig,
-    request: &AskRequest,
-) -> Result<(Vec<Passage>, Vec<Withheld>, f64)> {
+/// What retrieval found for a question.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    /// Passages that count as evidence, best first (none: the documents do not say).
+    pub evidence: Vec<Passage>,
+    pub withheld: Vec<Withheld>,
+    pub retrieval_ms: f64,
+    /// Content words of the question that no passage the asker may read mentions (as
+    /// written); when there are any, `evidence` is empty.
+    pub unmentioned: Vec<String>,
+}
+
+/// Retrieved passages that count as evidence for `question`, best first: those similar
+/// enough to it (`answer.min_similarity`), and none when enough of the question's content
+/// words appear in no passage the asker may read (`answer.require_mentions`, see
+/// [`retrieve::mentions`]).
+pub async fn gather(retriever: &Retriever, pool: &sqlx::PgPool, auth: &AuthorizedQuery, config: &AnswerConfig, request: &AskRequest) -> Result<Gathered> {
     if request.question.trim().is_empty() {
         return Err(Error::invalid("question", "must not be empty"));
     }
@@ -106,14 +120,35 @@ pub async fn gather(
     }
     let search = SearchRequest { query: request.question.clone(), k, mode: Mode::Hybrid };
     let results = retrieve::search(retriever, pool, auth, &search).await?;
-    let evidence = results.passages.into_iter().filter(|p| p.dense.is_some_and(|(_, s)| s >= config.min_similarity)).collect();
-    Ok((evidence, results.withheld, started.elapsed().as_secs_f64() * 1000.0))
+    let mut evidence: Vec<Passage> = results.passages.into_iter().filter(|p| p.dense.is_some_and(|(_, s)| s >= config.min_similarity)).collect();
+    let mut unmentioned = Vec::new();
+    if config.require_mentions && !evidence.is_empty() {
+        let (words, total) = retrieve::mentions::unmentioned(retriever, auth, &request.question).await?;
+        if retrieve::mentions::too_many(words.len(), total, config.unmentioned_share) {
+            evidence.clear();
+            unmentioned = words;
+        }
+    }
+    Ok(Gathered { evidence, withheld: results.withheld, retrieval_ms: started.elapsed().as_secs_f64() * 1000.0, unmentioned })
 }
 
 /// The answer when no passage is evidence (the model is not called).
 pub fn no_evidence(retrieval_ms: f64) -> Answer {
+    no_evidence_for(retrieval_ms, &[])
+}
+
+/// The answer when no passage is evidence, naming the question's words that no passage
+/// the asker may read mentions, when that is why.
+pub fn no_evidence_for(retrieval_ms: f64, unmentioned: &[String]) -> Answer {
+    let text = if unmentioned.is_empty() {
+        NO_EVIDENCE.to_string()
+    } else {
+        let words: Vec<String> = unmentioned.iter().map(|w| format!("“{w}”")).collect();
+        format!("The documents do not say: no passage you may read mentions {}.", words.join(" or "))
+    };
     Answer {
-        text: NO_EVIDENCE.to_string(),
+        unmentioned: unmentioned.to_vec(),
+        text,
         redacted: false,
         no_evidence: true,
         sources: Vec::new(),
@@ -178,12 +213,14 @@ fn content_of(passages: &[Passage]) -> Content {
     c
 }
 
-/// When `text` (the model's answer, already streamed) is citations alone, quotes the
+/// When `text` (the model's answer, already streamed) is citations alone or only restates
+/// a given passage's title, quotes the
 /// sentence of the first passage it cites (or of the first passage) that best supports
 /// `question`: streamed to `sink`, masked by `redactor` like the answer, and appended.
 /// Returns the quoted passage's number.
 fn quote_if_bare(text: &mut String, question: &str, given: &[Passage], redactor: Option<&Detector>, sink: TokenSink<'_>) -> Option<usize> {
-    if !support::is_bare(text) {
+    let titles: Vec<&str> = given.iter().flat_map(|p| [p.title.as_deref(), p.heading.as_deref(), Some(p.document_name.as_str())]).flatten().collect();
+    if !support::is_bare(text) && !support::restates_title(text, &titles) {
         return None;
     }
     let number = parse_markers(text).into_iter().find(|n| (1..=given.len()).contains(n)).unwrap_or(1);
@@ -271,6 +308,7 @@ pub async fn answer_from(
         text: generation.text.clone(),
         redacted,
         no_evidence: false,
+        unmentioned: Vec::new(),
         sources,
         citations: check.citations,
         invalid_citations: check.invalid,

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 const STOP: &[&str] = &[
     "the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "what", "when", "where", "which", "who", "how", "many", "much", "may", "can", "does",
     "did", "have", "has", "had", "there", "their", "they", "them", "into", "about", "should", "would", "could", "will", "not", "any", "all", "its", "than",
+    "must", "rather", "use",
 ];
 
 /// The content words of `text`: lowercase, a trailing "s" dropped, stop words and words of
@@ -46,27 +47,31 @@ pub fn overlap(sentences: &[&str], wanted: &HashSet<String>) -> Vec<usize> {
     sentences.iter().map(|s| terms(s).intersection(wanted).count()).collect()
 }
 
-/// The sentence of `passage` sharing the most content words with `question` (the first of
-/// equals), trimmed; None when none shares any. A heading ("Visitor Policy": fewer than four
-/// words) is not a sentence to show.
+/// The sentence of `passage` sharing the most content words with `question` (of equals,
+/// the first that ends as a sentence ends, else the first), trimmed; None when none shares
+/// any. A heading ("Visitor Policy": fewer than four words) is not a sentence to show, and
+/// a line of fields (an e-mail's "From: …; Subject: …") loses a tie to a sentence.
 pub fn best_sentence<'a>(passage: &'a str, question: &str) -> Option<&'a str> {
     let sentences = split_sentences(passage);
     let scores = overlap(&sentences, &terms(question));
-    let (best, score) = scores
+    let ends = |s: &str| s.trim_end().ends_with(['.', '!', '?']);
+    let (best, score, _) = scores
         .iter()
         .zip(&sentences)
         .enumerate()
         .filter(|(_, (_, s))| s.split_whitespace().count() > MIN_WORDS)
-        .fold((0, 0), |acc, (i, (score, _))| if *score > acc.1 { (i, *score) } else { acc });
+        .fold((0, 0, false), |acc, (i, (score, s))| {
+            let rank = (*score, ends(s));
+            if rank > (acc.1, acc.2) { (i, *score, ends(s)) } else { acc }
+        });
     (score > 0).then(|| sentences[best].trim()).filter(|s| !s.is_empty())
 }
 
 /// Fewest words (citation markers aside) an answer needs to say something.
 const MIN_WORDS: usize = 3;
 
-/// Whether `answer` says nothing beyond citations: fewer than three words once its `[n]`
-/// markers are removed ("[1]", "[1] [2]", "[1] 2").
-pub fn is_bare(answer: &str) -> bool {
+/// `answer` without its `[n]` citation markers.
+fn without_markers(answer: &str) -> String {
     let mut rest = String::with_capacity(answer.len());
     let mut in_marker = false;
     for c in answer.chars() {
@@ -77,7 +82,26 @@ pub fn is_bare(answer: &str) -> bool {
             _ => {}
         }
     }
-    rest.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).count() < MIN_WORDS
+    rest
+}
+
+/// Whether `answer` says nothing beyond citations: fewer than three words once its `[n]`
+/// markers are removed ("[1]", "[1] [2]", "[1] 2").
+pub fn is_bare(answer: &str) -> bool {
+    without_markers(answer).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).count() < MIN_WORDS
+}
+
+/// Whether `answer` cites a passage and only restates a title or heading of the passages
+/// it was given ("Reminder: reporting phishing e-mails [1]"): every content word it has is
+/// one of a single title's. Such an answer says no more than a bare citation. An answer
+/// that cites nothing stays ungrounded (escalation and the ungrounded flag see it as such).
+pub fn restates_title(answer: &str, titles: &[&str]) -> bool {
+    let rest = without_markers(answer);
+    if rest.len() == answer.len() {
+        return false;
+    }
+    let said = terms(&rest);
+    !said.is_empty() && titles.iter().any(|t| said.is_subset(&terms(t)))
 }
 
 /// Longest quoted sentence, in words; a longer one is cut with an ellipsis.
@@ -112,6 +136,29 @@ mod tests {
         assert!(is_bare(""));
         assert!(!is_bare("Two visitors at a bedside [1]."));
         assert!(!is_bare("No, a patient who lives alone must not drive [2]."));
+    }
+
+    #[test]
+    fn a_sentence_wins_a_tie_with_a_line_of_fields() {
+        let text = "From: IT Security; To: All Staff; Subject: Reminder: reporting phishing e-mails\nReport it with the Report phishing button in your mail client.";
+        assert_eq!(best_sentence(text, "How should staff report a phishing e-mail?"), Some("Report it with the Report phishing button in your mail client."));
+    }
+
+    #[test]
+    fn an_answer_restating_a_title_says_nothing() {
+        let titles = ["Reminder: reporting phishing e-mails", "Hand Hygiene Standard"];
+        assert!(restates_title("Reporting phishing e-mails [1].", &titles));
+        assert!(restates_title("Hand hygiene standard [2]", &titles));
+        assert!(!restates_title("Hand hygiene standard", &titles), "it cites nothing: ungrounded, not quoted");
+        assert!(!restates_title("Report it with the Report phishing button [1].", &titles));
+        assert!(!restates_title("[1]", &titles), "a bare citation is another case");
+    }
+
+    #[test]
+    fn modal_and_light_verbs_do_not_choose_the_sentence() {
+        let wash = "Wash with soap and water when hands are visibly soiled, because alcohol does not kill spores.";
+        let text = format!("Use alcohol-based hand rub for routine hand hygiene. {wash}");
+        assert_eq!(best_sentence(&text, "When must staff use soap and water rather than alcohol hand rub?"), Some(wash));
     }
 
     #[test]

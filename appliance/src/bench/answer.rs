@@ -156,11 +156,18 @@ async fn score_all(ctx: &Sanctum, claims: &[Claim], pairs: &[(String, Option<Str
     let mut evidence: Vec<(Vec<Passage>, f64)> = Vec::new();
     let principal = super::scale::bench_principal("bench", &["privacy_officer"], &ctx.config.policy.region, &[]);
     let auth = ctx.authorize(&principal, Some("operations")).await?;
+    // claims answered "the documents do not say" because too many of their words appear in
+    // no passage (answer.require_mentions), by their true verdict
+    let mut unmentioned = std::collections::BTreeMap::<String, usize>::new();
     for c in claims {
         let request = AskRequest { question: c.text.clone(), passages: None, max_tokens: None };
-        let (passages, _, ms) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?;
-        evidence.push((passages, ms));
+        let g = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?;
+        if !g.unmentioned.is_empty() {
+            *unmentioned.entry(format!("{:?}", c.verdict)).or_default() += 1;
+        }
+        evidence.push((g.evidence, g.retrieval_ms));
     }
+    log(&format!("refused for unmentioned words (answer.require_mentions), by true verdict: {unmentioned:?}"));
     let mut runs = Vec::new();
     for (model, adapter) in pairs.iter().cloned() {
         for &backend in &opts.backends {
@@ -191,6 +198,9 @@ async fn score_all(ctx: &Sanctum, claims: &[Claim], pairs: &[(String, Option<Str
         "passages_per_claim": ctx.config.answer.passages,
         "max_tokens": opts.max_tokens,
         "prompt_budget_tokens": opts.prompt_tokens,
+        "require_mentions": ctx.config.answer.require_mentions,
+        "unmentioned_share": ctx.config.answer.unmentioned_share,
+        "refused_unmentioned": unmentioned,
         "threads": if ctx.config.answer.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { ctx.config.answer.threads },
         "runs": runs,
     }))

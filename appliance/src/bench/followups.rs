@@ -114,7 +114,7 @@ async fn score(ctx: &Sanctum, set: &[Dialogue], opts: &Options, log: &(dyn Fn(&s
         async move {
             let top = retrieve::search(&engine.retriever, ctx.pool(), auth, &SearchRequest { query: query.clone(), k: 5, mode: Mode::Hybrid }).await?.passages;
             let request = AskRequest { question: query, passages: None, max_tokens: None };
-            let (evidence, _, _) = ask::gather(&engine.retriever, ctx.pool(), auth, &ctx.config.answer, &request).await?;
+            let evidence = ask::gather(&engine.retriever, ctx.pool(), auth, &ctx.config.answer, &request).await?.evidence;
             Ok::<_, Error>((top, evidence))
         }
     };

@@ -149,10 +149,14 @@ async fn score(ctx: &Sanctum, questions: &[Question], model: &str, adapter: Opti
     let (mut fired, mut answered_by_larger, mut right_before, mut added) = (0, 0, 0, Vec::new());
     for q in questions {
         let request = AskRequest { question: q.question.clone(), passages: None, max_tokens: None };
-        let (evidence, _, ms) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?;
+        let ask::Gathered { evidence, retrieval_ms: ms, unmentioned, .. } = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?;
         let top_similarity = evidence.iter().filter_map(|p| p.dense.map(|(_, s)| s)).fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
         let mut sink = |_: &str| {};
-        let mut a = ask::answer_from(generator.as_ref(), &q.question, &evidence, limits, ms, None, &mut sink).await?;
+        let mut a = if evidence.is_empty() {
+            ask::no_evidence_for(ms, &unmentioned)
+        } else {
+            ask::answer_from(generator.as_ref(), &q.question, &evidence, limits, ms, None, &mut sink).await?
+        };
         right_before += usize::from(judge(q, &a).0);
         // escalation, as `ask` does it: the larger model re-asks what the first got wrong
         if let Some(why) = escalate::reason(&ctx.config.escalation, &a) {
@@ -180,7 +184,7 @@ async fn score(ctx: &Sanctum, questions: &[Question], model: &str, adapter: Opti
         rows.push(json!({
             "question": q.question, "source": q.source, "right": ok, "why": why, "answer": a.text,
             "cited": a.citations.iter().filter_map(|c| a.sources.get(c.number - 1).map(|s| s.document_name.clone())).collect::<Vec<_>>(),
-            "no_evidence": a.no_evidence, "passages": evidence.len(), "top_similarity": top_similarity,
+            "no_evidence": a.no_evidence, "unmentioned": a.unmentioned, "passages": evidence.len(), "top_similarity": top_similarity,
             "escalated": a.escalation.as_ref().map(|e| e.reason),
         }));
     }

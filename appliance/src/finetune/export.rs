@@ -209,7 +209,7 @@ pub async fn export(ctx: &Sanctum, caller: &Caller, opts: &Options, progress: &(
     let result: Result<()> = async {
         for (i, claim) in claims.iter().enumerate() {
             let request = AskRequest { question: claim.text.clone(), passages: None, max_tokens: None };
-            let (passages, _, _) = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?;
+            let passages = ask::gather(&engine.retriever, ctx.pool(), &auth, &ctx.config.answer, &request).await?.evidence;
             let decisions = if passages.is_empty() {
                 Vec::new()
             } else {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::keyword::TantivyIndex;
 use super::qdrant::QdrantIndex;
 use super::vector::EdgeIndex;
-use super::{IndexedChunk, KeywordIndex, VectorIndex};
+use super::{IndexedChunk, KeywordIndex, SearchFilter, VectorIndex};
 use crate::error::{Error, Result};
 
 /// Where passages are indexed.
@@ -91,6 +91,18 @@ impl Store {
         match self {
             Store::Embedded { .. } => "embedded",
             Store::Qdrant(_) => "qdrant",
+        }
+    }
+
+    /// For each analysed term, whether a passage within `filter` mentions it (see
+    /// [`super::mentions`]).
+    pub async fn mentions(&self, terms: Vec<String>, filter: SearchFilter) -> Result<Vec<bool>> {
+        match self {
+            Store::Embedded { keyword, .. } => {
+                let k = keyword.clone();
+                blocking(move || k.mentions(&terms, &filter)).await
+            }
+            Store::Qdrant(q) => q.mentions(&terms, &filter).await,
         }
     }
 

@@ -11,8 +11,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
 use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -100,6 +100,27 @@ impl TantivyIndex {
         let mut parser = QueryParser::for_index(&index, vec![fields.title, fields.text]);
         parser.set_field_boost(fields.title, 1.0);
         Ok(TantivyIndex { reader, writer: Mutex::new(writer), fields, parser })
+    }
+
+    /// For each analysed term, whether a chunk within `filter` holds it (in its text or
+    /// title), or a term within [`super::mentions::edit_distance`] edits of it.
+    pub fn mentions(&self, terms: &[String], filter: &SearchFilter) -> Result<Vec<bool>> {
+        let f = self.fields;
+        let searcher = self.reader.searcher();
+        terms
+            .iter()
+            .map(|t| {
+                let edits = super::mentions::edit_distance(t);
+                let word = |field: Field| -> Box<dyn Query> {
+                    let term = Term::from_field_text(field, t);
+                    if edits == 0 { Box::new(TermQuery::new(term, IndexRecordOption::Basic)) } else { Box::new(FuzzyTermQuery::new(term, edits, true)) }
+                };
+                let either: Box<dyn Query> = Box::new(BooleanQuery::new(vec![(Occur::Should, word(f.title)), (Occur::Should, word(f.text))]));
+                let mut clauses = vec![(Occur::Must, either)];
+                clauses.extend(self.filter_clauses(filter));
+                Ok(searcher.search(&BooleanQuery::new(clauses), &Count).map_err(err)? > 0)
+            })
+            .collect()
     }
 
     fn filter_clauses(&self, filter: &SearchFilter) -> Vec<(Occur, Box<dyn Query>)> {

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod filter;
 pub mod fusion;
 pub mod keyword;
+pub mod mentions;
 pub mod qdrant;
 pub mod raft;
 pub mod rerank;

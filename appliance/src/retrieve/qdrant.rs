@@ -433,6 +433,35 @@ impl QdrantIndex {
         })
     }
 
+    /// For each analysed term, whether a point within `filter` has it in its sparse BM25
+    /// vector: one batch of single-term searches, one point each.
+    pub async fn mentions(&self, terms: &[String], filter: &SearchFilter) -> Result<Vec<bool>> {
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scope = scope_filter(filter);
+        let queries: Vec<qdrant::QueryPoints> = terms
+            .iter()
+            .map(|t| {
+                QueryPointsBuilder::new(&self.name)
+                    .query(Query::new_nearest(VectorInput::new_sparse(vec![sparse::term_index(t)], vec![1.0])))
+                    .using(BM25)
+                    .filter(scope.clone())
+                    .limit(1)
+                    .build()
+            })
+            .collect();
+        let batch = QueryBatchPointsBuilder::new(&self.name, queries).read_consistency(self.read_consistency()).build();
+        let r = self
+            .peers
+            .call("find mentioned terms", &batch, |ch, r| async move { PointsClient::new(ch).query_batch(r).await })
+            .await?;
+        if r.result.len() != terms.len() {
+            return Err(err("find mentioned terms", format!("{} answers for {} terms", r.result.len(), terms.len())));
+        }
+        Ok(r.result.iter().map(|b| !b.result.is_empty()).collect())
+    }
+
     /// The cluster as `doctor` reports it.
     pub async fn state(&self) -> Result<ClusterState> {
         let peers = self.peers.health().await;
