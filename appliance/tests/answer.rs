@@ -28,6 +28,16 @@ async fn ingest_demo(ctx: &Sanctum) {
     assert_eq!(report.failed, 0);
 }
 
+/// The demo corpus ingested, answered by a model that does not exist: a question that
+/// reaches the model fails, naming "absent/none.gguf".
+async fn demo_without_model(dir: &std::path::Path) -> Sanctum {
+    let mut config = support::config(&dir.join("data"));
+    config.answer.model = "absent/none.gguf".into();
+    let ctx = Sanctum::open(config).await.unwrap();
+    ingest_demo(&ctx).await;
+    ctx
+}
+
 fn request(q: &str) -> AskRequest {
     AskRequest { question: q.into(), passages: None, max_tokens: Some(48) }
 }
@@ -44,11 +54,7 @@ async fn officer(ctx: &Sanctum) -> Caller {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_evidence_is_said_without_loading_or_calling_the_model() {
     let tmp = support::tempdir();
-    let mut config = support::config(&tmp.path().join("data"));
-    // a model that does not exist: any attempt to load it fails the request
-    config.answer.model = "absent/none.gguf".into();
-    let ctx = Sanctum::open(config).await.unwrap();
-    ingest_demo(&ctx).await;
+    let ctx = demo_without_model(tmp.path()).await;
     let mut streamed = String::new();
     let a = access::ask(&ctx, &officer(&ctx).await, &request("What is the melting point of tungsten in kelvin?"), &mut |t: &str| streamed.push_str(t)).await.unwrap();
     assert!(a.no_evidence, "{a:?}");
@@ -71,11 +77,7 @@ async fn ask_as(ctx: &Sanctum, caller: &Caller, q: &str) -> sanctum::error::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_word_no_readable_passage_mentions_is_not_answered() {
     let tmp = support::tempdir();
-    let mut config = support::config(&tmp.path().join("data"));
-    // a model that does not exist: a question that reaches it fails, naming it
-    config.answer.model = "absent/none.gguf".into();
-    let ctx = Sanctum::open(config).await.unwrap();
-    ingest_demo(&ctx).await;
+    let ctx = demo_without_model(tmp.path()).await;
     let officer = officer(&ctx).await;
     let reaches_the_model = |r: sanctum::error::Result<sanctum::answer::Answer>, q: &str| match r {
         Ok(a) => panic!("{q}: answered without the model: {}", a.text),
