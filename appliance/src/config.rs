@@ -981,6 +981,15 @@ pub struct AuditConfig {
     pub retention_days: u32,
     /// Where purged records are exported (default: `<data_dir>/audit/archive`).
     pub archive_dir: Option<PathBuf>,
+    /// Replicas on one database: the other replicas' audit directories (absolute paths,
+    /// read only), whose signed checkpoints and witnesses are verified together with this
+    /// one's against the one chain (each replica signs with its own key).
+    pub replica_dirs: Vec<PathBuf>,
+    /// Replicas on one database: the key of the text HMAC in a file every replica reads
+    /// (absolute path, e.g. beside the shared originals; made by the first replica that
+    /// starts), so `audit query --text` finds a question whichever replica recorded it.
+    /// Unset: `<data_dir>/audit/text.key`.
+    pub text_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -993,7 +1002,7 @@ pub enum AuditText {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { text: AuditText::Hash, checkpoint_every: 1000, checkpoint_interval_s: 60, retention_days: 0, archive_dir: None }
+        Self { text: AuditText::Hash, checkpoint_every: 1000, checkpoint_interval_s: 60, retention_days: 0, archive_dir: None, replica_dirs: Vec::new(), text_key_file: None }
     }
 }
 
@@ -1120,6 +1129,16 @@ impl Config {
         if let Some(dir) = &self.originals_dir {
             if !dir.is_absolute() {
                 return bad("originals_dir", &format!("{} is not an absolute path", dir.display()));
+            }
+        }
+        for dir in &self.audit.replica_dirs {
+            if !dir.is_absolute() {
+                return bad("audit.replica_dirs", &format!("{} is not an absolute path", dir.display()));
+            }
+        }
+        if let Some(file) = &self.audit.text_key_file {
+            if !file.is_absolute() {
+                return bad("audit.text_key_file", &format!("{} is not an absolute path", file.display()));
             }
         }
         if self.ingest.lease_s == 0 || self.ingest.lease_s > 86_400 {

@@ -1,7 +1,8 @@
 //! The Qdrant cluster backend against a real cluster (issue 22): `make test-cluster`.
 //!
 //! Three Qdrant peers on loopback ports (own storage, one search thread each, telemetry
-//! off), a collection with 3 shards and replication factor 2, and three `sanctum serve`
+//! off; their API over TLS with a certificate from a CA made for the test, and an API
+//! key), a collection with 3 shards and replication factor 2, and three `sanctum serve`
 //! processes on one fresh PostgreSQL database, each pointed at a different peer first;
 //! documents go in and searches come back through their REST APIs. The server is the
 //! binary in `QDRANT_BIN` (built locally from Qdrant's public source, v1.18; nothing of it
@@ -16,6 +17,7 @@ use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
@@ -37,7 +39,46 @@ fn qdrant_bin() -> PathBuf {
     }
 }
 
+/// The cluster's security, as a site sets it up: an internal CA, the peers' certificate
+/// (for 127.0.0.1) signed by it, and an API key every request must carry.
+struct Security {
+    ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    api_key_file: PathBuf,
+    api_key: String,
+}
+
+impl Security {
+    fn make(dir: &Path) -> Arc<Security> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "Sanctum test internal CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let peer_key = KeyPair::generate().unwrap();
+        let mut peer_params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        peer_params.distinguished_name.push(DnType::CommonName, "qdrant peer");
+        let peer = peer_params.signed_by(&peer_key, &ca, &ca_key).unwrap();
+        let s = Security {
+            ca_file: dir.join("ca.pem"),
+            cert_file: dir.join("peer.pem"),
+            key_file: dir.join("peer.key"),
+            api_key_file: dir.join("api-key"),
+            api_key: format!("test-{}", Uuid::new_v4().simple()),
+        };
+        std::fs::write(&s.ca_file, ca.pem()).unwrap();
+        std::fs::write(&s.cert_file, peer.pem()).unwrap();
+        std::fs::write(&s.key_file, peer_key.serialize_pem()).unwrap();
+        std::fs::write(&s.api_key_file, format!("{}\n", s.api_key)).unwrap();
+        Arc::new(s)
+    }
+}
+
 struct Peer {
+    security: Arc<Security>,
     dir: PathBuf,
     http: u16,
     grpc: u16,
@@ -64,6 +105,10 @@ impl Peer {
             .env("QDRANT__STORAGE__PERFORMANCE__MAX_SEARCH_THREADS", "1")
             .env("QDRANT__STORAGE__PERFORMANCE__OPTIMIZER_CPU_BUDGET", "1")
             .env("QDRANT__TELEMETRY_DISABLED", "true")
+            .env("QDRANT__SERVICE__ENABLE_TLS", "true")
+            .env("QDRANT__TLS__CERT", &self.security.cert_file)
+            .env("QDRANT__TLS__KEY", &self.security.key_file)
+            .env("QDRANT__SERVICE__API_KEY", &self.security.api_key)
             .env("QDRANT__LOG_LEVEL", "WARN")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
@@ -81,7 +126,7 @@ impl Peer {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
+        format!("https://127.0.0.1:{}", self.grpc)
     }
 
     fn log_tail(&self) -> String {
@@ -99,10 +144,27 @@ impl Drop for Peer {
     }
 }
 
-/// `GET path` on the peer's REST port: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+/// `GET path` on the peer's REST port over TLS (the internal CA), with the API key:
+/// (status, body), by curl.
+fn http_get(peer: &Peer, path: &str) -> Option<(u16, String)> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}", "--cacert"])
+        .arg(&peer.security.ca_file)
+        .arg("-H")
+        .arg(format!("api-key: {}", peer.security.api_key))
+        .arg(format!("https://127.0.0.1:{}{path}", peer.http))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, status) = text.rsplit_once('\n')?;
+    let status: u16 = status.trim().parse().ok()?;
+    (out.status.success() && status != 0).then(|| (status, body.to_string()))
+}
+
+/// `GET path` on a `sanctum serve` replica (plain HTTP on loopback): (status, body).
+fn plain_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
@@ -116,8 +178,8 @@ fn wait_cluster(peers: &[Peer], expected: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     for p in peers.iter().filter(|p| p.child.is_some()) {
         loop {
-            let ready = http_get(p.http, "/readyz").is_some_and(|(s, _)| s == 200);
-            let seen = http_get(p.http, "/cluster")
+            let ready = http_get(p, "/readyz").is_some_and(|(s, _)| s == 200);
+            let seen = http_get(p, "/cluster")
                 .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
                 .and_then(|v| v["result"]["peers"].as_object().map(|m| m.len()))
                 .unwrap_or(0);
@@ -133,8 +195,10 @@ fn wait_cluster(peers: &[Peer], expected: usize) {
 /// Three peers forming one cluster, in `dir`.
 fn start_cluster(dir: &Path) -> Vec<Peer> {
     let ports: Vec<u16> = (0..9).map(|_| support::free_port()).collect();
+    let security = Security::make(&dir.join("pki"));
     let mut peers: Vec<Peer> = (0..3)
         .map(|i| Peer {
+            security: security.clone(),
             dir: dir.join(format!("peer{i}")),
             http: ports[i * 3],
             grpc: ports[i * 3 + 1],
@@ -156,22 +220,29 @@ fn start_cluster(dir: &Path) -> Vec<Peer> {
 /// keep answering with a peer down.
 fn qdrant_section(peers: &[&Peer], collection: &str) -> String {
     let urls: Vec<String> = peers.iter().map(|p| format!("{:?}", p.url())).collect();
-    let rest: Vec<String> = peers.iter().map(|p| format!("\"http://127.0.0.1:{}\"", p.http)).collect();
+    let rest: Vec<String> = peers.iter().map(|p| format!("\"https://127.0.0.1:{}\"", p.http)).collect();
+    let security = &peers[0].security;
     format!(
         "\n[search.qdrant]\npeers = [{}]\nrest_peers = [{}]\ncollection = {collection:?}\nshards = 3\nreplication_factor = 2\nwrite_consistency = 1\n\
-         read_consistency = \"one\"\ntimeout_s = 10\n",
+         read_consistency = \"one\"\ntimeout_s = 10\nca_file = {:?}\napi_key_file = {:?}\n",
         urls.join(", "),
-        rest.join(", ")
+        rest.join(", "),
+        security.ca_file,
+        security.api_key_file,
     )
 }
 
-/// The config of one appliance process on the shared database, cluster and originals.
-fn write_config(dir: &Path, database_url: &str, originals: &Path, port: Option<u16>, qdrant: &str) -> PathBuf {
+/// The config of one appliance process on the shared database, cluster and originals:
+/// one audit text key beside the originals, a checkpoint every 5 s, and for an auditor's
+/// appliance the other replicas' audit directories (`replica_dirs`).
+fn write_config(dir: &Path, database_url: &str, originals: &Path, port: Option<u16>, qdrant: &str, replica_dirs: &[PathBuf]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let http = port.map(|p| format!("\n[http]\nbind = \"127.0.0.1:{p}\"\ntls = false\n")).unwrap_or_default();
+    let text_key = originals.parent().unwrap().join("audit-text.key");
     let text = format!(
         "data_dir = {:?}\ndatabase_url = {database_url:?}\noriginals_dir = {originals:?}\n\n[models]\ndir = {:?}\n\n[embedding]\nthreads = 1\n\n\
-         [ingest]\nbatch_documents = 4\nlease_s = 5\n{http}\n[search]\nbackend = \"qdrant\"\n{qdrant}",
+         [ingest]\nbatch_documents = 4\nlease_s = 5\n{http}\n[audit]\ntext_key_file = {text_key:?}\ncheckpoint_interval_s = 5\nreplica_dirs = {replica_dirs:?}\n\n\
+         [search]\nbackend = \"qdrant\"\n{qdrant}",
         dir.join("data"),
         support::models_dir(),
     );
@@ -368,7 +439,8 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
 
     // an administrator's appliance on the same database and cluster (users, tokens,
     // doctor, reindex), and an in-process one that checks scopes and counts
-    let admin = write_config(&tmp.path().join("admin"), &url, &originals, None, &section(2));
+    let audit_dirs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| tmp.path().join(n).join("data/audit")).collect();
+    let admin = write_config(&tmp.path().join("admin"), &url, &originals, None, &section(2), &audit_dirs);
     support::sanctum(&admin, &["user", "add", "ian", "--roles", "analyst", "--region", "us"]);
     for (user, role, groups) in SEARCHERS {
         let mut args = vec!["user", "add", user, "--roles", role, "--region", "us"];
@@ -383,7 +455,14 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
     checker_config.database_url = Some(url.clone());
     checker_config.originals_dir = Some(originals.clone());
     checker_config.search.backend = SearchBackend::Qdrant;
-    checker_config.search.qdrant = Some(QdrantConfig { peers: peers.iter().map(Peer::url).collect(), shards: 3, replication_factor: 2, ..Default::default() });
+    checker_config.search.qdrant = Some(QdrantConfig {
+        peers: peers.iter().map(Peer::url).collect(),
+        shards: 3,
+        replication_factor: 2,
+        ca_file: Some(peers[0].security.ca_file.clone()),
+        api_key_file: Some(peers[0].security.api_key_file.clone()),
+        ..Default::default()
+    });
     let qdrant_config = checker_config.search.qdrant.clone().unwrap();
     let checker = Sanctum::open(checker_config).await.unwrap();
     let pool = checker.pool().clone();
@@ -395,7 +474,7 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
         .enumerate()
         .map(|(i, name)| {
             let port = support::free_port();
-            Replica { name, config: write_config(&tmp.path().join(name), &url, &originals, Some(port), &section(i)), port, child: None }
+            Replica { name, config: write_config(&tmp.path().join(name), &url, &originals, Some(port), &section(i), &[]), port, child: None }
         })
         .collect();
     std::thread::scope(|s| {
@@ -404,7 +483,7 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
         }
     });
     let bases: Vec<String> = replicas.iter().map(Replica::base).collect();
-    let collections: Value = serde_json::from_str(&http_get(peers[0].http, "/collections").unwrap().1).unwrap();
+    let collections: Value = serde_json::from_str(&http_get(&peers[0], "/collections").unwrap().1).unwrap();
     assert_eq!(collections["result"]["collections"].as_array().unwrap().len(), 1, "one collection, whoever won: {collections}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     let index = QdrantIndex::open(&qdrant_config, 384).await.unwrap();
@@ -447,6 +526,8 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
 
     // ---- kill -9 one peer (replica b's first): the same answers, ingest continues
     peers[1].kill();
+    let ready = plain_get(replicas[1].port, "/readyz").unwrap();
+    assert_eq!(ready.0, 200, "a replica stays ready while the cluster can serve without one peer: {}", ready.1);
     let b_down = search_all(&http, &bases[1], &tokens, &checker).await;
     assert_eq!(b_down.outside, 0);
     assert_eq!(b_down.tops, a.tops, "the same results with a peer down, through the replica that asked it first");
@@ -520,7 +601,7 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
     eprintln!("after reindex: {same} of {} rankings identical, worst top-10 overlap {overlap:.1}", before.tops.len());
     assert_eq!(after.outside, 0);
     assert_eq!(same, before.tops.len(), "the replicas search the rebuilt collection through the alias and answer as before (worst overlap {overlap})");
-    let collections: Value = serde_json::from_str(&http_get(peers[0].http, "/collections").unwrap().1).unwrap();
+    let collections: Value = serde_json::from_str(&http_get(&peers[0], "/collections").unwrap().1).unwrap();
     assert_eq!(collections["result"]["collections"].as_array().unwrap().len(), 1, "the old collection is dropped: {collections}");
 
     // ---- a reindex while documents arrive and one is deleted: the changes made while it
@@ -553,6 +634,32 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
     eprintln!("100 documents through 1 replica in {one_s:.1} s ({:.1} documents/s)", 100.0 / one_s);
     assert_eq!(states, BTreeMap::from([("done".to_string(), 399)]));
     assert_eq!(index.count_at(ReadConsistency::All).await.unwrap(), pg_chunks(&pool).await);
+
+    // ---- a cluster that cannot serve: /readyz says so, doctor fails
+    for p in peers.iter_mut() {
+        p.kill();
+    }
+    let (status, body) = plain_get(replicas[0].port, "/readyz").unwrap();
+    eprintln!("/readyz with every peer down: {status} {body}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("qdrant"), "{body}");
+    let out = Command::new(support::bin()).arg("--config").arg(&admin).args(["doctor", "--json"]).env_remove("SANCTUM_MODELS__DIR").output().unwrap();
+    assert!(!out.status.success(), "doctor fails with the cluster down");
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(checks.iter().any(|c| c["name"] == "qdrant" && c["ok"] == false), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // ---- the audit chain the processes wrote at once verifies against the checkpoints
+    // each replica signed with its own key (all of them killed with kill -9), together
+    replicas[0].kill();
+    let signed = |dir: &Path| std::fs::read_to_string(dir.join("checkpoints.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    let by: Vec<usize> = audit_dirs.iter().map(|d| signed(d)).collect();
+    let own = signed(&tmp.path().join("admin/data/audit"));
+    let out = Command::new(support::bin()).arg("--config").arg(&admin).args(["audit", "verify", "--json"]).env_remove("SANCTUM_MODELS__DIR").output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    eprintln!("audit: {} records verified against {} checkpoints (signed by replicas a, b, c: {by:?}; the administrator's: {own})", v["records"], v["checkpoints"]);
+    assert!(out.status.success() && v["broken"].is_null() && v["bad_checkpoints"].as_array().unwrap().is_empty(), "{v}");
+    assert!(by.iter().all(|&n| n > 0), "every replica signed checkpoints: {by:?}");
+    assert_eq!(v["checkpoints"].as_u64().unwrap() as usize, by.iter().sum::<usize>() + own, "all replicas' checkpoints held against the chain: {v}");
 
     drop(replicas);
     checker.close().await.unwrap();

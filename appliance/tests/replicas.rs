@@ -264,3 +264,77 @@ async fn changes_during_a_rebuild_are_noted_for_its_replay() {
     b.close().await.unwrap();
     drop_database(&url).await;
 }
+
+/// Replicas append to one audit chain at once; each signs its own checkpoints with its own
+/// key, in its own data directory, and a verification given the others' audit directories
+/// (`audit.replica_dirs`) holds the one chain against all of them. A shared text key file
+/// (`audit.text_key_file`) gives every replica the same text hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_write_one_audit_chain_and_their_checkpoints_verify_together() {
+    use sanctum::audit::{review, Action, Entry};
+    let (url, admin) = support::external_database("sanctum_replica_audit").await;
+    drop(admin);
+    let tmp = support::tempdir();
+    let originals = tmp.path().join("shared-originals");
+    let text_key = tmp.path().join("shared/audit-text.key");
+    let open = |name: &str, replica_dirs: Vec<std::path::PathBuf>| {
+        let mut config = support::config(&tmp.path().join(name));
+        config.database_url = Some(url.clone());
+        config.originals_dir = Some(originals.clone());
+        config.audit.text_key_file = Some(text_key.clone());
+        config.audit.replica_dirs = replica_dirs;
+        Sanctum::open(config)
+    };
+    let (a, b) = (open("a", vec![]).await.unwrap(), open("b", vec![]).await.unwrap());
+    let (a_dir, b_dir) = (a.auditor.dir().to_path_buf(), b.auditor.dir().to_path_buf());
+    assert_ne!(a.auditor.keys().public_key_hex(), b.auditor.keys().public_key_hex(), "each replica signs with its own key");
+    assert_eq!(a.auditor.text_hash("how many visitors?"), b.auditor.text_hash("how many visitors?"), "one text key");
+
+    // 2 x 60 records appended at once, checkpoints signed by both along the way
+    let write = |ctx: &Sanctum, who: &'static str| {
+        let (auditor, pool) = (ctx.auditor.clone(), ctx.pool().clone());
+        async move {
+            for i in 0..60 {
+                auditor.record(&pool, Entry::new(who, Action::AuditQuery).decision("ok").details(serde_json::json!({ "i": i }))).await.unwrap();
+                if i % 20 == 19 {
+                    auditor.checkpoint(&pool).await.unwrap();
+                }
+            }
+        }
+    };
+    tokio::join!(write(&a, "replica-a"), write(&b, "replica-b"));
+    a.auditor.checkpoint_now(a.pool(), "replica-a").await.unwrap();
+    b.auditor.checkpoint_now(b.pool(), "replica-b").await.unwrap();
+    let signed = |dir: &std::path::Path| std::fs::read_to_string(dir.join("checkpoints.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    let (by_a, by_b) = (signed(&a_dir), signed(&b_dir));
+    assert!(by_a >= 2 && by_b >= 2, "both signed checkpoints: {by_a}, {by_b}");
+
+    // a third appliance (an auditor's console) verifies the chain against both
+    let console = open("console", vec![a_dir.clone(), b_dir.clone()]).await.unwrap();
+    let v = review::verify(&console, "auditor").await.unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert!(v.records >= 120, "{v:?}");
+    assert_eq!(v.checkpoints, by_a + by_b + signed(console.auditor.dir()), "every replica's checkpoints held against the chain: {v:?}");
+    // alone, each replica holds the chain against its own checkpoints only
+    let alone = review::verify(&a, "auditor").await.unwrap();
+    assert!(alone.ok() && alone.checkpoints == by_a, "{alone:?}");
+
+    // a line in b's file that b did not sign (a's line copied there) is named
+    let forged = std::fs::read_to_string(a_dir.join("checkpoints.jsonl")).unwrap().lines().next().unwrap().to_string();
+    let mut f = std::fs::OpenOptions::new().append(true).open(b_dir.join("checkpoints.jsonl")).unwrap();
+    std::io::Write::write_all(&mut f, format!("{forged}\n").as_bytes()).unwrap();
+    let v = review::verify(&console, "auditor").await.unwrap();
+    assert!(!v.ok(), "{v:?}");
+    assert!(v.bad_checkpoints.iter().any(|l| l.problem.contains(&b_dir.display().to_string()) && l.problem.contains("not this installation's key")), "{v:?}");
+
+    // a replica directory that cannot be read fails the verification, naming it
+    let gone = tmp.path().join("replica-d/audit");
+    let lost = open("console2", vec![gone.clone()]).await.unwrap();
+    let e = review::verify(&lost, "auditor").await.unwrap_err().to_string();
+    assert!(e.contains(&gone.display().to_string()), "{e}");
+
+    for ctx in [a, b, console, lost] {
+        ctx.close().await.unwrap();
+    }
+    drop_database(&url).await;
+}

@@ -42,9 +42,46 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
     f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))
 }
 
+/// The key in `file`, made (0600) if there is none: written to a file of its own (a
+/// random name), then linked into place, which fails if another replica linked its key first (the
+/// one then used by all).
+fn shared_key(file: &Path) -> Result<[u8; 32]> {
+    if let Some(k) = read_key(file)? {
+        return Ok(k);
+    }
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let unique = hex::encode(&random32()?[..8]);
+    let tmp = dir.join(format!(".{}.{unique}.tmp", file.file_name().and_then(|n| n.to_str()).unwrap_or("text.key")));
+    write_new(&tmp, &hex::encode(random32()?), 0o600)?;
+    let linked = std::fs::hard_link(&tmp, file);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(file, e)),
+    }
+    read_key(file)?.ok_or_else(|| Error::Audit(format!("{}: the text key vanished while it was made", file.display())))
+}
+
 impl AuditKeys {
     /// Loads the keys from `dir`, creating them the first time.
     pub fn open(dir: &Path) -> Result<AuditKeys> {
+        AuditKeys::open_with(dir, None)
+    }
+
+    /// As [`AuditKeys::open`], with the text key in `text_key_file` when given (one file
+    /// every replica reads; the first to start makes it, atomically, and the others read
+    /// that one).
+    pub fn open_with(dir: &Path, text_key_file: Option<&Path>) -> Result<AuditKeys> {
+        let mut keys = AuditKeys::open_local(dir)?;
+        if let Some(file) = text_key_file {
+            keys.text = shared_key(file)?;
+        }
+        Ok(keys)
+    }
+
+    fn open_local(dir: &Path) -> Result<AuditKeys> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let (signing_path, text_path) = (dir.join("signing.key"), dir.join("text.key"));
         let signing = match read_key(&signing_path)? {
@@ -98,4 +135,38 @@ pub fn verify_signature(public_key: &str, message: &[u8], signature: &str) -> st
 /// Where the public key is published.
 pub fn public_key_path(dir: &Path) -> PathBuf {
     dir.join("signing.pub")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_sharing_a_text_key_file_hash_text_alike_and_sign_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = tmp.path().join("shared/audit-text.key");
+        // eight replicas starting at once: one key is made, all use it
+        let keys: Vec<AuditKeys> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|i| {
+                let (dir, shared) = (tmp.path().join(format!("r{i}")), shared.clone());
+                s.spawn(move || AuditKeys::open_with(&dir, Some(&shared)).unwrap())
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let hashes: std::collections::BTreeSet<String> = keys.iter().map(|k| k.text_hmac("how many visitors?")).collect();
+        assert_eq!(hashes.len(), 1, "one text key for all replicas");
+        let signers: std::collections::BTreeSet<String> = keys.iter().map(AuditKeys::public_key_hex).collect();
+        assert_eq!(signers.len(), 8, "each replica signs with its own key");
+        assert_eq!(std::fs::read_dir(tmp.path().join("shared")).unwrap().count(), 1, "no temporary file is left");
+        // reopened: the same key; without the shared file, a key of the replica's own
+        let again = AuditKeys::open_with(&tmp.path().join("r0"), Some(&shared)).unwrap();
+        assert!(hashes.contains(&again.text_hmac("how many visitors?")));
+        let own = AuditKeys::open(&tmp.path().join("r9")).unwrap();
+        assert!(!hashes.contains(&own.text_hmac("how many visitors?")));
+        // a key file that is not a key is refused, naming it
+        let bad = tmp.path().join("bad.key");
+        std::fs::write(&bad, "not hex").unwrap();
+        let e = AuditKeys::open_with(&tmp.path().join("r10"), Some(&bad)).err().unwrap().to_string();
+        assert!(e.contains("bad.key"), "{e}");
+    }
 }

@@ -38,7 +38,7 @@ pub struct Auditor {
 impl Auditor {
     pub fn open(config: &Config) -> Result<Auditor> {
         let dir = config.audit_dir();
-        let keys = AuditKeys::open(&dir)?;
+        let keys = AuditKeys::open_with(&dir, config.audit.text_key_file.as_deref())?;
         let (checkpoints, _) = checkpoint::read(&dir, &keys.public_key_hex())?;
         let last = checkpoints.iter().filter(|c| c.kind == Kind::Checkpoint).map(|c| c.seq).max().unwrap_or(0);
         Ok(Auditor {

@@ -37,7 +37,7 @@ pub async fn authorize_reader(ctx: &Sanctum, user: &str) -> Result<()> {
 /// Recomputes the chain and holds it against the signed checkpoints; records the result.
 pub async fn verify(ctx: &Sanctum, actor: &str) -> Result<Verification> {
     let mut conn = ctx.pool().acquire().await?;
-    let v = verify::verify_with(&mut conn, ctx.auditor.dir(), ctx.auditor.keys()).await?;
+    let v = verify::verify_together(&mut conn, ctx.auditor.dir(), ctx.auditor.keys(), &ctx.config.audit.replica_dirs).await?;
     drop(conn);
     let entry = Entry::new(actor, Action::AuditVerify).decision(if v.ok() { "ok" } else { "fail" }).details(serde_json::json!({
         "records": v.records, "first": v.first_seq, "head": v.head_seq, "checkpoints": v.checkpoints,

@@ -248,12 +248,40 @@ pub async fn verify(pool: &PgPool) -> Result<Verification> {
 /// The full verification: the chain, then the checkpoints and purge markers in
 /// `audit_dir`, verified with `keys`, and the witness.
 pub async fn verify_with(conn: &mut sqlx::PgConnection, audit_dir: &std::path::Path, keys: &AuditKeys) -> Result<Verification> {
+    verify_together(conn, audit_dir, keys, &[]).await
+}
+
+/// [`verify_with`] for replicas on one database: the one chain, held against this
+/// replica's checkpoints and witness and those in each of `replica_dirs` (another
+/// replica's audit directory, its checkpoints verified with the key in its `signing.pub`).
+/// A directory that cannot be read fails the verification (it would otherwise vouch for
+/// nothing); two witnesses that disagree on a record are a bad line.
+pub async fn verify_together(conn: &mut sqlx::PgConnection, audit_dir: &std::path::Path, keys: &AuditKeys, replica_dirs: &[std::path::PathBuf]) -> Result<Verification> {
     let key = keys.public_key_hex();
-    let (markers, bad) = checkpoint::read(audit_dir, &key)?;
+    let (mut markers, mut bad) = checkpoint::read(audit_dir, &key)?;
     // read before the table: every record witnessed has committed, so a witnessed record
     // the table lacks was removed
-    let witnessed = witness::read(audit_dir)?;
-    check_table(conn, Checker::new(&markers).witnessed(witnessed), markers.len(), bad, Some(key)).await
+    let mut witnessed = witness::read(audit_dir)?;
+    for dir in replica_dirs {
+        let pub_path = super::keys::public_key_path(dir);
+        let theirs = std::fs::read_to_string(&pub_path)
+            .map_err(|e| crate::error::Error::Audit(format!("audit.replica_dirs: {}: cannot read the replica's public key: {e}", pub_path.display())))?;
+        let (m, b) = checkpoint::read(dir, theirs.trim())?;
+        markers.extend(m);
+        let file = checkpoint::path(dir);
+        bad.extend(b.into_iter().map(|l| BadLine { line: l.line, problem: format!("{}: {}", file.display(), l.problem) }));
+        for (seq, hash) in witness::read(dir)? {
+            match witnessed.get(&seq) {
+                Some(seen) if *seen != hash => bad.push(BadLine { line: 0, problem: format!("{}: record {seq} witnessed with another hash than in {}", witness::path(dir).display(), audit_dir.display()) }),
+                Some(_) => {}
+                None => {
+                    witnessed.insert(seq, hash);
+                }
+            }
+        }
+    }
+    let n = markers.len();
+    check_table(conn, Checker::new(&markers).witnessed(witnessed), n, bad, Some(key)).await
 }
 
 /// What must hold before a checkpoint is signed: the records from the one the last signed

@@ -75,6 +75,10 @@ impl Peers {
     /// Channels to every peer of `config` (connected on first use, so a peer that is down
     /// at start does not stop the appliance).
     pub fn connect(config: &QdrantConfig) -> Result<Peers> {
+        // tonic's TLS asks rustls for the process's provider, and this build links two
+        // (ring through tonic, aws-lc-rs for everything else): name the one the appliance
+        // uses, or the first https:// peer would panic (a provider already set stays).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tls = match &config.ca_file {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -225,12 +229,16 @@ impl QdrantIndex {
         Ok(index)
     }
 
-    /// Whether the cluster can serve: a peer answers and the alias is there.
+    /// Whether the cluster can serve: a peer answers, the alias is there, and every shard
+    /// of the collection answers at the searches' read consistency (a count goes to every
+    /// shard, so a shard with no live replica fails it, as a search would).
     pub async fn ready(&self) -> Result<()> {
-        match self.aliased().await? {
-            Some(_) => Ok(()),
-            None => Err(err("alias", format!("no alias {} on the cluster", self.config.collection))),
+        if self.aliased().await?.is_none() {
+            return Err(err("alias", format!("no alias {} on the cluster", self.config.collection)));
         }
+        let count = CountPointsBuilder::new(&self.name).exact(false).read_consistency(self.read_consistency()).build();
+        self.peers.call("count passages on every shard", &count, |ch, r| async move { PointsClient::new(ch).count(r).await }).await?;
+        Ok(())
     }
 
     pub fn peers(&self) -> &Peers {
@@ -444,7 +452,7 @@ impl QdrantIndex {
             .iter()
             .map(|t| {
                 QueryPointsBuilder::new(&self.name)
-                    .query(Query::new_nearest(VectorInput::new_sparse(vec![sparse::term_index(t)], vec![1.0])))
+                    .query(Query::new_nearest(VectorInput::new_sparse(sparse::term_dimensions(t).to_vec(), vec![1.0, 1.0])))
                     .using(BM25)
                     .filter(scope.clone())
                     .limit(1)
@@ -615,6 +623,33 @@ mod tests {
     use qdrant::r#match::MatchValue;
     use std::collections::HashMap;
 
+    /// https:// peers with the site's own CA and an API key: the channel is built with
+    /// that CA (rustls's provider chosen, no panic) and every request carries the key.
+    #[tokio::test]
+    async fn https_peers_take_the_internal_ca_and_the_api_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["qdrant.internal".into()]).unwrap();
+        let (ca_file, key_file) = (dir.path().join("ca.pem"), dir.path().join("api-key"));
+        std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+        std::fs::write(&key_file, "s3cret-key\n").unwrap();
+        let config = QdrantConfig {
+            peers: vec!["https://qdrant.internal:6334".into(), "https://127.0.0.1:6334/".into()],
+            ca_file: Some(ca_file.clone()),
+            api_key_file: Some(key_file.clone()),
+            ..Default::default()
+        };
+        let peers = Peers::connect(&config).unwrap();
+        assert_eq!(peers.urls(), vec!["https://qdrant.internal:6334", "https://127.0.0.1:6334"]);
+        assert_eq!(peers.request(()).metadata().get("api-key").unwrap(), "s3cret-key");
+        // an empty key, or a CA file that is not there, is refused naming the file
+        std::fs::write(&key_file, "\n").unwrap();
+        let e = Peers::connect(&config).err().unwrap().to_string();
+        assert!(e.contains("api_key_file") && e.contains("empty"), "{e}");
+        let missing = QdrantConfig { ca_file: Some(dir.path().join("nope.pem")), ..config };
+        let e = Peers::connect(&missing).err().unwrap().to_string();
+        assert!(e.contains("nope.pem"), "{e}");
+    }
+
     /// A payload as [`point`] writes it, for the filter evaluator.
     type TestPayload = HashMap<&'static str, Vec<String>>;
 
@@ -705,10 +740,10 @@ mod tests {
         match bm25.query.as_ref().and_then(|q| q.variant.as_ref()) {
             Some(qdrant::query::Variant::Nearest(v)) => match v.variant.as_ref() {
                 Some(qdrant::vector_input::Variant::Sparse(s)) => {
-                    let mut expected = vec![sparse::term_index("hand"), sparse::term_index("hygien")];
+                    let mut expected: Vec<u32> = ["hand", "hygien"].iter().flat_map(|t| sparse::term_dimensions(t)).collect();
                     expected.sort();
-                    assert_eq!(s.indices, expected);
-                    assert_eq!(s.values, vec![1.0, 1.0]);
+                    assert_eq!(s.indices, expected, "each term in the text's and the title's dimension");
+                    assert_eq!(s.values, vec![1.0; 4]);
                 }
                 other => panic!("expected a sparse vector, got {other:?}"),
             },
