@@ -718,6 +718,21 @@ pub enum ReadConsistency {
     All,
 }
 
+/// Where a hybrid search's two rankings are fused by reciprocal rank fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QdrantFusion {
+    /// In the appliance, from one batch request of the two scoped searches: ties ordered
+    /// by chunk id, so every replica returns the same ranking, with each retriever's rank.
+    #[default]
+    Appliance,
+    /// In the engine: one query whose two prefetches (sparse, dense) run under the scope
+    /// filter, fused by Qdrant's RRF with the same `k`. Qdrant orders tied scores
+    /// arbitrarily, so replicas can disagree on tied passages, and results carry only the
+    /// fused score.
+    Engine,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QdrantConfig {
@@ -750,6 +765,8 @@ pub struct QdrantConfig {
     /// The peers' REST endpoints (`http://host:6333`), for `doctor` only: Qdrant reports
     /// its raft consensus (the leader, each peer's view) over REST alone. Optional.
     pub rest_peers: Vec<String>,
+    /// Where hybrid rankings are fused: `appliance` (the default) or `engine`.
+    pub fusion: QdrantFusion,
 }
 
 impl Default for QdrantConfig {
@@ -766,6 +783,7 @@ impl Default for QdrantConfig {
             timeout_s: 10,
             bm25_avg_len: 100.0,
             rest_peers: Vec::new(),
+            fusion: QdrantFusion::Appliance,
         }
     }
 }

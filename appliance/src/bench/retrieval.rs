@@ -74,9 +74,23 @@ async fn run_in(ctx: &Sanctum, dataset: &beir::Dataset, opts: &Options, log: &(d
     if opts.qdrant && engine.indexes.name() != "qdrant" {
         log("filling the Qdrant cluster from the same passages (sanctum reindex --to qdrant)");
         let filled = library::reindex(ctx, "bench", Some(SearchBackend::Qdrant), &|_| {}).await?;
-        let store = crate::app::open_store(&ctx.config, SearchBackend::Qdrant, engine.retriever.embedder.dimension()).await?;
+        // both places RRF can run (search.qdrant.fusion): the appliance's, then the engine's
+        let with_fusion = |fusion: crate::config::QdrantFusion| {
+            let mut config = ctx.config.clone();
+            if let Some(q) = config.search.qdrant.as_mut() {
+                q.fusion = fusion;
+            }
+            config
+        };
+        let dimension = engine.retriever.embedder.dimension();
+        let store = crate::app::open_store(&with_fusion(crate::config::QdrantFusion::Appliance), SearchBackend::Qdrant, dimension).await?;
         let cluster = engine.retriever.with_indexes(std::sync::Arc::new(retrieve::Indexes::new(store)));
         let mut q = score(ctx, &cluster, dataset, &queries, &corpus_id, log).await?;
+        log("scoring again with the engine's RRF (search.qdrant.fusion = \"engine\")");
+        let store = crate::app::open_store(&with_fusion(crate::config::QdrantFusion::Engine), SearchBackend::Qdrant, dimension).await?;
+        let fused = engine.retriever.with_indexes(std::sync::Arc::new(retrieve::Indexes::new(store)));
+        let e = score(ctx, &fused, dataset, &queries, &corpus_id, log).await?;
+        q.insert("engine_fusion".into(), json!({ "hybrid": e["hybrid"], "search_ms": e["search_ms"] }));
         q.insert("fill".into(), json!({"chunks": filled.chunks, "seconds": round(filled.seconds), "chunks_per_s": round(filled.chunks as f64 / filled.seconds.max(1e-9))}));
         let gap = |o: &serde_json::Map<String, serde_json::Value>| o["hybrid"]["ndcg@10"].as_f64().unwrap_or(f64::NAN);
         out.insert("hybrid_ndcg@10_qdrant_minus_embedded".into(), json!(round(gap(&q) - gap(&out))));

@@ -25,7 +25,7 @@ use std::time::Duration;
 use qdrant_client::qdrant::{
     self, AliasOperations, ChangeAliases, Condition, CountPointsBuilder, CreateAlias, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
     DeleteAlias, DeleteCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, GetCollectionInfoRequest, HealthCheckRequest,
-    ListAliasesRequest, Modifier, NamedVectors, PointStruct, Query, QueryBatchPointsBuilder, QueryPointsBuilder, ReadConsistencyType,
+    ListAliasesRequest, Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder, Query, QueryBatchPointsBuilder, QueryPointsBuilder, ReadConsistencyType, RrfBuilder,
     SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
     WriteOrderingType, alias_operations::Action, collections_client::CollectionsClient, points_client::PointsClient,
     qdrant_client::QdrantClient,
@@ -38,7 +38,7 @@ use uuid::Uuid;
 use super::filter::{SearchFilter, indexed_groups, indexed_region};
 use super::sparse::{self, Sparse};
 use super::{Hit, IndexedChunk, Mode, RankedHit};
-use crate::config::{QdrantConfig, ReadConsistency};
+use crate::config::{QdrantConfig, QdrantFusion, ReadConsistency};
 use crate::error::{Error, Result};
 
 /// The named vectors of a point.
@@ -418,6 +418,14 @@ impl QdrantIndex {
     /// search) within `filter`: one request to the cluster.
     pub async fn rank(&self, query: &str, vector: Option<Vec<f32>>, filter: &SearchFilter, mode: Mode, depth: usize, rrf_k: f32) -> Result<Vec<RankedHit>> {
         let (bm25, dense) = search_requests(&self.name, &sparse::query(query), vector, filter, mode, depth);
+        if let (QdrantFusion::Engine, Some(b), Some(d)) = (self.config.fusion, &bm25, &dense) {
+            let mut fused = engine_fused_request(&self.name, b, d, depth, rrf_k);
+            fused.read_consistency = Some(qdrant::ReadConsistency { value: Some(self.read_consistency()) });
+            let r = self.peers.call("search", &fused, |ch, r| async move { PointsClient::new(ch).query(r).await }).await?;
+            let mut hits = ranked(r.result)?;
+            hits.truncate(depth);
+            return Ok(hits.iter().map(|h| RankedHit { chunk_id: h.chunk_id, document_id: h.document_id, score: h.score, bm25: None, dense: None, rerank: None }).collect());
+        }
         let queries: Vec<qdrant::QueryPoints> = bm25.iter().chain(dense.iter()).cloned().collect();
         if queries.is_empty() {
             // nothing to match (a query of stop words only, searched by keywords only)
@@ -599,6 +607,33 @@ pub fn search_requests(
     (bm25, dense)
 }
 
+/// `search.qdrant.fusion = "engine"`: one query whose prefetches are the sparse and the
+/// dense search of [`search_requests`] (each under the scope filter, each as deep), fused
+/// by the engine's RRF. Qdrant scores position p (from 0) `1 / (p + k)`, the appliance
+/// `1 / (k + rank)` (from 1): the engine's k is Sanctum's plus one.
+pub fn engine_fused_request(collection: &str, bm25: &qdrant::QueryPoints, dense: &qdrant::QueryPoints, depth: usize, rrf_k: f32) -> qdrant::QueryPoints {
+    let prefetch = |q: &qdrant::QueryPoints| {
+        let mut p = PrefetchQueryBuilder::default();
+        if let Some(query) = q.query.clone() {
+            p = p.query(query);
+        }
+        if let Some(using) = q.using.clone() {
+            p = p.using(using);
+        }
+        if let Some(filter) = q.filter.clone() {
+            p = p.filter(filter);
+        }
+        p.limit(q.limit.unwrap_or(fetched(depth) as u64)).build()
+    };
+    QueryPointsBuilder::new(collection)
+        .add_prefetch(prefetch(bm25))
+        .add_prefetch(prefetch(dense))
+        .query(Query::new_rrf(RrfBuilder::with_k(rrf_k.round().max(0.0) as u32 + 1)))
+        .limit(fetched(depth) as u64)
+        .with_payload(qdrant::PayloadIncludeSelector { fields: vec!["document_id".into()] })
+        .build()
+}
+
 /// How many results each retriever asks the engine for to keep `depth`: passages tied at
 /// the cut are included arbitrarily by the engine (and differently by each replica), so a
 /// margin is fetched, ordered here, and cut here.
@@ -749,6 +784,33 @@ mod tests {
             },
             other => panic!("expected a nearest query, got {other:?}"),
         }
+    }
+
+    /// `fusion = "engine"`: one query, the two searches as prefetches under the scope
+    /// filter, fused by the engine's RRF with k such that it scores as the appliance does.
+    #[test]
+    fn engine_fusion_is_one_query_with_two_scoped_prefetches_and_rrf() {
+        let filter = SearchFilter { groups: Some(vec!["clinical".into()]), ..Default::default() };
+        let (bm25, dense) = search_requests("sanctum", &sparse::query("hand hygiene"), Some(vec![0.5; 4]), &filter, Mode::Hybrid, 100);
+        let (bm25, dense) = (bm25.unwrap(), dense.unwrap());
+        let q = engine_fused_request("sanctum", &bm25, &dense, 100, 60.0);
+        assert_eq!(q.collection_name, "sanctum");
+        assert_eq!(q.prefetch.len(), 2);
+        for (p, s) in q.prefetch.iter().zip([&bm25, &dense]) {
+            assert_eq!(p.using, s.using);
+            assert_eq!(p.query, s.query);
+            assert_eq!(p.filter.as_ref(), Some(&scope_filter(&filter)), "each prefetch runs under the scope");
+            assert_eq!(p.limit, Some(fetched(100) as u64));
+        }
+        match q.query.as_ref().and_then(|q| q.variant.as_ref()) {
+            Some(qdrant::query::Variant::Rrf(r)) => assert_eq!(r.k, Some(61), "Qdrant's 1/(p + k) from 0 is Sanctum's 1/(k + rank) from 1"),
+            other => panic!("expected RRF, got {other:?}"),
+        }
+        assert_eq!(q.limit, Some(fetched(100) as u64));
+        // the engine's scores at k + 1 are the appliance's at k
+        let engine = |p: usize, k: u32| 1.0 / ((p + 1) as f32 + k as f32 - 1.0);
+        assert_eq!(engine(0, 61), 1.0 / (60.0 + 1.0));
+        assert_eq!(engine(9, 61), 1.0 / (60.0 + 10.0));
     }
 
     #[test]
