@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
 use sanctum::app::Sanctum;
-use sanctum::config::{QdrantConfig, ReadConsistency, SearchBackend};
+use sanctum::config::{QdrantConfig, QdrantFusion, ReadConsistency, SearchBackend};
 use sanctum::retrieve::qdrant::QdrantIndex;
-use sanctum::retrieve::SearchFilter;
+use sanctum::retrieve::{Mode, SearchFilter};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -523,6 +523,47 @@ async fn three_serve_replicas_on_a_three_peer_cluster() {
     assert_eq!(c.tops, a.tops, "replica c answers as replica a");
     let seen = |range: std::ops::Range<usize>| -> BTreeSet<Uuid> { a.tops[range].iter().flatten().copied().collect() };
     assert_ne!(seen(0..40), seen(40..80), "the finance clinician does not see what the clinical one sees");
+
+    // ---- the engine's RRF (`fusion = "engine"`), asked through each peer first: measured
+    // (why the appliance fuses by default), the scope still applied inside the engine
+    let embedder = checker.engine().await.unwrap().retriever.embedder.clone();
+    let mut engine_tops: Vec<Vec<Vec<Uuid>>> = Vec::new();
+    let mut engine_outside = 0;
+    for first in 0..3 {
+        let peers_first: Vec<String> = (0..3).map(|i| peers[(first + i) % 3].url()).collect();
+        let config = QdrantConfig { peers: peers_first, fusion: QdrantFusion::Engine, ..qdrant_config.clone() };
+        let engine_index = QdrantIndex::open(&config, 384).await.unwrap();
+        let mut tops = Vec::new();
+        for (user, _, _) in SEARCHERS {
+            let auth = checker.authorize_user(user, Some("treatment")).await.unwrap();
+            let filter = SearchFilter::from_scope(auth.scope());
+            for q in 0..40 {
+                let query = format!("{} {} protocol", WORDS[q % 24], WORDS[(q * 5 + 1) % 24]);
+                let v = embedder.embed(&[query.as_str()]).unwrap().remove(0);
+                let hits = engine_index.rank(&query, Some(v), &filter, Mode::Hybrid, 100, 60.0).await.unwrap();
+                let top: Vec<Uuid> = hits.iter().take(10).map(|h| h.chunk_id).collect();
+                for h in &hits {
+                    let (groups, region, labels): (Vec<String>, Option<String>, Vec<String>) =
+                        sqlx::query_as("SELECT d.groups, d.region, d.labels FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = $1")
+                            .bind(h.chunk_id)
+                            .fetch_one(&pool)
+                            .await
+                            .unwrap();
+                    engine_outside += usize::from(!filter.admits(&groups, region.as_deref(), &labels));
+                }
+                tops.push(top);
+            }
+        }
+        engine_tops.push(tops);
+    }
+    let (same_12, overlap_12) = agreement(&engine_tops[0], &engine_tops[1]);
+    let (same_13, overlap_13) = agreement(&engine_tops[0], &engine_tops[2]);
+    let (same_app, overlap_app) = agreement(&engine_tops[0], &a.tops);
+    eprintln!(
+        "engine's RRF through each peer first: {same_12} and {same_13} of 120 top-10 rankings identical to the first peer's (worst overlap {overlap_12:.1} / {overlap_13:.1}); \
+         {same_app} of 120 identical to the appliance's fusion (worst overlap {overlap_app:.1})"
+    );
+    assert_eq!(engine_outside, 0, "the engine's fusion keeps to the scope");
 
     // ---- kill -9 one peer (replica b's first): the same answers, ingest continues
     peers[1].kill();
