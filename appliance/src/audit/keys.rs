@@ -43,9 +43,9 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
 }
 
 /// The key in `file`, made (0600) if there is none: written to a file of its own (a
-/// random name), then linked into place, which fails if another replica linked its key first (the
-/// one then used by all).
-fn shared_key(file: &Path) -> Result<[u8; 32]> {
+/// random name), then linked into place, which fails if another process linked its key
+/// first (the one then used by all).
+fn key_in(file: &Path) -> Result<[u8; 32]> {
     if let Some(k) = read_key(file)? {
         return Ok(k);
     }
@@ -74,16 +74,8 @@ impl AuditKeys {
     /// every replica reads; the first to start makes it, atomically, and the others read
     /// that one).
     pub fn open_with(dir: &Path, text_key_file: Option<&Path>) -> Result<AuditKeys> {
-        let mut keys = AuditKeys::open_local(dir)?;
-        if let Some(file) = text_key_file {
-            keys.text = shared_key(file)?;
-        }
-        Ok(keys)
-    }
-
-    fn open_local(dir: &Path) -> Result<AuditKeys> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let (signing_path, text_path) = (dir.join("signing.key"), dir.join("text.key"));
+        let signing_path = dir.join("signing.key");
         let signing = match read_key(&signing_path)? {
             Some(k) => SigningKey::from_bytes(&k),
             None => {
@@ -97,13 +89,9 @@ impl AuditKeys {
         if std::fs::read_to_string(&pub_path).map(|s| s.trim() != public).unwrap_or(true) {
             std::fs::write(&pub_path, format!("{public}\n")).map_err(|e| Error::io(&pub_path, e))?;
         }
-        let text = match read_key(&text_path)? {
-            Some(k) => k,
-            None => {
-                let k = random32()?;
-                write_new(&text_path, &hex::encode(k), 0o600)?;
-                k
-            }
+        let text = match text_key_file {
+            Some(file) => key_in(file)?,
+            None => key_in(&dir.join("text.key"))?,
         };
         Ok(AuditKeys { signing, text })
     }

@@ -424,7 +424,7 @@ impl QdrantIndex {
             let r = self.peers.call("search", &fused, |ch, r| async move { PointsClient::new(ch).query(r).await }).await?;
             let mut hits = ranked(r.result)?;
             hits.truncate(depth);
-            return Ok(hits.iter().map(|h| RankedHit { chunk_id: h.chunk_id, document_id: h.document_id, score: h.score, bm25: None, dense: None, rerank: None }).collect());
+            return Ok(hits.iter().map(|h| RankedHit { score: h.score, ..RankedHit::new(h) }).collect());
         }
         let queries: Vec<qdrant::QueryPoints> = bm25.iter().chain(dense.iter()).cloned().collect();
         if queries.is_empty() {
